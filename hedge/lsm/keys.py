@@ -1,0 +1,64 @@
+"""Keys, sequence numbers and entry kinds shared by every LSM component.
+
+An *entry* is the tuple ``(user_key, seq, kind, value)``:
+  - ``user_key``: bytes, 1..MAX_KEY_BYTES long;
+  - ``seq``: the sequence number of the write, 1..MAX_SEQ, unique per write
+    (a WriteBatch takes consecutive numbers);
+  - ``kind``: ``Kind.PUT`` or ``Kind.DELETE`` (a tombstone; its value is b"");
+  - ``value``: bytes, 0..MAX_VALUE_BYTES long.
+
+Entries are ordered by user key ascending, then seq *descending*, so the
+newest version of a key comes first.  ``entry_order`` gives that order as a
+sort key.  A reader at snapshot S sees, for each key, the first entry with
+seq <= S; a DELETE there means the key is absent.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Kind(IntEnum):
+    """Entry kind as stored on disk.  Never renumber."""
+
+    DELETE = 0
+    PUT = 1
+
+
+MAX_KEY_BYTES = 64 * 1024
+MAX_VALUE_BYTES = 64 * 1024 * 1024
+MAX_SEQ = (1 << 56) - 1
+
+
+def entry_order(entry) -> tuple:
+    """Sort key giving the entry order: user key ascending, seq descending."""
+    return (entry[0], -entry[1])
+
+
+def check_key(key) -> bytes:
+    """Return ``key`` as bytes.  Raises TypeError for a non-bytes-like key and
+    ValueError for an empty or oversize key."""
+    if isinstance(key, bytes):
+        k = key
+    elif isinstance(key, (bytearray, memoryview)):
+        k = bytes(key)
+    else:
+        raise TypeError(f"key must be bytes-like, not {type(key).__name__}")
+    if not k:
+        raise ValueError("key must not be empty")
+    if len(k) > MAX_KEY_BYTES:
+        raise ValueError(f"key is {len(k)} bytes; the limit is {MAX_KEY_BYTES}")
+    return k
+
+
+def check_value(value) -> bytes:
+    """Return ``value`` as bytes.  Raises TypeError for a non-bytes-like value
+    and ValueError for an oversize value."""
+    if isinstance(value, bytes):
+        v = value
+    elif isinstance(value, (bytearray, memoryview)):
+        v = bytes(value)
+    else:
+        raise TypeError(f"value must be bytes-like, not {type(value).__name__}")
+    if len(v) > MAX_VALUE_BYTES:
+        raise ValueError(f"value is {len(v)} bytes; the limit is {MAX_VALUE_BYTES}")
+    return v
