@@ -1,0 +1,201 @@
+"""cffi (API mode) build of hedge.io._uring: the only C in the project.
+
+It binds the system liburing (Debian/Ubuntu package liburing-dev, >= 2.3) and
+adds one helper, ``hedge_enter``, that does a whole executor-loop step in one
+call: prepare a staged batch of requests as SQEs, submit (optionally waiting),
+and reap every available completion into an output array.  cffi releases the
+GIL around each call, so one call per loop step instead of one per request
+keeps both the per-request cost and GIL hand-offs down.
+
+The staged-request and completion layouts are shared with hedge/io/uring.py
+(struct formats REQ_FORMAT and CQE_FORMAT there); keep them in step.
+"""
+from cffi import FFI
+
+CDEF = r"""
+struct io_uring;
+struct iovec { void *iov_base; size_t iov_len; };
+struct __kernel_timespec { int64_t tv_sec; long long tv_nsec; };
+
+typedef struct hedge_req {   /* 40 bytes; Python packs it with "=QQQiIIB3x" */
+    uint64_t addr;           /* buffer / iovec array / path / timespec pointer */
+    uint64_t off;            /* file offset; second path for renameat */
+    uint64_t ud;             /* user_data tag: the executor's request id */
+    int32_t fd;
+    uint32_t len;            /* byte length / iovec count / poll mask / mode */
+    uint32_t flags;          /* rw_flags / open flags / unlink flags */
+    uint8_t op;              /* HEDGE_OP_*; never renumber */
+    uint8_t pad[3];
+} hedge_req;
+
+typedef struct hedge_cqe {   /* 16 bytes; Python unpacks it with "=QiI" */
+    uint64_t ud;
+    int32_t res;
+    uint32_t flags;
+} hedge_cqe;
+
+struct io_uring *hedge_ring_create(unsigned entries, unsigned want_flags,
+                                   unsigned *got_flags, unsigned *sq_entries,
+                                   unsigned *cq_entries, int *err);
+void hedge_ring_destroy(struct io_uring *ring);
+int hedge_enter(struct io_uring *ring, const hedge_req *reqs, unsigned n,
+                unsigned *n_prepped, unsigned wait_nr, long long timeout_ns,
+                hedge_cqe *out, unsigned max_out, int *err);
+unsigned hedge_sq_space_left(struct io_uring *ring);
+
+#define HEDGE_SETUP_SINGLE_ISSUER ...
+#define HEDGE_SETUP_DEFER_TASKRUN ...
+#define HEDGE_SETUP_COOP_TASKRUN ...
+"""
+
+SOURCE = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <liburing.h>
+
+#define HEDGE_SETUP_SINGLE_ISSUER IORING_SETUP_SINGLE_ISSUER
+#define HEDGE_SETUP_DEFER_TASKRUN IORING_SETUP_DEFER_TASKRUN
+#define HEDGE_SETUP_COOP_TASKRUN  IORING_SETUP_COOP_TASKRUN
+
+typedef struct hedge_req {
+    uint64_t addr; uint64_t off; uint64_t ud;
+    int32_t fd; uint32_t len; uint32_t flags;
+    uint8_t op; uint8_t pad[3];
+} hedge_req;
+
+typedef struct hedge_cqe { uint64_t ud; int32_t res; uint32_t flags; } hedge_cqe;
+
+/* Operation codes; must match hedge/io/opcodes.py.  Never renumber. */
+enum {
+    HEDGE_OP_NOP = 0, HEDGE_OP_READ = 1, HEDGE_OP_WRITE = 2, HEDGE_OP_READV = 3,
+    HEDGE_OP_WRITEV = 4, HEDGE_OP_FSYNC = 5, HEDGE_OP_FDATASYNC = 6,
+    HEDGE_OP_TIMEOUT = 7, HEDGE_OP_POLL = 8, HEDGE_OP_OPENAT = 9,
+    HEDGE_OP_CLOSE = 10, HEDGE_OP_RENAMEAT = 11, HEDGE_OP_UNLINKAT = 12,
+};
+
+/* Create a ring, trying the wanted setup flags first and dropping them one
+   by one (newest first) when the kernel refuses them with EINVAL. */
+struct io_uring *hedge_ring_create(unsigned entries, unsigned want_flags,
+                                   unsigned *got_flags, unsigned *sq_entries,
+                                   unsigned *cq_entries, int *err)
+{
+    struct io_uring *ring = calloc(1, sizeof(*ring));
+    if (!ring) { *err = ENOMEM; return NULL; }
+    unsigned tries[4] = {
+        want_flags,
+        want_flags & ~IORING_SETUP_DEFER_TASKRUN,
+        want_flags & ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER),
+        0,
+    };
+    int ret = -EINVAL;
+    for (int i = 0; i < 4; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof(p));
+        p.flags = tries[i] | IORING_SETUP_CQSIZE;
+        p.cq_entries = entries * 2;
+        ret = io_uring_queue_init_params(entries, ring, &p);
+        if (ret == 0) {
+            *got_flags = tries[i];
+            *sq_entries = p.sq_entries;
+            *cq_entries = p.cq_entries;
+            io_uring_register_ring_fd(ring);   /* optional speed-up; failure is fine */
+            return ring;
+        }
+        if (ret != -EINVAL) break;
+    }
+    free(ring);
+    *err = -ret;
+    return NULL;
+}
+
+void hedge_ring_destroy(struct io_uring *ring)
+{
+    io_uring_queue_exit(ring);
+    free(ring);
+}
+
+unsigned hedge_sq_space_left(struct io_uring *ring)
+{
+    return io_uring_sq_space_left(ring);
+}
+
+static void hedge_prep(struct io_uring_sqe *sqe, const hedge_req *r)
+{
+    void *addr = (void *)(uintptr_t)r->addr;
+    switch (r->op) {
+    case HEDGE_OP_READ:      io_uring_prep_read(sqe, r->fd, addr, r->len, r->off); break;
+    case HEDGE_OP_WRITE:     io_uring_prep_write(sqe, r->fd, addr, r->len, r->off); break;
+    case HEDGE_OP_READV:     io_uring_prep_readv(sqe, r->fd, addr, r->len, r->off); break;
+    case HEDGE_OP_WRITEV:    io_uring_prep_writev(sqe, r->fd, addr, r->len, r->off); break;
+    case HEDGE_OP_FSYNC:     io_uring_prep_fsync(sqe, r->fd, 0); break;
+    case HEDGE_OP_FDATASYNC: io_uring_prep_fsync(sqe, r->fd, IORING_FSYNC_DATASYNC); break;
+    case HEDGE_OP_TIMEOUT:   io_uring_prep_timeout(sqe, addr, 0, 0); break;
+    case HEDGE_OP_POLL:      io_uring_prep_poll_add(sqe, r->fd, r->len); break;
+    case HEDGE_OP_OPENAT:    io_uring_prep_openat(sqe, r->fd, addr, (int)r->flags, r->len); break;
+    case HEDGE_OP_CLOSE:     io_uring_prep_close(sqe, r->fd); break;
+    case HEDGE_OP_RENAMEAT:  io_uring_prep_renameat(sqe, r->fd, addr, r->fd,
+                                                    (const char *)(uintptr_t)r->off, r->flags); break;
+    case HEDGE_OP_UNLINKAT:  io_uring_prep_unlinkat(sqe, r->fd, addr, (int)r->flags); break;
+    default:                 io_uring_prep_nop(sqe); break;
+    }
+    io_uring_sqe_set_data64(sqe, r->ud);
+}
+
+/* One executor-loop step.  Prepares reqs[0..n) as SQEs (*n_prepped says how
+   many fitted), submits them, waits for wait_nr completions when wait_nr > 0
+   (at most timeout_ns when timeout_ns >= 0), then copies up to max_out
+   completions into out.  Returns the number of completions copied; *err is 0
+   or the negative errno of the submit call (-ETIME/-EINTR are not errors). */
+int hedge_enter(struct io_uring *ring, const hedge_req *reqs, unsigned n,
+                unsigned *n_prepped, unsigned wait_nr, long long timeout_ns,
+                hedge_cqe *out, unsigned max_out, int *err)
+{
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        if (!sqe) break;
+        hedge_prep(sqe, &reqs[i]);
+    }
+    *n_prepped = i;
+
+    int ret;
+    if (wait_nr == 0) {
+        ret = io_uring_submit_and_get_events(ring);
+    } else if (timeout_ns >= 0) {
+        struct __kernel_timespec ts;
+        struct io_uring_cqe *cqe = NULL;
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        ret = io_uring_submit_and_wait_timeout(ring, &cqe, wait_nr, &ts, NULL);
+    } else {
+        ret = io_uring_submit_and_wait(ring, wait_nr);
+    }
+    *err = (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) ? ret : 0;
+
+    unsigned head, count = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (count == max_out) break;
+        out[count].ud = cqe->user_data;
+        out[count].res = cqe->res;
+        out[count].flags = cqe->flags;
+        count++;
+    }
+    io_uring_cq_advance(ring, count);
+    return (int)count;
+}
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "hedge.io._uring",
+    SOURCE,
+    libraries=["uring"],
+    extra_compile_args=["-O2"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,28 @@
+"""Operation codes shared by the traps, the backends and the C helper
+(hedge/io/_build.py).  On-the-wire between Python and C: never renumber."""
+from enum import IntEnum
+
+
+class Op(IntEnum):
+    NOP = 0
+    READ = 1
+    WRITE = 2
+    READV = 3
+    WRITEV = 4
+    FSYNC = 5
+    FDATASYNC = 6
+    TIMEOUT = 7
+    POLL = 8
+    OPENAT = 9
+    CLOSE = 10
+    RENAMEAT = 11
+    UNLINKAT = 12
+
+
+OP_NAMES = {op.value: op.name.lower() for op in Op}
+
+# Plain ints for the hot path (IntEnum attribute access is slower).
+NOP, READ, WRITE, READV, WRITEV, FSYNC, FDATASYNC, TIMEOUT, POLL, OPENAT, CLOSE, RENAMEAT, UNLINKAT = range(13)
+
+AT_FDCWD = -100
+AT_REMOVEDIR = 0x200

@@ -1,0 +1,210 @@
+"""Awaitable I/O operations, for coroutines running on an executor.
+
+Each operation is one request (or, for short transfers, a few) through the
+executor's backend.  A negative result becomes HedgeIOError carrying the
+errno, the operation and the path.  Short transfers: ``write``/``writev``
+retry the rest until everything is written; ``read`` returns the byte count
+(fewer at end of file) and ``read_exact`` retries the rest and raises
+ShortIOError at end of file.  Requests on an O_DIRECT file must use a
+hedge.io.Buffer and 4096-aligned address, length and offset, or they raise
+AlignmentError before anything is submitted.
+
+REQUIRES: awaited by a coroutine running on a hedge executor.
+"""
+from __future__ import annotations
+
+import os
+import select
+
+from hedge.errors import HedgeIOError, ShortIOError
+from hedge.io import opcodes as O
+from hedge.io.buffer import Buffer
+from hedge.io.file import File, check_direct_alignment
+from hedge.io.traps import io_request
+
+ETIME = 62
+
+
+def _nbytes(obj) -> int:
+    t = type(obj)
+    if t is Buffer or t is bytes or t is bytearray:
+        return len(obj)
+    return memoryview(obj).nbytes
+
+
+def _fail(res: int, op: str, file: File | None) -> HedgeIOError:
+    return HedgeIOError(-res, op, file.path if file is not None else None)
+
+
+def _check_range(total: int, start: int, length: int) -> None:
+    if start < 0 or length < 0 or start + length > total:
+        raise ValueError(f"range [{start}, {start + length}) does not fit a buffer of {total} bytes")
+
+
+async def read(file: File, buf, offset: int, length: int | None = None, start: int = 0) -> int:
+    """Read up to ``length`` bytes at file ``offset`` into ``buf[start:]``;
+    return how many were read (fewer only at end of file)."""
+    file.check_open()
+    total = _nbytes(buf)
+    if length is None:
+        length = total - start
+    _check_range(total, start, length)
+    if file.direct:
+        check_direct_alignment(file, buf.address + start if type(buf) is Buffer else None, length, offset, "read")
+    res = await io_request(O.READ, file, file.fd, buf, start, length, offset, 0)
+    if res < 0:
+        raise _fail(res, "read", file)
+    return res
+
+
+async def read_exact(file: File, buf, offset: int, length: int | None = None, start: int = 0) -> None:
+    """Read exactly ``length`` bytes; retry short reads; ShortIOError at EOF."""
+    total = _nbytes(buf)
+    if length is None:
+        length = total - start
+    done = await read(file, buf, offset, length, start)
+    while done < length:
+        if file.direct:
+            # The kernel returns whole blocks for O_DIRECT; a short one is EOF.
+            raise ShortIOError("read", file.path, length, done)
+        n = await read(file, buf, offset + done, length - done, start + done)
+        if n == 0:
+            raise ShortIOError("read", file.path, length, done)
+        done += n
+
+
+async def write(file: File, data, offset: int, start: int = 0, length: int | None = None) -> int:
+    """Write ``data[start:start+length]`` at ``offset``, retrying short writes
+    until all is written; return the byte count."""
+    file.check_open()
+    total = _nbytes(data)
+    if length is None:
+        length = total - start
+    _check_range(total, start, length)
+    if file.direct:
+        check_direct_alignment(file, data.address + start if type(data) is Buffer else None, length, offset, "write")
+    done = 0
+    while done < length:
+        res = await io_request(O.WRITE, file, file.fd, data, start + done, length - done, offset + done, 0)
+        if res < 0:
+            raise _fail(res, "write", file)
+        if res == 0:
+            raise ShortIOError("write", file.path, length, done)
+        done += res
+    return done
+
+
+async def readv(file: File, bufs, offset: int) -> int:
+    """Scatter-read into ``bufs`` (a sequence of writable buffers) at
+    ``offset``; return the total byte count (fewer only at end of file)."""
+    file.check_open()
+    bufs = tuple(bufs)
+    if file.direct:
+        pos = offset
+        for b in bufs:
+            n = _nbytes(b)
+            check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "readv")
+            pos += n
+    res = await io_request(O.READV, file, file.fd, bufs, 0, len(bufs), offset, 0)
+    if res < 0:
+        raise _fail(res, "readv", file)
+    return res
+
+
+async def writev(file: File, bufs, offset: int) -> int:
+    """Gather-write ``bufs`` at ``offset``; a short write is completed by
+    writing the remaining bytes.  Return the total byte count."""
+    file.check_open()
+    bufs = tuple(bufs)
+    sizes = [_nbytes(b) for b in bufs]
+    total = sum(sizes)
+    if file.direct:
+        pos = offset
+        for b, n in zip(bufs, sizes):
+            check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "writev")
+            pos += n
+    res = await io_request(O.WRITEV, file, file.fd, bufs, 0, len(bufs), offset, 0)
+    if res < 0:
+        raise _fail(res, "writev", file)
+    if res < total:
+        done = res
+        skip = res
+        for b, n in zip(bufs, sizes):
+            if skip >= n:
+                skip -= n
+                continue
+            await write(file, b, offset + done, skip, n - skip)
+            done += n - skip
+            skip = 0
+    return total
+
+
+async def fsync(file: File) -> None:
+    """Flush data and metadata of ``file`` to stable storage."""
+    file.check_open()
+    res = await io_request(O.FSYNC, file, file.fd, None, 0, 0, 0, 0)
+    if res < 0:
+        raise _fail(res, "fsync", file)
+
+
+async def fdatasync(file: File) -> None:
+    """Flush the data of ``file`` (and the metadata needed to read it)."""
+    file.check_open()
+    res = await io_request(O.FDATASYNC, file, file.fd, None, 0, 0, 0, 0)
+    if res < 0:
+        raise _fail(res, "fdatasync", file)
+
+
+async def nop() -> None:
+    """A request that does nothing: a full round trip through the ring."""
+    res = await io_request(O.NOP, None, -1, None, 0, 0, 0, 0)
+    if res < 0:
+        raise _fail(res, "nop", None)
+
+
+async def sleep(seconds: float) -> None:
+    """Suspend the task for ``seconds`` (a timeout request on the ring)."""
+    if seconds < 0:
+        raise ValueError("sleep time must be >= 0")
+    res = await io_request(O.TIMEOUT, None, -1, None, 0, 0, int(seconds * 1e9), 0)
+    if res < 0 and res != -ETIME:
+        raise _fail(res, "timeout", None)
+
+
+async def poll(fd: int, mask: int = select.POLLIN) -> int:
+    """Wait until ``fd`` is ready for ``mask`` (select.POLL* bits); return
+    the ready events."""
+    res = await io_request(O.POLL, None, fd, None, 0, mask, 0, 0)
+    if res < 0:
+        raise HedgeIOError(-res, "poll")
+    return res
+
+
+async def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o644,
+                    direct: bool = False) -> File:
+    """Open ``path`` through the ring (openat); return a File."""
+    path = os.fspath(path)
+    if direct:
+        from hedge.io.file import O_DIRECT
+
+        flags |= O_DIRECT
+    res = await io_request(O.OPENAT, None, O.AT_FDCWD, os.fsencode(path), 0, mode, 0, flags | os.O_CLOEXEC)
+    if res < 0:
+        raise HedgeIOError(-res, "open", path)
+    return File(res, path, direct)
+
+
+async def rename(old: str | os.PathLike, new: str | os.PathLike) -> None:
+    """Atomically rename ``old`` to ``new`` (renameat)."""
+    old, new = os.fspath(old), os.fspath(new)
+    res = await io_request(O.RENAMEAT, None, O.AT_FDCWD, (os.fsencode(old), os.fsencode(new)), 0, 0, 0, 0)
+    if res < 0:
+        raise HedgeIOError(-res, "rename", old, f"to {new}")
+
+
+async def unlink(path: str | os.PathLike) -> None:
+    """Remove the file ``path`` (unlinkat)."""
+    path = os.fspath(path)
+    res = await io_request(O.UNLINKAT, None, O.AT_FDCWD, os.fsencode(path), 0, 0, 0, 0)
+    if res < 0:
+        raise HedgeIOError(-res, "unlink", path)
