@@ -30,6 +30,7 @@ from hedge.errors import Cancelled, ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.task import State, SyncHandle, Task
 from hedge.io.backend import create_backend
+from hedge.io.opcodes import OPEN_ENDED
 from hedge.io.traps import TRAP_CURRENT, TRAP_IO, TRAP_SUSPEND, TRAP_YIELD
 
 log = logging.getLogger("hedge")
@@ -230,6 +231,10 @@ class Executor:
         if state == DONE:
             return
         if state in (IO, SUSPENDED):
+            if state == IO:
+                entry = self._inflight.get(task._wait_ud)
+                if entry is not None and entry[3] in OPEN_ENDED:
+                    self._backend.cancel(task._wait_ud)
             task._state = READY
             task._wait_ud = 0
             self._ready.append((task, None, Cancelled()))
@@ -308,7 +313,7 @@ class Executor:
             entry = inflight.pop(ud, None)
             if entry is None:
                 continue
-            task, file, _obj = entry
+            task, file, _obj, _op = entry
             if file is not None:
                 file._release()
             if res < 0 and res != -62:  # -ETIME is how a timeout ends
@@ -332,7 +337,7 @@ class Executor:
         _, op, file, fd, obj, start, length, offset, flags = trap
         ud = self._next_ud
         self._next_ud = ud + 1
-        inflight[ud] = (task, file, obj)
+        inflight[ud] = (task, file, obj, op)
         if file is not None:
             file._inflight += 1
         task._state = IO

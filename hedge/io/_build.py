@@ -73,6 +73,7 @@ enum {
     HEDGE_OP_WRITEV = 4, HEDGE_OP_FSYNC = 5, HEDGE_OP_FDATASYNC = 6,
     HEDGE_OP_TIMEOUT = 7, HEDGE_OP_POLL = 8, HEDGE_OP_OPENAT = 9,
     HEDGE_OP_CLOSE = 10, HEDGE_OP_RENAMEAT = 11, HEDGE_OP_UNLINKAT = 12,
+    HEDGE_OP_CANCEL = 13,
 };
 
 /* Create a ring, trying the wanted setup flags first and dropping them one
@@ -138,6 +139,7 @@ static void hedge_prep(struct io_uring_sqe *sqe, const hedge_req *r)
     case HEDGE_OP_RENAMEAT:  io_uring_prep_renameat(sqe, r->fd, addr, r->fd,
                                                     (const char *)(uintptr_t)r->off, r->flags); break;
     case HEDGE_OP_UNLINKAT:  io_uring_prep_unlinkat(sqe, r->fd, addr, (int)r->flags); break;
+    case HEDGE_OP_CANCEL:    io_uring_prep_cancel64(sqe, r->off, 0); break;
     default:                 io_uring_prep_nop(sqe); break;
     }
     io_uring_sqe_set_data64(sqe, r->ud);

@@ -12,6 +12,8 @@ Interface (what the executor relies on):
                             at least one completion, a wake-up, or the timeout
                             (ns; -1 = none); return completions as a list of
                             (ud, result) with result >= 0 or -errno
+  cancel(ud)                best effort: cancel an open-ended request
+                            (TIMEOUT, POLL); it completes with -ECANCELED
   wake()                    any thread: make a blocked ``enter`` return
   counters()                dict of submission statistics
   close()                   REQUIRES nothing in flight; release resources
@@ -145,6 +147,22 @@ class PollingBackend:
         self._drain_eventfd()
         self._collect(out)
         return out
+
+    def cancel(self, ud: int) -> None:
+        """Cancel a pending TIMEOUT or POLL request: it completes with
+        -ECANCELED.  Requests already handed to a worker run to the end."""
+        for i, (_, timer_ud) in enumerate(self._timers):
+            if timer_ud == ud:
+                self._timers[i] = self._timers[-1]
+                self._timers.pop()
+                heapq.heapify(self._timers)
+                self._done.append((ud, -125))
+                return
+        for i, (poll_ud, _, _) in enumerate(self._polls):
+            if poll_ud == ud:
+                del self._polls[i]
+                self._done.append((ud, -125))
+                return
 
     def wake(self) -> None:
         try:

@@ -17,12 +17,16 @@ class Op(IntEnum):
     CLOSE = 10
     RENAMEAT = 11
     UNLINKAT = 12
+    CANCEL = 13
 
 
 OP_NAMES = {op.value: op.name.lower() for op in Op}
 
 # Plain ints for the hot path (IntEnum attribute access is slower).
-NOP, READ, WRITE, READV, WRITEV, FSYNC, FDATASYNC, TIMEOUT, POLL, OPENAT, CLOSE, RENAMEAT, UNLINKAT = range(13)
+NOP, READ, WRITE, READV, WRITEV, FSYNC, FDATASYNC, TIMEOUT, POLL, OPENAT, CLOSE, RENAMEAT, UNLINKAT, CANCEL = range(14)
+
+# Requests that may wait forever; cancelling their task cancels them in the kernel.
+OPEN_ENDED = (TIMEOUT, POLL)
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200

@@ -33,7 +33,8 @@ REQ = struct.Struct("=QQQiIIB3x")
 CQE = struct.Struct("=QiI")
 assert REQ.size == ffi.sizeof("hedge_req") and CQE.size == ffi.sizeof("hedge_cqe")
 
-WAKE_UD = 0
+WAKE_UD = 0                 # the wake-up poll on the eventfd
+CANCEL_UD = (1 << 64) - 1   # cancel requests; their own completions are dropped
 _EFD_FLAGS = os.EFD_NONBLOCK | os.EFD_CLOEXEC
 _WANT_FLAGS = lib.HEDGE_SETUP_SINGLE_ISSUER | lib.HEDGE_SETUP_DEFER_TASKRUN
 
@@ -54,7 +55,10 @@ class UringBackend:
         self.setup_flags = got[0]
         self.sq_entries = sq[0]
         self.cq_entries = cq[0]
-        self.capacity = self.cq_entries - 1
+        # One CQE is kept for the wake-up poll and some for cancel requests.
+        self._cancel_reserve = max(1, self.cq_entries // 16)
+        self._cancels_in_flight = 0
+        self.capacity = self.cq_entries - 1 - self._cancel_reserve
         self._reqbuf = bytearray(REQ.size * self.sq_entries)
         self._reqs = ffi.from_buffer("hedge_req[]", self._reqbuf)
         self._cqebuf = bytearray(CQE.size * self.cq_entries)
@@ -148,6 +152,9 @@ class UringBackend:
         out = []
         keep = self._keep
         for ud, res, _flags in CQE.iter_unpack(self._cqeview[:count * 16]):
+            if ud == CANCEL_UD:
+                self._cancels_in_flight -= 1
+                continue
             if ud == WAKE_UD:
                 self._wake_armed = False
                 try:
@@ -186,6 +193,19 @@ class UringBackend:
             backlog.extend(out)
             return backlog
         return out
+
+    def cancel(self, ud: int) -> None:
+        """Ask the kernel to cancel request ``ud`` (best effort); its own
+        completion then arrives with -ECANCELED (or its normal result if it
+        finished first).  Skipped when the CQEs kept for cancels are all in
+        use: the request then simply runs to its end."""
+        if self._cancels_in_flight >= self._cancel_reserve:
+            return
+        self._cancels_in_flight += 1
+        if self._n >= self.sq_entries:
+            self._backlog.extend(self._enter(0, -1))
+        REQ.pack_into(self._reqbuf, self._n * 40, 0, ud, CANCEL_UD, -1, 0, 0, O.CANCEL)
+        self._n += 1
 
     def wake(self) -> None:
         try:
