@@ -27,6 +27,8 @@ from hedge.lsm.keys import Kind
 # Entry header: key length, value length, (seq << 8 | kind).  Then key, value.
 _HEADER = struct.Struct("<IIQ")
 HEADER_BYTES = _HEADER.size
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
 # Trailer: entry count (uint32), checksum (uint64).
 _COUNT = struct.Struct("<I")
 _CHECKSUM = struct.Struct("<Q")
@@ -155,27 +157,27 @@ class Block:
         ``(seq, kind, value)``, or None when this block holds no such version."""
         data = self._data
         offs = self._offs
-        header = _HEADER.unpack_from
+        u32 = _U32
         lo = 0
         hi = self._count
-        # Lower bound of (user_key, -snapshot_seq) in entry order.
+        # Lower bound of (user_key, -snapshot_seq) in entry order; the entry
+        # header is key length (+0), value length (+4), seq << 8 | kind (+8).
         while lo < hi:
             mid = (lo + hi) >> 1
             off = offs[mid]
-            klen, _, sk = header(data, off)
-            k = data[off + 16 : off + 16 + klen]
+            k = data[off + 16 : off + 16 + u32(data, off)[0]]
             if k < user_key:
                 lo = mid + 1
             elif k != user_key:
                 hi = mid
-            elif (sk >> 8) > snapshot_seq:
+            elif (_U64(data, off + 8)[0] >> 8) > snapshot_seq:
                 lo = mid + 1
             else:
                 hi = mid
         if lo == self._count:
             return None
         off = offs[lo]
-        klen, vlen, sk = header(data, off)
+        klen, vlen, sk = _HEADER.unpack_from(data, off)
         start = off + 16 + klen
         if data[off + 16 : start] != user_key:
             return None
@@ -185,14 +187,13 @@ class Block:
         """Index of the first entry whose user key is >= user_key."""
         data = self._data
         offs = self._offs
-        header = _HEADER.unpack_from
+        u32 = _U32
         lo = 0
         hi = self._count
         while lo < hi:
             mid = (lo + hi) >> 1
             off = offs[mid]
-            klen = header(data, off)[0]
-            if data[off + 16 : off + 16 + klen] < user_key:
+            if data[off + 16 : off + 16 + u32(data, off)[0]] < user_key:
                 lo = mid + 1
             else:
                 hi = mid
