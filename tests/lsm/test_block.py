@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import random
+import struct
 
 import pytest
+import xxhash
 
 from hedge.errors import CorruptionError
 from hedge.lsm.block import Block, BlockBuilder
@@ -131,10 +133,6 @@ def test_block_shorter_than_trailer_raises_corruption():
 
 
 def test_impossible_count_with_valid_checksum_raises_corruption():
-    import struct
-
-    import xxhash
-
     body = struct.pack("<I", 1000)
     data = body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
     with pytest.raises(CorruptionError, match="count"):

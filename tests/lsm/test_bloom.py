@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import random
+import struct
 
 import pytest
+import xxhash
 
 from hedge.errors import CorruptionError
 from hedge.lsm.bloom import BloomBuilder, BloomFilter, probes_for
@@ -71,10 +73,6 @@ def test_flipped_byte_raises_corruption_naming_file_and_offset(position):
 
 
 def test_inconsistent_trailer_with_valid_checksum_raises_corruption():
-    import struct
-
-    import xxhash
-
     body = bytes(16) + struct.pack("<B3xI", 7, 99)  # claims 99 bitmap bytes, has 16
     data = body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
     with pytest.raises(CorruptionError, match="inconsistent"):

@@ -3,6 +3,7 @@ incremental output, properties, and one test per corruption case."""
 from __future__ import annotations
 
 import bisect
+import os
 import random
 import struct
 
@@ -16,6 +17,7 @@ from hedge.lsm.table.format import FOOTER_BYTES, Footer
 from tests.lsm._drive import collect, memory_reader, run
 
 FILE = "000042.sst"
+SOAK = os.environ.get("HEDGE_SOAK") == "1"
 
 
 def build(entries, block_bytes: int = 4096, bloom_bits_per_key: int = 10):
@@ -135,6 +137,14 @@ def test_largest_keys_and_a_five_mib_value_round_trip():
     big = reader.block_range_for(b"c")
     assert big[1] >= (5 << 20) and big[1] % PAGE == 0
     assert props.largest_key == b"d" and props.raw_value_bytes == len(big_value) + 102
+
+
+@pytest.mark.soak
+@pytest.mark.skipif(not SOAK, reason="long variant: set HEDGE_SOAK=1")
+@pytest.mark.parametrize("seed", range(1000, 1200))
+def test_soak_get_and_iter_match_sorted_model(seed):
+    rng = random.Random(seed)
+    test_get_and_iter_match_sorted_model(seed, rng.choice((512, 1024, 4096, 8192, 65536)))
 
 
 # ---- layout ----------------------------------------------------------------

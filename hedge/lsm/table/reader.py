@@ -41,7 +41,7 @@ class TableReader:
     """One open table.  Build it with ``await TableReader.open(...)``."""
 
     __slots__ = ("_read", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
-                 "_offsets", "_lengths", "_bloom", "properties")
+                 "_offsets", "_lengths", "_bloom", "_may_contain", "_smallest", "_largest", "properties")
 
     def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
                  index: tuple[list[bytes], list[int], list[int], list[int]], bloom: BloomFilter,
@@ -54,7 +54,10 @@ class TableReader:
         self._cache = cache if cache is not None and cache.capacity > 0 else None
         self._keys, self._seqs, self._offsets, self._lengths = index
         self._bloom = bloom
+        self._may_contain = bloom.may_contain
         self.properties = properties
+        self._smallest = properties.smallest_key
+        self._largest = properties.largest_key
 
     @staticmethod
     def footer_read_range(file_size: int) -> tuple[int, int]:
@@ -107,17 +110,18 @@ class TableReader:
         props = TableProperties.decode(section(footer.properties, "properties"), file_name, footer.properties.offset)
         keys = index[0]
         if (props.file_size != file_size or props.block_count != len(keys) or not keys
+                or props.data_bytes != meta_start
                 or props.largest_key != keys[-1] or props.smallest_key > props.largest_key):
             raise CorruptionError(file_name, footer.properties.offset, "properties disagree with the index or the file size")
         return cls(read, file_name, table_id, file_size, cache, index, bloom, props)
 
     @property
     def smallest_key(self) -> bytes:
-        return self.properties.smallest_key
+        return self._smallest
 
     @property
     def largest_key(self) -> bytes:
-        return self.properties.largest_key
+        return self._largest
 
     @property
     def block_count(self) -> int:
@@ -126,8 +130,7 @@ class TableReader:
     def may_contain(self, key: bytes) -> bool:
         """False when the table certainly holds no version of ``key`` (out of
         its key range or rejected by the bloom filter)."""
-        p = self.properties
-        return p.smallest_key <= key <= p.largest_key and self._bloom.may_contain(key)
+        return self._smallest <= key <= self._largest and self._may_contain(key)
 
     def _block_index(self, key: bytes, snapshot_seq: int) -> int:
         """Index of the first block whose last entry is at or after
@@ -174,11 +177,15 @@ class TableReader:
         kind, value)``, or None when the table has none.  A DELETE result
         means the key is deleted as of that version.  Reads at most one
         block.  Raises CorruptionError for a damaged block."""
-        p = self.properties
-        if not (p.smallest_key <= key <= p.largest_key) or not self._bloom.may_contain(key):
+        if not (self._smallest <= key <= self._largest) or not self._may_contain(key):
             return None
-        i = self._block_index(key, snapshot_seq)
-        if i == len(self._keys):
+        keys = self._keys
+        i = bisect_left(keys, key)
+        n = len(keys)
+        # Inlined _block_index: this is the hot path.
+        while i < n and self._seqs[i] > snapshot_seq and keys[i] == key:
+            i += 1
+        if i == n:
             return None
         offset = self._offsets[i]
         cache = self._cache
