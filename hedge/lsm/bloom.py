@@ -13,6 +13,7 @@ may be read by any thread.
 from __future__ import annotations
 
 import struct
+from array import array
 
 import xxhash
 
@@ -38,7 +39,8 @@ def probes_for(bits_per_key: int) -> int:
 
 
 class BloomBuilder:
-    """Collects key hashes; ``finish`` sizes the bitmap and encodes it."""
+    """Collects key hashes (16 bytes per key, in an array); ``finish`` sizes
+    the bitmap and encodes it."""
 
     __slots__ = ("bits_per_key", "_hashes")
 
@@ -46,34 +48,37 @@ class BloomBuilder:
         if not 1 <= bits_per_key <= 64:
             raise ValueError(f"bits_per_key must be in 1..64, not {bits_per_key}")
         self.bits_per_key = bits_per_key
-        self._hashes: list[int] = []
+        self._hashes = array("Q")  # h1, h2 of each key, interleaved
 
     def add(self, key: bytes) -> None:
         """Add one user key (adding a key twice only wastes bits)."""
-        self._hashes.append(_xxh3_128(key))
+        h = _xxh3_128(key)
+        self._hashes.append(h & _MASK64)
+        self._hashes.append(h >> 64)
 
     def __len__(self) -> int:
-        return len(self._hashes)
+        return len(self._hashes) // 2
 
     def estimated_size(self) -> int:
         """Exact size finish() would return now."""
-        return _bitmap_bytes(len(self._hashes), self.bits_per_key) + TRAILER_BYTES
+        return _bitmap_bytes(len(self), self.bits_per_key) + TRAILER_BYTES
 
     def finish(self) -> bytes:
         """Return the encoded, checksummed filter and reset the builder."""
-        nbytes = _bitmap_bytes(len(self._hashes), self.bits_per_key)
+        nbytes = _bitmap_bytes(len(self), self.bits_per_key)
         nbits = nbytes * 8
         k = probes_for(self.bits_per_key)
         bits = bytearray(nbytes)
-        for h in self._hashes:
-            b = (h & _MASK64) % nbits
-            d = (h >> 64) % nbits
+        hashes = self._hashes
+        for j in range(0, len(hashes), 2):
+            b = hashes[j] % nbits
+            d = hashes[j + 1] % nbits
             for _ in range(k):
                 bits[b >> 3] |= 1 << (b & 7)
                 b += d
                 if b >= nbits:
                     b -= nbits
-        self._hashes = []
+        self._hashes = array("Q")
         bits += _PARAMS.pack(k, nbytes)
         bits += _CHECKSUM.pack(_xxh3_64(bits))
         return bytes(bits)
