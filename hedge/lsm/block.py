@@ -1,0 +1,215 @@
+"""Data block: a checksummed run of entries searchable in O(log n).
+
+A block holds entries ``(user_key, seq, kind, value)`` in entry order (see
+hedge/lsm/keys.py).  The byte layout is in docs/format/table.md ("Data
+block"): the encoded entries, optional zero padding, a uint32 array with the
+offset of each entry, the entry count, and an xxh3_64 checksum over
+everything before it.  Because the offsets sit at the end, a reader binary
+searches the block with ``struct.unpack_from`` and decodes only the
+O(log n) entries it probes; nothing is decoded up front.
+
+``BlockBuilder`` is owned by one thread (the one building a table).  A
+``Block`` is immutable after construction and may be shared by any number of
+threads (it lives in the block cache).
+"""
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Iterator
+
+import xxhash
+
+from hedge.errors import CorruptionError
+from hedge.lsm.keys import Kind
+
+# Entry header: key length, value length, (seq << 8 | kind).  Then key, value.
+_HEADER = struct.Struct("<IIQ")
+HEADER_BYTES = _HEADER.size
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+# Trailer: entry count (uint32), checksum (uint64).
+_COUNT = struct.Struct("<I")
+_CHECKSUM = struct.Struct("<Q")
+TRAILER_BYTES = _COUNT.size + _CHECKSUM.size
+# Largest block the uint32 offsets can address.
+MAX_BLOCK_BYTES = (1 << 32) - 1
+
+_KINDS = (Kind.DELETE, Kind.PUT)
+_LITTLE = sys.byteorder == "little"
+_xxh3_64 = xxhash.xxh3_64_intdigest
+
+
+def entry_bytes(key: bytes, value: bytes) -> int:
+    """Bytes one entry adds to a block (header, key, value, offset slot)."""
+    return HEADER_BYTES + len(key) + len(value) + 4
+
+
+class BlockBuilder:
+    """Accumulates entries and encodes them as one block.
+
+    REQUIRES: entries are added in entry order; the caller (TableBuilder)
+    checks the order, this class does not.
+    """
+
+    __slots__ = ("target_bytes", "_buf", "_offsets")
+
+    def __init__(self, target_bytes: int = 4096):
+        if not 0 < target_bytes <= MAX_BLOCK_BYTES // 4:
+            raise ValueError(f"target_bytes must be in 1..{MAX_BLOCK_BYTES // 4}, not {target_bytes}")
+        self.target_bytes = target_bytes
+        self._buf = bytearray()
+        self._offsets = array("I")
+
+    def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
+        """Append one entry.  Raises ValueError when the block would exceed
+        MAX_BLOCK_BYTES."""
+        buf = self._buf
+        if self.estimated_size() + entry_bytes(key, value) > MAX_BLOCK_BYTES:
+            raise ValueError("block would exceed the 4 GiB limit of its offsets")
+        self._offsets.append(len(buf))
+        buf += _HEADER.pack(len(key), len(value), (seq << 8) | kind)
+        buf += key
+        buf += value
+
+    def would_overflow(self, key: bytes, value: bytes) -> bool:
+        """True when the block is not empty and adding this entry would take
+        it past target_bytes: the caller should finish the block first."""
+        return bool(self._offsets) and (
+            len(self._buf) + 4 * len(self._offsets) + TRAILER_BYTES + entry_bytes(key, value) > self.target_bytes
+        )
+
+    def estimated_size(self) -> int:
+        """Exact size finish() would return without padding."""
+        return len(self._buf) + 4 * len(self._offsets) + TRAILER_BYTES
+
+    def empty(self) -> bool:
+        return not self._offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def finish(self, pad_to: int = 1) -> bytes:
+        """Return the encoded block, its size rounded up to a multiple of
+        ``pad_to`` with zeros placed between the entries and the offsets, and
+        reset the builder for the next block."""
+        size = self.estimated_size()
+        padded = -(-size // pad_to) * pad_to
+        offsets = self._offsets
+        if not _LITTLE:
+            offsets.byteswap()
+        out = self._buf
+        if padded > size:
+            out += bytes(padded - size)
+        out += offsets.tobytes()
+        out += _COUNT.pack(len(offsets))
+        out += _CHECKSUM.pack(_xxh3_64(out))
+        self._buf = bytearray()
+        self._offsets = array("I")
+        return bytes(out)
+
+
+class Block:
+    """A verified, read-only block.  Construction checks the checksum and the
+    trailer; ``get`` and ``iter_from`` then decode only what they touch.
+
+    Raises CorruptionError(file, offset, detail) for a checksum mismatch or an
+    impossible trailer; ``offset`` is the block's offset in its file.
+    """
+
+    __slots__ = ("_data", "_offs", "_count", "file", "offset")
+
+    def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
+        if type(data) is not bytes:
+            data = bytes(data)
+        n = len(data)
+        if n < TRAILER_BYTES:
+            raise CorruptionError(file, offset, f"block of {n} bytes is shorter than its trailer")
+        (stored,) = _CHECKSUM.unpack_from(data, n - 8)
+        actual = _xxh3_64(memoryview(data)[: n - 8])
+        if stored != actual:
+            raise CorruptionError(file, offset, f"block checksum mismatch (stored {stored:#018x}, computed {actual:#018x})")
+        (count,) = _COUNT.unpack_from(data, n - TRAILER_BYTES)
+        start = n - TRAILER_BYTES - 4 * count
+        if start < 0:
+            raise CorruptionError(file, offset, f"block entry count {count} does not fit in {n} bytes")
+        if _LITTLE:
+            offs = memoryview(data)[start : n - TRAILER_BYTES].cast("I")
+        else:
+            offs = struct.unpack_from(f"<{count}I", data, start)
+        self._data = data
+        self._offs = offs
+        self._count = count
+        self.file = file
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the block occupies in memory (its encoded size)."""
+        return len(self._data)
+
+    def get(self, user_key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
+        """The first version of ``user_key`` with seq <= snapshot_seq, as
+        ``(seq, kind, value)``, or None when this block holds no such version."""
+        data = self._data
+        offs = self._offs
+        u32 = _U32
+        lo = 0
+        hi = self._count
+        # Lower bound of (user_key, -snapshot_seq) in entry order; the entry
+        # header is key length (+0), value length (+4), seq << 8 | kind (+8).
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            off = offs[mid]
+            k = data[off + 16 : off + 16 + u32(data, off)[0]]
+            if k < user_key:
+                lo = mid + 1
+            elif k != user_key:
+                hi = mid
+            elif (_U64(data, off + 8)[0] >> 8) > snapshot_seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == self._count:
+            return None
+        off = offs[lo]
+        klen, vlen, sk = _HEADER.unpack_from(data, off)
+        start = off + 16 + klen
+        if data[off + 16 : start] != user_key:
+            return None
+        return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
+
+    def _lower_bound(self, user_key: bytes) -> int:
+        """Index of the first entry whose user key is >= user_key."""
+        data = self._data
+        offs = self._offs
+        u32 = _U32
+        lo = 0
+        hi = self._count
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            off = offs[mid]
+            if data[off + 16 : off + 16 + u32(data, off)[0]] < user_key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def iter_from(self, start_key: bytes | None = None) -> Iterator[tuple[bytes, int, Kind, bytes]]:
+        """Yield entries ``(user_key, seq, kind, value)`` in entry order,
+        starting at the first entry whose user key is >= start_key (all
+        entries when start_key is None)."""
+        data = self._data
+        offs = self._offs
+        header = _HEADER.unpack_from
+        i = 0 if start_key is None else self._lower_bound(start_key)
+        for i in range(i, self._count):
+            off = offs[i]
+            klen, vlen, sk = header(data, off)
+            kstart = off + 16
+            vstart = kstart + klen
+            yield (data[kstart:vstart], sk >> 8, _KINDS[sk & 0xFF], data[vstart : vstart + vlen])

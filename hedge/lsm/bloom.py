@@ -1,0 +1,134 @@
+"""Bloom filter over user keys: "certainly absent" or "maybe present".
+
+One filter per table, built while the table is written and held in memory
+while the table is open.  Probe bit i of a key is ``(h1 + i*h2) mod nbits``
+where ``h1``/``h2`` are the low/high 64 bits of the key's xxh3_128 (double
+hashing); the number of probes is derived from bits per key (~0.69 * bits,
+7 at 10 bits/key, ~1% false positives).  A filter never answers False for a
+key that was added.  The byte layout is in docs/format/bloom.md.
+
+``BloomBuilder`` is owned by one thread; a ``BloomFilter`` is immutable and
+may be read by any thread.
+"""
+from __future__ import annotations
+
+import struct
+from array import array
+
+import xxhash
+
+from hedge.errors import CorruptionError
+
+# Trailer: probes (uint8), reserved (3 zero bytes), bitmap bytes (uint32),
+# checksum (uint64, xxh3_64 of everything before it).
+_PARAMS = struct.Struct("<B3xI")
+_CHECKSUM = struct.Struct("<Q")
+TRAILER_BYTES = _PARAMS.size + _CHECKSUM.size
+MIN_BITS = 64
+MAX_PROBES = 30
+_MAX_BITMAP_BYTES = (1 << 32) - 1
+
+_xxh3_128 = xxhash.xxh3_128_intdigest
+_xxh3_64 = xxhash.xxh3_64_intdigest
+_MASK64 = (1 << 64) - 1
+
+
+def probes_for(bits_per_key: int) -> int:
+    """Number of probes that minimises false positives at bits_per_key."""
+    return max(1, min(MAX_PROBES, round(bits_per_key * 0.69)))
+
+
+class BloomBuilder:
+    """Collects key hashes (16 bytes per key, in an array); ``finish`` sizes
+    the bitmap and encodes it."""
+
+    __slots__ = ("bits_per_key", "_hashes")
+
+    def __init__(self, bits_per_key: int = 10):
+        if not 1 <= bits_per_key <= 64:
+            raise ValueError(f"bits_per_key must be in 1..64, not {bits_per_key}")
+        self.bits_per_key = bits_per_key
+        self._hashes = array("Q")  # h1, h2 of each key, interleaved
+
+    def add(self, key: bytes) -> None:
+        """Add one user key (adding a key twice only wastes bits)."""
+        h = _xxh3_128(key)
+        self._hashes.append(h & _MASK64)
+        self._hashes.append(h >> 64)
+
+    def __len__(self) -> int:
+        return len(self._hashes) // 2
+
+    def estimated_size(self) -> int:
+        """Exact size finish() would return now."""
+        return _bitmap_bytes(len(self), self.bits_per_key) + TRAILER_BYTES
+
+    def finish(self) -> bytes:
+        """Return the encoded, checksummed filter and reset the builder."""
+        nbytes = _bitmap_bytes(len(self), self.bits_per_key)
+        nbits = nbytes * 8
+        k = probes_for(self.bits_per_key)
+        bits = bytearray(nbytes)
+        hashes = self._hashes
+        for j in range(0, len(hashes), 2):
+            b = hashes[j] % nbits
+            d = hashes[j + 1] % nbits
+            for _ in range(k):
+                bits[b >> 3] |= 1 << (b & 7)
+                b += d
+                if b >= nbits:
+                    b -= nbits
+        self._hashes = array("Q")
+        bits += _PARAMS.pack(k, nbytes)
+        bits += _CHECKSUM.pack(_xxh3_64(bits))
+        return bytes(bits)
+
+
+def _bitmap_bytes(nkeys: int, bits_per_key: int) -> int:
+    nbytes = (max(MIN_BITS, nkeys * bits_per_key) + 7) // 8
+    if nbytes > _MAX_BITMAP_BYTES:
+        raise ValueError(f"bloom filter for {nkeys} keys exceeds the 4 GiB bitmap limit")
+    return nbytes
+
+
+class BloomFilter:
+    """A verified filter.  Raises CorruptionError(file, offset, detail) when
+    the checksum or the trailer is wrong; ``offset`` is the filter's offset in
+    its file."""
+
+    __slots__ = ("_bits", "_nbits", "_probes")
+
+    def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
+        data = bytes(data) if type(data) is not bytes else data
+        n = len(data)
+        if n < TRAILER_BYTES:
+            raise CorruptionError(file, offset, f"bloom filter of {n} bytes is shorter than its trailer")
+        k, nbytes = _PARAMS.unpack_from(data, n - TRAILER_BYTES)
+        (stored,) = _CHECKSUM.unpack_from(data, n - 8)
+        actual = _xxh3_64(memoryview(data)[: n - 8])
+        if stored != actual:
+            raise CorruptionError(file, offset, f"bloom filter checksum mismatch (stored {stored:#018x}, computed {actual:#018x})")
+        if nbytes != n - TRAILER_BYTES or nbytes * 8 < MIN_BITS or not 1 <= k <= MAX_PROBES:
+            raise CorruptionError(file, offset, f"bloom filter trailer is inconsistent (probes {k}, bitmap {nbytes} of {n} bytes)")
+        self._bits = data
+        self._nbits = nbytes * 8
+        self._probes = k
+
+    def may_contain(self, key: bytes) -> bool:
+        """False only when ``key`` was certainly never added."""
+        h = _xxh3_128(key)
+        nbits = self._nbits
+        bits = self._bits
+        b = (h & _MASK64) % nbits
+        d = (h >> 64) % nbits
+        for _ in range(self._probes):
+            if not bits[b >> 3] & (1 << (b & 7)):
+                return False
+            b += d
+            if b >= nbits:
+                b -= nbits
+        return True
+
+    @property
+    def nbytes(self) -> int:
+        return len(self._bits)

@@ -1,0 +1,116 @@
+"""BlockCache: decoded blocks kept in memory, bounded by bytes, CLOCK eviction.
+
+Keys are ``(table_id, block_offset)``; each block is charged ``block.nbytes``.
+The sum of charges never exceeds ``capacity`` (a block larger than the whole
+capacity is not cached; capacity 0 caches nothing).
+
+CLOCK (second chance): entries sit on a circle swept by a hand.  A hit sets
+the entry's reference bit.  To make room, the hand looks at the entry under
+it: a set bit is cleared and the entry passes (a second chance); a clear bit
+means the entry was not used since the last sweep, and it is evicted.  New
+entries start with a clear bit, so a scan of blocks read once cannot push out
+blocks that are being reused.
+
+Thread-safe: any thread may call any method.  A lookup is a dict probe plus
+setting the reference bit, both done under one short lock (which also keeps
+the statistics exact).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from hedge.lsm.block import Block
+
+CacheKey = tuple[int, int]
+
+# Slots of an entry list: key, block, charge, reference bit.
+_KEY, _BLOCK, _CHARGE, _REF = range(4)
+
+
+class BlockCache:
+    def __init__(self, capacity_bytes: int):
+        if capacity_bytes < 0:
+            raise ValueError("capacity_bytes must be >= 0")
+        self.capacity = capacity_bytes
+        self._lock = threading.Lock()
+        self._map: dict[CacheKey, list] = {}
+        self._clock: deque[list] = deque()  # the hand is at the left end
+        self._bytes = 0
+        self._hits = 0
+        self._misses = 0
+        self._inserts = 0
+        self._evictions = 0
+
+    def get(self, key: CacheKey) -> Block | None:
+        """The cached block, or None."""
+        with self._lock:
+            entry = self._map.get(key)
+            if entry is None:
+                self._misses += 1
+                return None
+            self._hits += 1
+            entry[_REF] = True
+            return entry[_BLOCK]
+
+    def insert(self, key: CacheKey, block: Block) -> None:
+        """Cache ``block`` under ``key`` (replacing an older one), evicting
+        unreferenced entries as needed.  A block larger than the capacity is
+        not cached."""
+        charge = block.nbytes
+        if charge > self.capacity:
+            return
+        with self._lock:
+            old = self._map.get(key)
+            if old is not None:
+                # Same table and offset means the same bytes: keep the
+                # resident one, counted as used.
+                old[_REF] = True
+                return
+            self._make_room(charge)
+            entry = [key, block, charge, False]
+            self._map[key] = entry
+            self._clock.append(entry)
+            self._bytes += charge
+            self._inserts += 1
+
+    def _make_room(self, charge: int) -> None:
+        clock = self._clock
+        limit = self.capacity - charge
+        while self._bytes > limit:
+            entry = clock.popleft()
+            if entry[_REF]:
+                entry[_REF] = False
+                clock.append(entry)
+            else:
+                del self._map[entry[_KEY]]
+                self._bytes -= entry[_CHARGE]
+                self._evictions += 1
+
+    def erase_table(self, table_id: int) -> None:
+        """Drop every block of ``table_id`` (its file is going away)."""
+        with self._lock:
+            keep = deque()
+            for entry in self._clock:
+                if entry[_KEY][0] == table_id:
+                    del self._map[entry[_KEY]]
+                    self._bytes -= entry[_CHARGE]
+                else:
+                    keep.append(entry)
+            self._clock = keep
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation plus the current and maximum bytes."""
+        with self._lock:
+            return {
+                "hits": self._hits,
+                "misses": self._misses,
+                "inserts": self._inserts,
+                "evictions": self._evictions,
+                "bytes": self._bytes,
+                "capacity": self.capacity,
+                "entries": len(self._map),
+            }

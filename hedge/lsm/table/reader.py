@@ -1,0 +1,246 @@
+"""TableReader: an open table, answering point lookups and ordered scans.
+
+Opening reads the file's tail (the footer page, plus the pages holding the
+index, bloom filter and properties when they reach further back), verifies
+every checksum and keeps those three sections in memory.  After that a point
+lookup is a bloom check, a bisect over the in-memory index and at most one
+block: from the block cache, or one page-aligned read of whole pages
+(O_DIRECT-friendly).  Layout: docs/format/table.md.
+
+The reader does no I/O of its own: it is given ``read(offset, length)``, an
+async callable returning ``length`` bytes at ``offset`` (the engine passes one
+that goes through the ring).  Every offset and length it asks for is a
+multiple of 4096.  A reader is immutable after ``open`` and may be used by
+several executor threads at once (each call awaits only its own ``read``;
+the cache is thread-safe).
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from hedge.errors import CorruptionError
+from hedge.lsm.block import Block
+from hedge.lsm.bloom import BloomFilter
+from hedge.lsm.cache import BlockCache
+from hedge.lsm.keys import MAX_SEQ, Kind
+from hedge.lsm.table.format import (
+    FOOTER_BYTES,
+    PAGE,
+    Footer,
+    Section,
+    TableProperties,
+    decode_index,
+    xxh3_64,
+)
+
+ReadFn = Callable[[int, int], Awaitable[bytes]]
+
+
+class TableReader:
+    """One open table.  Build it with ``await TableReader.open(...)``."""
+
+    __slots__ = ("_read", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
+                 "_offsets", "_lengths", "_bloom", "_may_contain", "_smallest", "_largest", "properties")
+
+    def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
+                 index: tuple[list[bytes], list[int], list[int], list[int]], bloom: BloomFilter,
+                 properties: TableProperties):
+        """Private: use ``open``."""
+        self._read = read
+        self.file_name = file_name
+        self.table_id = table_id
+        self.file_size = file_size
+        self._cache = cache if cache is not None and cache.capacity > 0 else None
+        self._keys, self._seqs, self._offsets, self._lengths = index
+        self._bloom = bloom
+        self._may_contain = bloom.may_contain
+        self.properties = properties
+        self._smallest = properties.smallest_key
+        self._largest = properties.largest_key
+
+    @staticmethod
+    def footer_read_range(file_size: int) -> tuple[int, int]:
+        """The page-aligned ``(offset, length)`` holding the footer: the last
+        page.  Raises CorruptionError (no file name) when file_size cannot be
+        a table's size (not a positive multiple of 4096)."""
+        if file_size < PAGE or file_size % PAGE:
+            raise CorruptionError(None, file_size, f"table size {file_size} is not a positive multiple of {PAGE}: truncated?")
+        return file_size - PAGE, PAGE
+
+    @classmethod
+    async def open(cls, read: ReadFn, file_size: int, file_name: str, table_id: int,
+                   cache: BlockCache | None = None) -> "TableReader":
+        """Read and verify the footer, index, bloom filter and properties.
+
+        Raises CorruptionError(file_name, offset, ...) for a truncated file,
+        bad magic, unknown format version, any checksum mismatch or an
+        inconsistent section; HedgeIOError from ``read`` passes through.
+        """
+        try:
+            tail_off, tail_len = cls.footer_read_range(file_size)
+        except CorruptionError as e:
+            raise CorruptionError(file_name, e.offset, e.detail) from None
+        tail = await _read_exact(read, tail_off, tail_len, file_name)
+        footer_off = file_size - FOOTER_BYTES
+        footer = Footer.decode(memoryview(tail)[PAGE - FOOTER_BYTES:], file_name, footer_off)
+        sections = (footer.index, footer.bloom, footer.properties)
+        meta_start = footer.index.offset
+        for s in sections:
+            if s.offset < meta_start or s.length <= 0 or s.offset + s.length > footer_off:
+                raise CorruptionError(file_name, footer_off, f"footer names section ({s.offset}, {s.length}) outside the table's metadata")
+        if meta_start % PAGE:
+            raise CorruptionError(file_name, footer_off, f"index offset {meta_start} is not page-aligned")
+        if meta_start < tail_off:
+            meta = await _read_exact(read, meta_start, tail_off - meta_start, file_name) + tail
+        else:
+            meta = tail
+        view = memoryview(meta)
+        base = min(meta_start, tail_off)
+
+        def section(s: Section, name: str) -> memoryview:
+            data = view[s.offset - base : s.offset - base + s.length]
+            actual = xxh3_64(data)
+            if actual != s.checksum:
+                raise CorruptionError(file_name, s.offset, f"{name} checksum mismatch (stored {s.checksum:#018x}, computed {actual:#018x})")
+            return data
+
+        index = decode_index(bytes(section(footer.index, "index")), file_name, footer.index.offset, meta_start)
+        bloom = BloomFilter(section(footer.bloom, "bloom filter"), file_name, footer.bloom.offset)
+        props = TableProperties.decode(section(footer.properties, "properties"), file_name, footer.properties.offset)
+        keys = index[0]
+        if (props.file_size != file_size or props.block_count != len(keys) or not keys
+                or props.data_bytes != meta_start
+                or props.largest_key != keys[-1] or props.smallest_key > props.largest_key):
+            raise CorruptionError(file_name, footer.properties.offset, "properties disagree with the index or the file size")
+        return cls(read, file_name, table_id, file_size, cache, index, bloom, props)
+
+    @property
+    def smallest_key(self) -> bytes:
+        return self._smallest
+
+    @property
+    def largest_key(self) -> bytes:
+        return self._largest
+
+    @property
+    def block_count(self) -> int:
+        return len(self._keys)
+
+    def may_contain(self, key: bytes) -> bool:
+        """False when the table certainly holds no version of ``key`` (out of
+        its key range or rejected by the bloom filter)."""
+        return self._smallest <= key <= self._largest and self._may_contain(key)
+
+    def _block_index(self, key: bytes, snapshot_seq: int) -> int:
+        """Index of the first block whose last entry is at or after
+        ``(key, snapshot_seq)`` in entry order; len(blocks) when none."""
+        keys = self._keys
+        seqs = self._seqs
+        i = bisect_left(keys, key)
+        n = len(keys)
+        # Versions of one key may span blocks: skip blocks that end with a
+        # version of key newer than the snapshot.
+        while i < n and seqs[i] > snapshot_seq and keys[i] == key:
+            i += 1
+        return i
+
+    def block_range_for(self, key: bytes, snapshot_seq: int = MAX_SEQ) -> tuple[int, int] | None:
+        """The page-aligned ``(offset, length)`` of the one block a ``get`` of
+        ``key`` at ``snapshot_seq`` would read, or None when the table
+        certainly lacks the key (``may_contain`` is False) or holds no
+        version old enough."""
+        if not self.may_contain(key):
+            return None
+        i = self._block_index(key, snapshot_seq)
+        if i == len(self._keys):
+            return None
+        return self._offsets[i], self._lengths[i]
+
+    def block_ranges(self, start_key: bytes | None = None, end_key: bytes | None = None) -> list[tuple[int, int]]:
+        """The ``(offset, length)`` of every block ``iter_from(start_key,
+        end_key)`` reads, in file order (for read-ahead)."""
+        first, last = self._block_span(start_key, end_key)
+        return [(self._offsets[i], self._lengths[i]) for i in range(first, last)]
+
+    def _block_span(self, start_key: bytes | None, end_key: bytes | None) -> tuple[int, int]:
+        keys = self._keys
+        first = 0 if start_key is None else bisect_left(keys, start_key)
+        if end_key is None:
+            return first, len(keys)
+        # Block i holds keys after keys[i-1]; it is needed while keys[i-1] < end_key.
+        last = bisect_left(keys, end_key) + 1
+        return first, min(last, len(keys))
+
+    async def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
+        """The newest version of ``key`` with seq <= snapshot_seq as ``(seq,
+        kind, value)``, or None when the table has none.  A DELETE result
+        means the key is deleted as of that version.  Reads at most one
+        block.  Raises CorruptionError for a damaged block."""
+        if not (self._smallest <= key <= self._largest) or not self._may_contain(key):
+            return None
+        keys = self._keys
+        i = bisect_left(keys, key)
+        n = len(keys)
+        # Inlined _block_index: this is the hot path.
+        while i < n and self._seqs[i] > snapshot_seq and keys[i] == key:
+            i += 1
+        if i == n:
+            return None
+        offset = self._offsets[i]
+        cache = self._cache
+        if cache is not None:
+            block = cache.get((self.table_id, offset))
+            if block is not None:
+                return block.get(key, snapshot_seq)
+        block = await self._load(offset, self._lengths[i], True)
+        return block.get(key, snapshot_seq)
+
+    async def _load(self, offset: int, length: int, fill_cache: bool) -> Block:
+        data = await _read_exact(self._read, offset, length, self.file_name)
+        return self.decode_block(offset, data, fill_cache)
+
+    def decode_block(self, offset: int, data: bytes, fill_cache: bool = True) -> Block:
+        """Verify the block read at ``offset`` (``data`` as returned by the
+        read) and, when ``fill_cache``, put it in the cache.  The engine may
+        call this for blocks it prefetched.  Raises CorruptionError."""
+        block = Block(data, self.file_name, offset)
+        if fill_cache and self._cache is not None:
+            self._cache.insert((self.table_id, offset), block)
+        return block
+
+    async def read_block(self, offset: int, length: int, fill_cache: bool = True) -> Block:
+        """The block at ``(offset, length)`` (one of ``block_ranges``), from
+        the cache or read and verified."""
+        cache = self._cache
+        if cache is not None:
+            block = cache.get((self.table_id, offset))
+            if block is not None:
+                return block
+        return await self._load(offset, length, fill_cache)
+
+    async def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None,
+                        fill_cache: bool = True) -> AsyncIterator[tuple[bytes, int, Kind, bytes]]:
+        """Yield every entry ``(user_key, seq, kind, value)`` with
+        start_key <= user_key < end_key (None: unbounded) in entry order,
+        all versions included; blocks are read one at a time.  A compaction
+        passes fill_cache=False to keep its blocks out of the cache."""
+        first, last = self._block_span(start_key, end_key)
+        for i in range(first, last):
+            block = await self.read_block(self._offsets[i], self._lengths[i], fill_cache)
+            for entry in block.iter_from(start_key if i == first else None):
+                if end_key is not None and entry[0] >= end_key:
+                    return
+                yield entry
+
+    def evict(self) -> None:
+        """Drop this table's blocks from the cache (when the table is deleted)."""
+        if self._cache is not None:
+            self._cache.erase_table(self.table_id)
+
+
+async def _read_exact(read: ReadFn, offset: int, length: int, file_name: str) -> bytes:
+    data = await read(offset, length)
+    if len(data) != length:
+        raise CorruptionError(file_name, offset, f"read {len(data)} of {length} bytes: table truncated?")
+    return data

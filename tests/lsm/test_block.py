@@ -1,0 +1,139 @@
+"""Data block: encode/decode round trips, search at snapshots, corruption."""
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+import xxhash
+
+from hedge.errors import CorruptionError
+from hedge.lsm.block import Block, BlockBuilder
+from hedge.lsm.keys import MAX_KEY_BYTES, Kind
+
+
+def random_entries(rng: random.Random, nkeys: int) -> list[tuple[bytes, int, Kind, bytes]]:
+    """Entries in entry order: several versions per key, deletes, empty values."""
+    keys = sorted({bytes(rng.choice(b"abcdef") for _ in range(rng.randint(1, 6))) for _ in range(nkeys)})
+    seqs = iter(rng.sample(range(1, 10 * nkeys * 8), 8 * len(keys)))
+    entries = []
+    for key in keys:
+        versions = sorted((next(seqs) for _ in range(rng.choice((1, 1, 2, 3, 8)))), reverse=True)
+        for seq in versions:
+            if rng.random() < 0.2:
+                entries.append((key, seq, Kind.DELETE, b""))
+            else:
+                entries.append((key, seq, Kind.PUT, rng.randbytes(rng.choice((0, 1, 5, 40)))))
+    return entries
+
+
+def model_get(entries, key, snapshot):
+    for k, seq, kind, value in entries:
+        if k == key and seq <= snapshot:
+            return (seq, kind, value)
+    return None
+
+
+def build(entries, pad_to: int = 1) -> bytes:
+    builder = BlockBuilder(1 << 20)
+    for e in entries:
+        builder.add(*e)
+    return builder.finish(pad_to)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_get_matches_model_at_every_snapshot(seed):
+    rng = random.Random(seed)
+    entries = random_entries(rng, 60)
+    block = Block(build(entries))
+    assert len(block) == len(entries)
+    seqs = sorted({e[1] for e in entries})
+    snapshots = [0] + seqs + [s - 1 for s in seqs] + [1 << 55]
+    probe_keys = sorted({e[0] for e in entries}) + [b"", b"a\x00", b"zzz", b"ab\xff"]
+    for key in probe_keys:
+        for snap in rng.sample(snapshots, 20):
+            assert block.get(key, snap) == model_get(entries, key, snap), (key, snap)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_iter_from_yields_entries_from_start_key(seed):
+    rng = random.Random(100 + seed)
+    entries = random_entries(rng, 80)
+    block = Block(build(entries, pad_to=4096))
+    assert list(block.iter_from()) == entries
+    for start in [e[0] for e in rng.sample(entries, 10)] + [b"0", b"abc\x00", b"zz"]:
+        assert list(block.iter_from(start)) == [e for e in entries if e[0] >= start]
+
+
+def test_estimated_size_is_the_unpadded_size():
+    builder = BlockBuilder(4096)
+    for i in range(20):
+        builder.add(b"k%03d" % i, 9, Kind.PUT, b"x" * i)
+    expected = builder.estimated_size()
+    assert len(builder.finish()) == expected
+    assert builder.empty()
+
+
+def test_padding_rounds_size_up_and_keeps_entries():
+    entries = [(b"k%03d" % i, 3, Kind.PUT, b"v" * 30) for i in range(10)]
+    data = build(entries, pad_to=4096)
+    assert len(data) == 4096
+    block = Block(data)
+    assert block.nbytes == 4096
+    assert list(block.iter_from()) == entries
+
+
+def test_would_overflow_only_for_nonempty_block():
+    builder = BlockBuilder(100)
+    assert not builder.would_overflow(b"k", b"v" * 1000)
+    builder.add(b"k", 1, Kind.PUT, b"v" * 1000)
+    assert builder.would_overflow(b"l", b"")
+
+
+def test_largest_key_and_large_value_round_trip():
+    big_key = b"k" * MAX_KEY_BYTES
+    value = random.Random(1).randbytes(3 << 20)
+    entries = [(b"a", 5, Kind.PUT, b""), (big_key, 7, Kind.PUT, value), (big_key, 2, Kind.DELETE, b"")]
+    block = Block(build(entries, pad_to=4096))
+    assert block.get(big_key, 10) == (7, Kind.PUT, value)
+    assert block.get(big_key, 6) == (2, Kind.DELETE, b"")
+    assert block.get(big_key, 1) is None
+    assert list(block.iter_from(big_key)) == entries[1:]
+
+
+def test_empty_block_has_no_entries():
+    block = Block(BlockBuilder().finish())
+    assert len(block) == 0
+    assert block.get(b"a", 10) is None
+    assert list(block.iter_from()) == []
+
+
+def test_accepts_memoryview_and_bytearray():
+    entries = [(b"a", 2, Kind.PUT, b"1"), (b"b", 1, Kind.PUT, b"2")]
+    data = build(entries)
+    assert list(Block(memoryview(data)).iter_from()) == entries
+    assert Block(bytearray(data)).get(b"b", 5) == (1, Kind.PUT, b"2")
+
+
+@pytest.mark.parametrize("position", [0, 7, -9, -1, -13])
+def test_flipped_byte_raises_corruption_naming_file_and_offset(position):
+    data = bytearray(build([(b"key%d" % i, 1, Kind.PUT, b"value") for i in range(10)], pad_to=4096))
+    data[position] ^= 0x40
+    with pytest.raises(CorruptionError) as info:
+        Block(bytes(data), file="000007.sst", offset=8192)
+    assert info.value.file == "000007.sst"
+    assert info.value.offset == 8192
+    assert "checksum" in info.value.detail
+
+
+def test_block_shorter_than_trailer_raises_corruption():
+    with pytest.raises(CorruptionError) as info:
+        Block(b"\x00" * 5, file="x.sst", offset=4096)
+    assert info.value.offset == 4096
+
+
+def test_impossible_count_with_valid_checksum_raises_corruption():
+    body = struct.pack("<I", 1000)
+    data = body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+    with pytest.raises(CorruptionError, match="count"):
+        Block(data, file="x.sst", offset=0)

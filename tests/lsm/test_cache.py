@@ -1,0 +1,144 @@
+"""Block cache: byte bound, hits and misses, CLOCK second chance, threads."""
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from hedge.lsm.block import Block, BlockBuilder
+from hedge.lsm.cache import BlockCache
+from hedge.lsm.keys import Kind
+
+
+def make_block(size: int) -> Block:
+    """A block of exactly ``size`` bytes (size a multiple of 4096)."""
+    builder = BlockBuilder(size)
+    builder.add(b"k", 1, Kind.PUT, b"v")
+    return Block(builder.finish(pad_to=size))
+
+
+PAGE_BLOCK = make_block(4096)
+
+
+def test_hit_after_insert_and_miss_before():
+    cache = BlockCache(1 << 20)
+    assert cache.get((1, 0)) is None
+    cache.insert((1, 0), PAGE_BLOCK)
+    assert cache.get((1, 0)) is PAGE_BLOCK
+    assert cache.get((2, 0)) is None
+    s = cache.stats()
+    assert (s["hits"], s["misses"], s["inserts"], s["bytes"]) == (1, 2, 1, 4096)
+
+
+def test_bound_is_never_exceeded_and_bytes_match_contents():
+    rng = random.Random(3)
+    blocks = {n: make_block(4096 * n) for n in (1, 2, 3, 5)}
+    cache = BlockCache(10 * 4096 + 123)
+    resident: dict = {}
+    for i in range(2000):
+        key = (rng.randrange(5), rng.randrange(40) * 4096)
+        if rng.random() < 0.5:
+            cache.get(key)
+        else:
+            cache.insert(key, blocks[rng.choice(list(blocks))])
+        s = cache.stats()
+        assert s["bytes"] <= s["capacity"]
+    resident = {k: cache.get(k) for t in range(5) for k in [(t, o * 4096) for o in range(40)]}
+    assert sum(b.nbytes for b in resident.values() if b is not None) == cache.stats()["bytes"]
+    assert cache.stats()["evictions"] > 0
+
+
+def test_zero_capacity_caches_nothing():
+    cache = BlockCache(0)
+    cache.insert((1, 0), PAGE_BLOCK)
+    assert cache.get((1, 0)) is None
+    assert cache.stats()["bytes"] == 0 and len(cache) == 0
+
+
+def test_block_larger_than_capacity_is_not_cached():
+    cache = BlockCache(8192)
+    cache.insert((1, 0), make_block(3 * 4096))
+    assert cache.get((1, 0)) is None
+    assert cache.stats()["inserts"] == 0
+
+
+def test_reinsert_keeps_resident_block_and_charge():
+    cache = BlockCache(1 << 20)
+    cache.insert((1, 0), PAGE_BLOCK)
+    cache.insert((1, 0), make_block(4096))
+    assert cache.get((1, 0)) is PAGE_BLOCK
+    assert cache.stats()["bytes"] == 4096
+
+
+def test_second_chance_keeps_reused_blocks_through_a_cold_scan():
+    capacity_blocks = 16
+    cache = BlockCache(capacity_blocks * 4096)
+    hot = [(1, i * 4096) for i in range(4)]
+    for key in hot:
+        cache.insert(key, PAGE_BLOCK)
+    # A scan of cold blocks, three times the capacity, while the hot blocks
+    # keep being read.  FIFO would have evicted the hot blocks long ago.
+    for i in range(3 * capacity_blocks):
+        cache.insert((2, i * 4096), PAGE_BLOCK)
+        if i % 4 == 0:
+            for key in hot:
+                assert cache.get(key) is PAGE_BLOCK, (i, key)
+    assert all(cache.get(key) is PAGE_BLOCK for key in hot)
+    # The cold blocks that were never reused are the ones that went.
+    cold_left = sum(cache.get((2, i * 4096)) is not None for i in range(3 * capacity_blocks))
+    assert cold_left == capacity_blocks - len(hot)
+
+
+def test_unreferenced_blocks_are_evicted_in_insertion_order():
+    cache = BlockCache(4 * 4096)
+    for i in range(6):
+        cache.insert((1, i * 4096), PAGE_BLOCK)
+    present = [cache.get((1, i * 4096)) is not None for i in range(6)]
+    assert present == [False, False, True, True, True, True]
+
+
+def test_erase_table_drops_only_that_table():
+    cache = BlockCache(1 << 20)
+    for t in (1, 2):
+        for i in range(3):
+            cache.insert((t, i * 4096), PAGE_BLOCK)
+    cache.erase_table(1)
+    assert all(cache.get((1, i * 4096)) is None for i in range(3))
+    assert all(cache.get((2, i * 4096)) is PAGE_BLOCK for i in range(3))
+    assert cache.stats()["bytes"] == 3 * 4096
+    cache.insert((3, 0), PAGE_BLOCK)
+    assert cache.get((3, 0)) is PAGE_BLOCK
+
+
+def test_concurrent_threads_keep_bound_and_exact_counts():
+    cache = BlockCache(20 * 4096)
+    gets_per_thread = 5000
+    errors = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(gets_per_thread):
+                key = (rng.randrange(3), rng.randrange(50) * 4096)
+                if cache.get(key) is None:
+                    cache.insert(key, PAGE_BLOCK)
+                if cache.stats()["bytes"] > cache.capacity:
+                    errors.append("bound exceeded")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = cache.stats()
+    assert s["hits"] + s["misses"] == 4 * gets_per_thread
+    assert s["bytes"] == 4096 * s["entries"] <= s["capacity"]
+
+
+def test_negative_capacity_is_rejected():
+    with pytest.raises(ValueError):
+        BlockCache(-1)
