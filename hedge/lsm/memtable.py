@@ -27,6 +27,12 @@ readers on other threads concurrently.  What makes that safe:
   or repeat a key; every entry present when the iteration reached a key is
   yielded.
 
+Measured (perf/memtable_micro.py, 200k entries, 16-byte random keys,
+100-byte values, CPython 3.12): add 2.3-2.6 us, get 0.9 us, full scan
+0.65 us per entry.  Without the dict (a SortedList of (key, -seq) entries,
+get by bisect) get takes 4.3 us; a dict of per-key lists instead of the
+newest-entry dict took 1.1-1.2 us per get.
+
 This relies on the GIL making single list/dict operations atomic
 (CPython with the GIL, as this project requires).
 """
