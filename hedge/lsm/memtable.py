@@ -28,8 +28,8 @@ readers on other threads concurrently.  What makes that safe:
   yielded.
 
 Measured (perf/memtable_micro.py, 200k entries, 16-byte random keys,
-100-byte values, CPython 3.12): add 2.3-2.6 us, get 0.9 us, full scan
-0.65 us per entry.  Without the dict (a SortedList of (key, -seq) entries,
+100-byte values, CPython 3.12, shared 2-core box): add 2.1-2.6 us, get 0.7-0.9 us, full scan
+0.5-0.7 us per entry.  Without the dict (a SortedList of (key, -seq) entries,
 get by bisect) get takes 4.3 us; a dict of per-key lists instead of the
 newest-entry dict took 1.1-1.2 us per get.
 
