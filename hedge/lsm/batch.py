@@ -1,0 +1,169 @@
+"""WriteBatch: an ordered group of puts and removes applied atomically.
+
+A batch is built by one thread (it is not thread-safe) and handed to the
+engine, which gives its operations consecutive sequence numbers
+``first_seq, first_seq + 1, ...`` in the order they were added, logs the
+encoded batch in the WAL and applies it to the memtable.  Later operations on
+the same key win because they get larger sequence numbers.
+
+Invariants: every key and value held is ``bytes`` that passed
+``keys.check_key`` / ``keys.check_value``; a DELETE's value is ``b""``; a call
+that raises leaves the batch unchanged.
+
+The encoded layout (also the WAL payload, several batches back to back for a
+group commit) is described in docs/format/batch.md.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from hedge.errors import CorruptionError
+from hedge.lsm.keys import MAX_SEQ, Kind, check_key, check_value
+
+# Layout: docs/format/batch.md.
+_HEADER = struct.Struct("<QI")      # first_seq, count
+_OP = struct.Struct("<BII")         # kind, key length, value length
+HEADER_BYTES = _HEADER.size
+OP_HEADER_BYTES = _OP.size
+
+_KIND_BY_BYTE = {int(k): k for k in Kind}
+
+Op = tuple[Kind, bytes, bytes]
+
+
+class WriteBatch:
+    """Puts and removes to apply atomically, in order.
+
+    Not thread-safe: one thread builds a batch, then hands it to the store.
+    """
+
+    __slots__ = ("_ops", "_bytes")
+
+    def __init__(self) -> None:
+        self._ops: list[Op] = []
+        self._bytes = HEADER_BYTES
+
+    def put(self, key, value) -> None:
+        """Add ``key -> value``.  Raises TypeError for non-bytes-like input and
+        ValueError for an empty or oversize key or an oversize value; the
+        batch is unchanged then."""
+        k = check_key(key)
+        v = check_value(value)
+        self._ops.append((Kind.PUT, k, v))
+        self._bytes += OP_HEADER_BYTES + len(k) + len(v)
+
+    def remove(self, key) -> None:
+        """Add a removal of ``key`` (a tombstone).  Raises like ``put``."""
+        k = check_key(key)
+        self._ops.append((Kind.DELETE, k, b""))
+        self._bytes += OP_HEADER_BYTES + len(k)
+
+    def clear(self) -> None:
+        """Drop every operation."""
+        self._ops.clear()
+        self._bytes = HEADER_BYTES
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def byte_size(self) -> int:
+        """Length in bytes of ``encode(...)``'s result."""
+        return self._bytes
+
+    def encode(self, first_seq: int) -> bytes:
+        """The batch as bytes, its operations numbered from ``first_seq``.
+
+        REQUIRES: 1 <= first_seq and first_seq + len(self) - 1 <= MAX_SEQ
+        (ValueError otherwise).
+        """
+        _check_seq_range(first_seq, len(self._ops))
+        parts = [_HEADER.pack(first_seq, len(self._ops))]
+        append = parts.append
+        pack = _OP.pack
+        for kind, k, v in self._ops:
+            append(pack(kind, len(k), len(v)))
+            append(k)
+            if v:
+                append(v)
+        return b"".join(parts)
+
+    def entries(self, first_seq: int) -> Iterator[tuple[bytes, int, Kind, bytes]]:
+        """Yield the entries ``(key, seq, kind, value)`` the batch becomes when
+        numbered from ``first_seq``, in the order they were added.
+
+        REQUIRES: the same sequence range as ``encode``.
+        """
+        _check_seq_range(first_seq, len(self._ops))
+        seq = first_seq
+        for kind, k, v in self._ops:
+            yield (k, seq, kind, v)
+            seq += 1
+
+    def __repr__(self) -> str:
+        return f"<WriteBatch {len(self._ops)} ops, {self._bytes} bytes>"
+
+
+def _check_seq_range(first_seq: int, count: int) -> None:
+    if first_seq < 1 or first_seq + max(count, 1) - 1 > MAX_SEQ:
+        raise ValueError(f"sequence numbers {first_seq}..{first_seq + count - 1} are outside 1..{MAX_SEQ}")
+
+
+def decode(data, *, file: str | None = None, offset: int = 0) -> tuple[int, list[Op]]:
+    """Decode one encoded batch that fills all of ``data``.
+
+    Returns ``(first_seq, [(kind, key, value), ...])``; operation i has
+    sequence number ``first_seq + i``.  Raises CorruptionError(file, offset of
+    the bad byte) for a malformed batch; ``offset`` is where ``data`` starts in
+    ``file`` so the error points into the file.
+    """
+    first_seq, ops, end = _decode_at(data, 0, file, offset)
+    if end != len(data):
+        raise CorruptionError(file, offset + end, f"{len(data) - end} bytes after the end of the batch")
+    return first_seq, ops
+
+
+def decode_many(data, *, file: str | None = None, offset: int = 0) -> list[tuple[int, list[Op]]]:
+    """Decode the batches laid back to back in ``data`` (a group-commit WAL
+    payload).  Returns ``[(first_seq, ops), ...]`` in order; raises like
+    ``decode``.  An empty ``data`` holds no batch."""
+    out = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        first_seq, ops, pos = _decode_at(data, pos, file, offset)
+        out.append((first_seq, ops))
+    return out
+
+
+def _decode_at(data, pos: int, file: str | None, base: int) -> tuple[int, list[Op], int]:
+    n = len(data)
+    if n - pos < HEADER_BYTES:
+        raise CorruptionError(file, base + pos, "truncated batch header")
+    first_seq, count = _HEADER.unpack_from(data, pos)
+    if first_seq < 1 or first_seq + max(count, 1) - 1 > MAX_SEQ:
+        raise CorruptionError(file, base + pos, f"batch sequence numbers {first_seq}+{count} out of range")
+    pos += HEADER_BYTES
+    ops: list[Op] = []
+    append = ops.append
+    unpack = _OP.unpack_from
+    kinds = _KIND_BY_BYTE
+    for _ in range(count):
+        if n - pos < OP_HEADER_BYTES:
+            raise CorruptionError(file, base + pos, "truncated operation header")
+        kind_byte, klen, vlen = unpack(data, pos)
+        kind = kinds.get(kind_byte)
+        if kind is None:
+            raise CorruptionError(file, base + pos, f"unknown operation kind {kind_byte}")
+        if klen == 0:
+            raise CorruptionError(file, base + pos, "empty key")
+        if kind is Kind.DELETE and vlen:
+            raise CorruptionError(file, base + pos, "delete with a value")
+        kstart = pos + OP_HEADER_BYTES
+        vstart = kstart + klen
+        end = vstart + vlen
+        if end > n:
+            raise CorruptionError(file, base + pos, "operation runs past the end of the batch")
+        append((kind, bytes(data[kstart:vstart]), bytes(data[vstart:end])))
+        pos = end
+    return first_seq, ops, pos

@@ -1,0 +1,169 @@
+"""Memtable: the in-memory, sorted part of the store that takes new writes.
+
+Entries are ``(user_key, seq, kind, value)`` (hedge.lsm.keys).  Every version
+of a key is kept, so readers at older snapshots still find theirs.  Layout:
+
+- ``_newest``: dict user key -> the key's newest entry; a point lookup at
+  the current snapshot is one dict probe;
+- ``_older``: dict user key -> the key's older entries, oldest first (seq
+  ascending), only for keys with more than one version;
+- ``_keys``: a sortedcontainers SortedList of the distinct user keys, for
+  ordered iteration.
+
+Threads: ONE writer at a time (the caller serializes ``add``), any number of
+readers on other threads concurrently.  What makes that safe:
+
+- entries are only ever added, never removed or changed;
+- a key's entries are added in increasing seq order.  A new version first
+  moves the current newest entry to the end of ``_older[key]`` (the list
+  only grows at its end; ``list.append`` is atomic under the GIL) and only
+  then replaces ``_newest[key]``.  So a reader that reads ``_newest[key]``
+  (seq s) and then ``_older[key]`` finds there every older entry with
+  seq < s, and skips any entry with seq >= s moved there meanwhile;
+- a new key is put in ``_newest`` before it enters ``_keys``, and ``_keys``
+  (whose internal lists a split rearranges) is changed and read only under
+  ``_lock``.  Iteration copies a chunk of keys under the lock and re-bisects
+  after the last key it yielded, so a concurrent insert never makes it skip
+  or repeat a key; every entry present when the iteration reached a key is
+  yielded.
+
+Measured (perf/memtable_micro.py, 200k entries, 16-byte random keys,
+100-byte values, CPython 3.12, shared 2-core box): add 2.1-2.6 us, get 0.7-0.9 us, full scan
+0.5-0.7 us per entry.  Without the dict (a SortedList of (key, -seq) entries,
+get by bisect) get takes 4.3 us; a dict of per-key lists instead of the
+newest-entry dict took 1.1-1.2 us per get.
+
+This relies on the GIL making single list/dict operations atomic
+(CPython with the GIL, as this project requires).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from hedge.lsm.keys import Kind
+
+# Bytes counted per entry on top of key and value: roughly what it costs in
+# a table (seq, kind, lengths).  Used against Options.memtable_bytes.
+ENTRY_OVERHEAD_BYTES = 16
+
+# Keys copied per lock hold while iterating.
+_CHUNK_KEYS = 128
+
+Entry = tuple[bytes, int, Kind, bytes]
+
+
+class Memtable:
+    """Sorted, multi-version entries in memory.  See the module docstring for
+    the one-writer / many-readers rule."""
+
+    def __init__(self) -> None:
+        self._newest: dict[bytes, Entry] = {}
+        self._older: dict[bytes, list[Entry]] = {}
+        self._keys = SortedList()
+        self._lock = threading.Lock()
+        self._count = 0
+        self._bytes = 0
+        self._min_seq = 0
+        self._max_seq = 0
+
+    def add(self, key: bytes, seq: int, kind: Kind, value: bytes) -> None:
+        """Add one entry.
+
+        REQUIRES: the caller is the only thread adding; ``key`` is checked
+        bytes; ``seq`` is larger than every seq already stored for ``key``
+        (ValueError otherwise); a DELETE's value is b"".
+        """
+        entry = (key, seq, kind, value)
+        newest = self._newest
+        prev = newest.get(key)
+        if prev is None:
+            newest[key] = entry
+            with self._lock:
+                self._keys.add(key)
+        elif prev[1] < seq:
+            older = self._older.get(key)
+            if older is None:
+                self._older[key] = [prev]
+            else:
+                older.append(prev)
+            newest[key] = entry          # after prev is in _older: see the module docstring
+        else:
+            raise ValueError(f"seq {seq} is not above seq {prev[1]} already stored for this key")
+        self._count += 1
+        self._bytes += len(key) + len(value) + ENTRY_OVERHEAD_BYTES
+        if seq > self._max_seq:
+            self._max_seq = seq
+        if seq < self._min_seq or not self._min_seq:
+            self._min_seq = seq
+
+    def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
+        """The newest version of ``key`` with seq <= snapshot_seq, as
+        ``(seq, kind, value)``, or None when the memtable has none.  A DELETE
+        is returned as such: the key is absent and older sources must not be
+        searched.  Safe on any thread."""
+        entry = self._newest.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= snapshot_seq:
+            return entry[1:]
+        older = self._older.get(key)
+        if older is not None:
+            for i in range(len(older) - 1, -1, -1):
+                entry = older[i]
+                if entry[1] <= snapshot_seq:
+                    return entry[1:]
+        return None
+
+    def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None) -> Iterator[Entry]:
+        """Yield every entry, in entry order (key ascending, seq descending),
+        with start_key <= key < end_key (None: unbounded).  Safe on any thread
+        while the writer adds (see the module docstring)."""
+        keys = self._keys
+        newest_of = self._newest
+        older_of = self._older
+        lock = self._lock
+        with lock:
+            pos = keys.bisect_left(start_key) if start_key is not None else 0
+            chunk = keys[pos:pos + _CHUNK_KEYS]
+        while chunk:
+            for key in chunk:
+                if end_key is not None and key >= end_key:
+                    return
+                entry = newest_of[key]
+                yield entry
+                older = older_of.get(key)
+                if older is not None:
+                    newest_seq = entry[1]
+                    for entry in older[::-1]:      # a copy: the writer may append
+                        if entry[1] < newest_seq:
+                            yield entry
+            last = chunk[-1]
+            with lock:
+                pos = keys.bisect_right(last)
+                chunk = keys[pos:pos + _CHUNK_KEYS]
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry in entry order (what a flush writes)."""
+        return self.iter_from()
+
+    def approximate_bytes(self) -> int:
+        """Sum over entries of len(key) + len(value) + ENTRY_OVERHEAD_BYTES: the
+        size the entries will roughly take in a table (not Python's memory)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        """Number of entries (every version counts)."""
+        return self._count
+
+    @property
+    def max_seq(self) -> int:
+        """Largest seq stored, 0 when empty."""
+        return self._max_seq
+
+    @property
+    def min_seq(self) -> int:
+        """Smallest seq stored, 0 when empty."""
+        return self._min_seq

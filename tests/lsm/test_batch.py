@@ -1,0 +1,157 @@
+"""WriteBatch: building, validation, encoding and decoding."""
+import random
+
+import pytest
+
+from hedge.errors import CorruptionError
+from hedge.lsm.batch import HEADER_BYTES, OP_HEADER_BYTES, WriteBatch, decode, decode_many
+from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, Kind
+
+
+def random_batch(rng: random.Random, n: int) -> tuple[WriteBatch, list]:
+    batch = WriteBatch()
+    ops = []
+    for _ in range(n):
+        key = rng.randbytes(rng.randint(1, 40))
+        if rng.random() < 0.3:
+            batch.remove(key)
+            ops.append((Kind.DELETE, key, b""))
+        else:
+            value = rng.randbytes(rng.randint(0, 300))
+            batch.put(key, value)
+            ops.append((Kind.PUT, key, value))
+    return batch, ops
+
+
+def test_encode_decode_round_trip():
+    rng = random.Random(7)
+    for n in (0, 1, 2, 50, 500):
+        batch, ops = random_batch(rng, n)
+        first_seq = rng.randint(1, 1 << 40)
+        data = batch.encode(first_seq)
+        assert len(data) == batch.byte_size()
+        assert decode(data) == (first_seq, ops)
+
+
+def test_entries_take_consecutive_sequence_numbers():
+    batch, ops = random_batch(random.Random(3), 20)
+    assert list(batch.entries(100)) == [(k, 100 + i, kind, v) for i, (kind, k, v) in enumerate(ops)]
+
+
+def test_decode_many_reads_a_group_of_batches():
+    rng = random.Random(11)
+    group = []
+    payload = b""
+    seq = 1
+    for n in (3, 0, 7, 1):
+        batch, ops = random_batch(rng, n)
+        payload += batch.encode(seq)
+        group.append((seq, ops))
+        seq += n
+    assert decode_many(payload) == group
+    assert decode_many(b"") == []
+
+
+def test_bytes_like_keys_and_values_are_stored_as_bytes():
+    batch = WriteBatch()
+    batch.put(bytearray(b"k1"), memoryview(b"v1"))
+    batch.remove(memoryview(b"k2"))
+    assert decode(batch.encode(1))[1] == [(Kind.PUT, b"k1", b"v1"), (Kind.DELETE, b"k2", b"")]
+    assert all(type(x) is bytes for e in batch.entries(1) for x in (e[0], e[3]))
+
+
+def test_clear_empties_the_batch():
+    batch, _ = random_batch(random.Random(1), 10)
+    batch.clear()
+    assert len(batch) == 0
+    assert batch.byte_size() == HEADER_BYTES
+    assert decode(batch.encode(5)) == (5, [])
+
+
+def test_byte_size_counts_every_operation():
+    batch = WriteBatch()
+    batch.put(b"abc", b"12345")
+    batch.remove(b"xy")
+    assert batch.byte_size() == HEADER_BYTES + 2 * OP_HEADER_BYTES + 3 + 5 + 2
+
+
+@pytest.mark.parametrize("call, exc", [
+    (lambda b: b.put("text", b"v"), TypeError),
+    (lambda b: b.put(b"k", "text"), TypeError),
+    (lambda b: b.put(None, b"v"), TypeError),
+    (lambda b: b.put(b"", b"v"), ValueError),
+    (lambda b: b.put(b"k" * (MAX_KEY_BYTES + 1), b"v"), ValueError),
+    (lambda b: b.remove(123), TypeError),
+    (lambda b: b.remove(b""), ValueError),
+])
+def test_bad_input_raises_and_leaves_the_batch_unchanged(call, exc):
+    batch = WriteBatch()
+    batch.put(b"a", b"1")
+    batch.remove(b"b")
+    before = (len(batch), batch.byte_size(), batch.encode(9))
+    with pytest.raises(exc):
+        call(batch)
+    assert (len(batch), batch.byte_size(), batch.encode(9)) == before
+
+
+@pytest.mark.parametrize("first_seq", [0, -1, MAX_SEQ])
+def test_encode_rejects_sequence_numbers_out_of_range(first_seq):
+    batch = WriteBatch()
+    batch.put(b"a", b"1")
+    batch.put(b"b", b"2")
+    with pytest.raises(ValueError):
+        batch.encode(first_seq)
+
+
+def _sample() -> bytes:
+    batch = WriteBatch()
+    batch.put(b"key", b"value")
+    batch.remove(b"gone")
+    return batch.encode(42)
+
+
+def test_every_truncation_raises_corruption():
+    data = _sample()
+    for cut in range(len(data)):
+        with pytest.raises(CorruptionError):
+            decode(data[:cut])
+
+
+def test_trailing_bytes_raise_corruption_with_offset():
+    data = _sample()
+    with pytest.raises(CorruptionError) as info:
+        decode(data + b"\x00", file="000007.wal", offset=1000)
+    assert info.value.file == "000007.wal"
+    assert info.value.offset == 1000 + len(data)
+
+
+def test_unknown_kind_raises_corruption_at_the_operation():
+    data = bytearray(_sample())
+    data[HEADER_BYTES] = 9
+    with pytest.raises(CorruptionError) as info:
+        decode(bytes(data), offset=100)
+    assert info.value.offset == 100 + HEADER_BYTES
+
+
+def test_delete_with_a_value_raises_corruption():
+    data = bytearray(_sample())
+    second = HEADER_BYTES + OP_HEADER_BYTES + 3 + 5
+    assert data[second] == Kind.DELETE
+    data[second + 5] = 1          # value length of the delete
+    with pytest.raises(CorruptionError):
+        decode(bytes(data))
+
+
+def test_zero_first_seq_raises_corruption():
+    data = bytearray(_sample())
+    data[0:8] = bytes(8)
+    with pytest.raises(CorruptionError):
+        decode(bytes(data))
+
+
+def test_empty_key_raises_corruption():
+    data = bytearray(WriteBatch().encode(1))
+    data[8] = 1                   # count = 1
+    data += bytes([Kind.PUT]) + bytes(8)
+    with pytest.raises(CorruptionError):
+        decode(bytes(data))

@@ -1,0 +1,135 @@
+"""Memtable against a model, and iteration while another thread adds."""
+import random
+import sys
+import threading
+
+import pytest
+
+from hedge.lsm.keys import Kind, entry_order
+from hedge.lsm.memtable import ENTRY_OVERHEAD_BYTES, Memtable
+from tests.lsm.model import lookup, random_entries, sorted_entries
+
+
+def filled(entries) -> Memtable:
+    mt = Memtable()
+    for e in entries:
+        mt.add(*e)
+    return mt
+
+
+def test_empty_memtable():
+    mt = Memtable()
+    assert len(mt) == 0 and mt.approximate_bytes() == 0
+    assert mt.min_seq == 0 and mt.max_seq == 0
+    assert mt.get(b"k", 10) is None
+    assert list(mt.entries()) == []
+
+
+def test_get_at_snapshots_matches_model():
+    rng = random.Random(5)
+    entries = random_entries(rng, 3000, 60)
+    mt = filled(entries)
+    keys = sorted({e[0] for e in entries}) + [b"\xff\xff\xff\xff\xff", b"\x00"]
+    for snapshot in [0, 1, 2, 17, 500, 1499, 2999, 3000, 10_000] + [rng.randint(1, 3000) for _ in range(20)]:
+        for key in keys:
+            assert mt.get(key, snapshot) == lookup(entries, key, snapshot), (key, snapshot)
+
+
+def test_get_returns_a_delete_as_such():
+    mt = Memtable()
+    mt.add(b"k", 1, Kind.PUT, b"v1")
+    mt.add(b"k", 2, Kind.DELETE, b"")
+    assert mt.get(b"k", 2) == (2, Kind.DELETE, b"")
+    assert mt.get(b"k", 1) == (1, Kind.PUT, b"v1")
+
+
+def test_iteration_matches_model_over_ranges():
+    rng = random.Random(9)
+    entries = random_entries(rng, 3000, 300)
+    mt = filled(entries)
+    assert list(mt.entries()) == sorted_entries(entries)
+    keys = sorted({e[0] for e in entries})
+    for _ in range(50):
+        start = rng.choice(keys + [None, b"\x00", rng.randbytes(2)])
+        end = rng.choice(keys + [None, b"\xff" * 5, rng.randbytes(2)])
+        assert list(mt.iter_from(start, end)) == sorted_entries(entries, start, end), (start, end)
+
+
+def test_counters():
+    entries = [(b"b", 5, Kind.PUT, b"xyz"), (b"a", 3, Kind.DELETE, b""), (b"b", 9, Kind.PUT, b"")]
+    mt = filled(entries)
+    assert len(mt) == 3
+    assert mt.min_seq == 3 and mt.max_seq == 9
+    assert mt.approximate_bytes() == (1 + 3) + 1 + 1 + 3 * ENTRY_OVERHEAD_BYTES
+
+
+def test_add_rejects_a_seq_not_above_the_keys_newest():
+    mt = Memtable()
+    mt.add(b"k", 5, Kind.PUT, b"v")
+    for seq in (5, 4):
+        with pytest.raises(ValueError):
+            mt.add(b"k", seq, Kind.PUT, b"w")
+    assert len(mt) == 1 and list(mt.entries()) == [(b"k", 5, Kind.PUT, b"v")]
+
+
+def test_concurrent_iteration_while_another_thread_adds():
+    rng = random.Random(13)
+    # Enough distinct keys that the SortedList splits its lists while we iterate.
+    keys = [rng.randbytes(8) for _ in range(20_000)]
+    mt = Memtable()
+    seq = 0
+    before = []
+    for key in keys[:10_000]:
+        seq += 1
+        mt.add(key, seq, Kind.PUT, b"a")
+        before.append((key, seq, Kind.PUT, b"a"))
+    for key in keys[:2000]:                # second versions of some keys
+        seq += 1
+        mt.add(key, seq, Kind.PUT, b"b")
+        before.append((key, seq, Kind.PUT, b"b"))
+    start_seq = seq + 1
+    stop = threading.Event()
+
+    def writer():
+        s = start_seq
+        i = 0
+        while not stop.is_set():
+            key = keys[10_000 + i % 10_000] if i < 10_000 else keys[rng.randrange(20_000)]
+            mt.add(key, s, Kind.PUT, b"c")
+            s += 1
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)             # interleave the threads finely
+    thread.start()
+    grew_during = 0
+    try:
+        for _ in range(10):
+            if grew_during == 3:
+                break
+            n_before = len(mt)
+            seen = list(mt.iter_from())
+            grew_during += len(mt) > n_before
+            assert seen == sorted(seen, key=entry_order)
+            assert len({(e[0], e[1]) for e in seen}) == len(seen)
+            assert set(before) <= set(seen)
+            assert all(e[1] < start_seq or e[3] == b"c" for e in seen)
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(old_interval)
+    assert grew_during == 3                 # the writer really ran during three iterations
+    assert list(mt.entries()) == sorted(mt.entries(), key=entry_order)
+
+
+def test_version_added_while_the_iterator_is_at_its_key_is_not_repeated():
+    mt = Memtable()
+    mt.add(b"k", 1, Kind.PUT, b"v1")
+    mt.add(b"k", 2, Kind.PUT, b"v2")
+    mt.add(b"z", 3, Kind.PUT, b"z")
+    it = mt.iter_from()
+    first = next(it)                 # suspended between the newest and the older versions of b"k"
+    mt.add(b"k", 4, Kind.PUT, b"v4")  # moves seq 2 to the older versions
+    rest = list(it)
+    assert [first] + rest == [(b"k", 2, Kind.PUT, b"v2"), (b"k", 1, Kind.PUT, b"v1"), (b"z", 3, Kind.PUT, b"z")]
