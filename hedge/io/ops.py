@@ -17,6 +17,7 @@ import os
 import select
 
 from hedge.errors import HedgeIOError, ShortIOError
+from hedge.io import faults
 from hedge.io import opcodes as O
 from hedge.io.buffer import Buffer
 from hedge.io.file import File, check_direct_alignment
@@ -51,6 +52,8 @@ async def read(file: File, buf, offset: int, length: int | None = None, start: i
     _check_range(total, start, length)
     if file.direct:
         check_direct_alignment(file, buf.address + start if type(buf) is Buffer else None, length, offset, "read")
+    if faults.armed:
+        faults.check("read", file.path)
     res = await io_request(O.READ, file, file.fd, buf, start, length, offset, 0)
     if res < 0:
         raise _fail(res, "read", file)
@@ -83,6 +86,8 @@ async def write(file: File, data, offset: int, start: int = 0, length: int | Non
     _check_range(total, start, length)
     if file.direct:
         check_direct_alignment(file, data.address + start if type(data) is Buffer else None, length, offset, "write")
+    if faults.armed:
+        faults.check("write", file.path)
     done = 0
     while done < length:
         res = await io_request(O.WRITE, file, file.fd, data, start + done, length - done, offset + done, 0)
@@ -105,6 +110,8 @@ async def readv(file: File, bufs, offset: int) -> int:
             n = _nbytes(b)
             check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "readv")
             pos += n
+    if faults.armed:
+        faults.check("readv", file.path)
     res = await io_request(O.READV, file, file.fd, bufs, 0, len(bufs), offset, 0)
     if res < 0:
         raise _fail(res, "readv", file)
@@ -123,6 +130,8 @@ async def writev(file: File, bufs, offset: int) -> int:
         for b, n in zip(bufs, sizes):
             check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "writev")
             pos += n
+    if faults.armed:
+        faults.check("writev", file.path)
     res = await io_request(O.WRITEV, file, file.fd, bufs, 0, len(bufs), offset, 0)
     if res < 0:
         raise _fail(res, "writev", file)
@@ -142,6 +151,8 @@ async def writev(file: File, bufs, offset: int) -> int:
 async def fsync(file: File) -> None:
     """Flush data and metadata of ``file`` to stable storage."""
     file.check_open()
+    if faults.armed:
+        faults.check("fsync", file.path)
     res = await io_request(O.FSYNC, file, file.fd, None, 0, 0, 0, 0)
     if res < 0:
         raise _fail(res, "fsync", file)
@@ -150,6 +161,8 @@ async def fsync(file: File) -> None:
 async def fdatasync(file: File) -> None:
     """Flush the data of ``file`` (and the metadata needed to read it)."""
     file.check_open()
+    if faults.armed:
+        faults.check("fdatasync", file.path)
     res = await io_request(O.FDATASYNC, file, file.fd, None, 0, 0, 0, 0)
     if res < 0:
         raise _fail(res, "fdatasync", file)
@@ -188,6 +201,8 @@ async def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int
         from hedge.io.file import O_DIRECT
 
         flags |= O_DIRECT
+    if faults.armed:
+        faults.check("open", path)
     res = await io_request(O.OPENAT, None, O.AT_FDCWD, os.fsencode(path), 0, mode, 0, flags | os.O_CLOEXEC)
     if res < 0:
         raise HedgeIOError(-res, "open", path)
@@ -197,6 +212,8 @@ async def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int
 async def rename(old: str | os.PathLike, new: str | os.PathLike) -> None:
     """Atomically rename ``old`` to ``new`` (renameat)."""
     old, new = os.fspath(old), os.fspath(new)
+    if faults.armed:
+        faults.check("rename", old)
     res = await io_request(O.RENAMEAT, None, O.AT_FDCWD, (os.fsencode(old), os.fsencode(new)), 0, 0, 0, 0)
     if res < 0:
         raise HedgeIOError(-res, "rename", old, f"to {new}")
@@ -205,6 +222,8 @@ async def rename(old: str | os.PathLike, new: str | os.PathLike) -> None:
 async def unlink(path: str | os.PathLike) -> None:
     """Remove the file ``path`` (unlinkat)."""
     path = os.fspath(path)
+    if faults.armed:
+        faults.check("unlink", path)
     res = await io_request(O.UNLINKAT, None, O.AT_FDCWD, os.fsencode(path), 0, 0, 0, 0)
     if res < 0:
         raise HedgeIOError(-res, "unlink", path)
