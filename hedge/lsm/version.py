@@ -25,7 +25,7 @@ number, next file number, last sequence and compaction pointers.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -142,8 +142,12 @@ class VersionBuilder:
 
         Raises CorruptionError (with ``file``/``offset`` for the location) when
         the edit deletes a table not present at that level, adds a file number
-        already live, or adds a table overlapping another one in L1+.
+        already live, adds a table overlapping another one in L1+, or names a
+        level outside 0..NUM_LEVELS-1.
         """
+        for level in {lvl for lvl, _ in edit.deleted_files} | {lvl for lvl, _ in edit.added_files}:
+            if not 0 <= level < NUM_LEVELS:
+                raise CorruptionError(file, offset, f"edit names level {level}")
         for level, number in sorted(edit.deleted_files):
             live = self._live.get(number)
             if live is None or live[0] != level:
@@ -187,7 +191,8 @@ class VersionSetState:
     """Everything the manifest records: the version and the bookkeeping numbers.
 
     ``compact_pointers`` has one entry per level (None: no compaction started
-    there yet).  ``next_file_number`` is always above every live file number.
+    there yet).  After ``fold``, ``next_file_number`` is above every file
+    number the edits mentioned.
     """
 
     version: Version

@@ -210,3 +210,9 @@ def test_builder_accumulates_edits_before_building():
     builder.apply(first)
     builder.apply(second)
     assert [m.number for m in builder.build().levels[3]] == [1]
+
+
+def test_apply_rejects_a_level_out_of_range():
+    edit = VersionEdit(added_files=[(NUM_LEVELS, table(1, "a", "b"))])
+    with pytest.raises(CorruptionError, match="level 7"):
+        apply(Version(), edit)

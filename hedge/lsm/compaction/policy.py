@@ -5,7 +5,8 @@ state, callable from any thread.  docs/compaction.md explains the rules.
 - Scores: L0 = number of L0 tables / l0_compaction_trigger; Ln (1 <= n <
   NUM_LEVELS - 1) = bytes in Ln / max_level_bytes(n), where max_level_bytes(n)
   = level1_bytes * level_size_ratio ** (n - 1).  The last level has no score.
-  The level with the highest score >= 1 is compacted (the lower level on a tie).
+  The level with the highest score >= 1 is compacted (the smaller level
+  number on a tie).
 - An L0 task starts from the oldest L0 table and takes every L0 table that
   overlaps the growing key range until it stops growing (so no L0 table left
   behind overlaps the tables that leave), plus the L1 tables overlapping it.
