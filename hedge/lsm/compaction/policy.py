@@ -1,0 +1,200 @@
+"""Leveled compaction policy: which tables to merge next, and the edit that
+installs the result.  Pure functions of a Version and the Options; no I/O, no
+state, callable from any thread.  docs/compaction.md explains the rules.
+
+- Scores: L0 = number of L0 tables / l0_compaction_trigger; Ln (1 <= n <
+  NUM_LEVELS - 1) = bytes in Ln / max_level_bytes(n), where max_level_bytes(n)
+  = level1_bytes * level_size_ratio ** (n - 1).  The last level has no score.
+  The level with the highest score >= 1 is compacted (the smaller level
+  number on a tie).
+- An L0 task starts from the oldest L0 table and takes every L0 table that
+  overlaps the growing key range until it stops growing (so no L0 table left
+  behind overlaps the tables that leave), plus the L1 tables overlapping it.
+- An Ln task takes one table: the first whose smallest key is above the
+  level's compaction pointer (wrapping to the first table), plus the Ln+1
+  tables overlapping it.
+- When a task has one input table and nothing overlaps it in the next level,
+  it is a trivial move: the table changes level, no data is rewritten.
+- A task is bottommost when no level below its output level overlaps its key
+  range; only then may tombstones be dropped.
+
+``pick`` assumes no other compaction is running (the engine runs one at a
+time); running several needs key-range conflict checks this module lacks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Sequence
+
+from hedge.lsm.version import Version
+from hedge.lsm.version_edit import NUM_LEVELS, FileMeta, VersionEdit
+from hedge.options import Options
+
+NO_POINTERS: tuple[bytes | None, ...] = (None,) * NUM_LEVELS
+
+
+class Stall(StrEnum):
+    """What writers must do given the shape of L0 (compares equal to its string)."""
+
+    NONE = "none"
+    SLOWDOWN = "slowdown"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class CompactionTask:
+    """One compaction: merge ``upper`` (tables of ``level``) with ``lower`` (the
+    tables of ``output_level`` overlapping them) into new tables of
+    ``output_level``, each at most ``max_output_bytes`` (a target; a table may
+    exceed it to keep one user key's versions together).
+
+    ``bottommost``: no level below ``output_level`` overlaps the task's key
+    range, so tombstones visible to the oldest snapshot may be dropped.
+    ``trivial_move``: one upper table, no lower tables; the runner writes
+    nothing and installs ``apply(version, task, [])``.
+    """
+
+    level: int
+    output_level: int
+    upper: tuple[FileMeta, ...]
+    lower: tuple[FileMeta, ...]
+    bottommost: bool
+    trivial_move: bool
+    max_output_bytes: int
+    score: float
+
+    def inputs(self) -> tuple[tuple[int, tuple[FileMeta, ...]], ...]:
+        """(level, tables) for each input level."""
+        return ((self.level, self.upper), (self.output_level, self.lower))
+
+    @property
+    def smallest_key(self) -> bytes:
+        return min(m.smallest_key for m in self.upper + self.lower)
+
+    @property
+    def largest_key(self) -> bytes:
+        return max(m.largest_key for m in self.upper + self.lower)
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(m.size for m in self.upper + self.lower)
+
+
+def max_level_bytes(options: Options, level: int) -> int:
+    """Target size of ``level``.  REQUIRES: 1 <= level < NUM_LEVELS."""
+    if not 1 <= level < NUM_LEVELS:
+        raise ValueError(f"level {level} has no byte target")
+    return options.level1_bytes * options.level_size_ratio ** (level - 1)
+
+
+def level_scores(version: Version, options: Options) -> tuple[float, ...]:
+    """Scores of levels 0..NUM_LEVELS-2; >= 1 means the level needs compacting."""
+    scores = [version.num_files(0) / options.l0_compaction_trigger]
+    for level in range(1, NUM_LEVELS - 1):
+        scores.append(version.level_bytes(level) / max_level_bytes(options, level))
+    return tuple(scores)
+
+
+def pick(version: Version, options: Options,
+         compact_pointers: Sequence[bytes | None] = NO_POINTERS) -> CompactionTask | None:
+    """The next compaction, or None when every score is below 1.
+
+    ``compact_pointers[n]`` is the largest key of the last task started at
+    level n (VersionSetState.compact_pointers), None when there was none.
+    """
+    scores = level_scores(version, options)
+    level = max(range(len(scores)), key=lambda n: (scores[n], -n))
+    if scores[level] < 1:
+        return None
+    if level == 0:
+        upper = _l0_inputs(version)
+    else:
+        upper = (_next_in_round(version.levels[level], compact_pointers[level]),)
+    output_level = level + 1
+    lower = version.overlapping(output_level, min(m.smallest_key for m in upper),
+                                max(m.largest_key for m in upper))
+    start = min(m.smallest_key for m in upper + lower)
+    end = max(m.largest_key for m in upper + lower)
+    bottommost = not any(version.overlapping(deeper, start, end)
+                         for deeper in range(output_level + 1, NUM_LEVELS))
+    return CompactionTask(level=level, output_level=output_level, upper=upper, lower=lower,
+                          bottommost=bottommost, trivial_move=len(upper) == 1 and not lower,
+                          max_output_bytes=options.table_bytes, score=scores[level])
+
+
+def _l0_inputs(version: Version) -> tuple[FileMeta, ...]:
+    """The oldest L0 table and every L0 table overlapping the range, closed
+    under overlap; newest first, as in L0."""
+    l0 = version.levels[0]
+    oldest = l0[-1]
+    start, end = oldest.smallest_key, oldest.largest_key
+    chosen = {oldest.number}
+    grown = True
+    while grown:
+        grown = False
+        for meta in l0:
+            if meta.number not in chosen and meta.overlaps(start, end):
+                chosen.add(meta.number)
+                start = min(start, meta.smallest_key)
+                end = max(end, meta.largest_key)
+                grown = True
+    return tuple(m for m in l0 if m.number in chosen)
+
+
+def _next_in_round(files: tuple[FileMeta, ...], pointer: bytes | None) -> FileMeta:
+    """The first table starting after ``pointer``, wrapping to the first."""
+    if pointer is not None:
+        for meta in files:
+            if meta.smallest_key > pointer:
+                return meta
+    return files[0]
+
+
+def apply(version: Version, task: CompactionTask, outputs: list[FileMeta]) -> VersionEdit:
+    """The edit installing ``task``'s result: its inputs leave, ``outputs``
+    (or, for a trivial move, the moved table) enter ``task.output_level``, and
+    the compaction pointer of ``task.level`` (n >= 1) moves to the largest
+    input key of that level.
+
+    REQUIRES: every input of ``task`` is still in ``version``; ``outputs`` are
+    sorted, non-overlapping and inside the task's key range; empty for a
+    trivial move.  Raises ValueError otherwise.  The engine adds the
+    bookkeeping numbers (next_file_number, ...) to the edit before logging it.
+    """
+    live = {m.number: level for level, m in version.files()}
+    for level, files in task.inputs():
+        for meta in files:
+            if live.get(meta.number) != level:
+                raise ValueError(f"input file {meta.number} is no longer in L{level}")
+    edit = VersionEdit()
+    for level, files in task.inputs():
+        for meta in files:
+            edit.delete_file(level, meta.number)
+    if task.trivial_move:
+        if outputs:
+            raise ValueError("a trivial move has no output tables")
+        edit.add_file(task.output_level, task.upper[0])
+    else:
+        start, end = task.smallest_key, task.largest_key
+        for prev, cur in zip(outputs, outputs[1:]):
+            if prev.largest_key >= cur.smallest_key:
+                raise ValueError(f"outputs {prev.number} and {cur.number} overlap or are out of order")
+        for meta in outputs:
+            if meta.smallest_key < start or meta.largest_key > end:
+                raise ValueError(f"output {meta.number} lies outside the task's key range")
+            edit.add_file(task.output_level, meta)
+    if task.level > 0:
+        edit.set_compact_pointer(task.level, max(m.largest_key for m in task.upper))
+    return edit
+
+
+def write_stall(version: Version, options: Options) -> Stall:
+    """STOP at l0_stop_trigger L0 tables, SLOWDOWN at l0_slowdown_trigger,
+    NONE below."""
+    count = version.num_files(0)
+    if count >= options.l0_stop_trigger:
+        return Stall.STOP
+    if count >= options.l0_slowdown_trigger:
+        return Stall.SLOWDOWN
+    return Stall.NONE

@@ -1,0 +1,156 @@
+"""The leveled policy, one rule per test."""
+from __future__ import annotations
+
+import pytest
+
+from hedge.lsm.compaction.policy import (NO_POINTERS, Stall, apply, level_scores, max_level_bytes,
+                                         pick, write_stall)
+from hedge.lsm.version import Version, apply as apply_edit
+from hedge.lsm.version_edit import NUM_LEVELS
+from hedge.options import Options
+from tests.lsm.helpers import table
+
+OPTS = Options(l0_compaction_trigger=4, l0_slowdown_trigger=6, l0_stop_trigger=8,
+               level1_bytes=1000, level_size_ratio=10, table_bytes=300)
+
+
+def version_of(*levels) -> Version:
+    return Version(list(levels) + [()] * (NUM_LEVELS - len(levels)))
+
+
+def l0_tables(*ranges: tuple[str, str], first: int = 100) -> tuple:
+    """L0 tables, newest first: the last range given is the oldest."""
+    count = len(ranges)
+    return tuple(table(first + count - i, lo, hi, seqs=(10 * (count - i), 10 * (count - i) + 9))
+                 for i, (lo, hi) in enumerate(ranges))
+
+
+def test_max_level_bytes_grows_by_the_size_ratio():
+    assert [max_level_bytes(OPTS, n) for n in (1, 2, 3)] == [1000, 10_000, 100_000]
+    with pytest.raises(ValueError):
+        max_level_bytes(OPTS, 0)
+
+
+def test_no_task_below_the_l0_trigger():
+    v = version_of(l0_tables(("a", "z"), ("a", "z"), ("a", "z")))
+    assert level_scores(v, OPTS)[0] == 0.75
+    assert pick(v, OPTS) is None
+
+
+def test_l0_trigger_takes_overlapping_l0_and_l1_tables():
+    l0 = l0_tables(("a", "c"), ("b", "e"), ("x", "z"), ("d", "f"))
+    l1 = (table(1, "a", "a"), table(2, "e", "g"), table(3, "h", "w"), table(4, "y", "z"))
+    task = pick(version_of(l0, l1), OPTS)
+    assert task.level == 0 and task.output_level == 1 and task.score == 1.0
+    # The oldest ("d".."f") grows to "b".."f", then "a".."f"; "x".."z" stays.
+    assert [m.smallest_key for m in task.upper] == [b"a", b"b", b"d"]
+    assert [m.number for m in task.lower] == [1, 2]
+    assert not task.trivial_move and task.max_output_bytes == 300
+
+
+def test_level_score_picks_the_level_most_over_its_target():
+    l1 = (table(1, "a", "c", size=600), table(2, "d", "f", size=600))      # 1.2
+    l2 = (table(3, "a", "m", size=7000), table(4, "n", "z", size=7000))    # 1.4
+    task = pick(version_of((), l1, l2), OPTS)
+    assert task.level == 2 and task.output_level == 3 and task.score == pytest.approx(1.4)
+    assert task.upper == (l2[0],)
+
+
+def test_levels_under_their_target_are_left_alone():
+    l1 = (table(1, "a", "c", size=999),)
+    assert pick(version_of((), l1), OPTS) is None
+
+
+def test_round_robin_pointer_walks_the_level_and_wraps():
+    l1 = tuple(table(n, k, k, size=400) for n, k in ((1, "b"), (2, "d"), (3, "f")))
+    l2 = (table(9, "a", "z"),)
+    v = version_of((), l1, l2)
+    pointers = list(NO_POINTERS)
+    picked = []
+    for _ in range(4):
+        task = pick(v, OPTS, pointers)
+        picked.append(task.upper[0].number)
+        pointers[1] = apply(v, task, [] if task.trivial_move else [table(50, "a", "z")]).compact_pointers[1]
+    assert picked == [1, 2, 3, 1]
+
+
+def test_bottommost_only_when_no_deeper_level_overlaps():
+    l1 = (table(1, "c", "f", size=2000),)
+    l2 = (table(2, "a", "d"),)
+    deeper_elsewhere = version_of((), l1, l2, (table(3, "x", "z"),))
+    deeper_overlapping = version_of((), l1, l2, (), (), (table(4, "e", "e"),))
+    assert pick(deeper_elsewhere, OPTS).bottommost
+    assert not pick(deeper_overlapping, OPTS).bottommost
+
+
+def test_bottommost_checks_the_range_of_lower_inputs_too():
+    l1 = (table(1, "c", "f", size=2000),)
+    l2 = (table(2, "a", "d"),)
+    # "b" lies outside the L1 table but inside the L2 input it pulls in.
+    v = version_of((), l1, l2, (table(3, "b", "b"),))
+    assert not pick(v, OPTS).bottommost
+
+
+def test_single_table_without_overlap_is_a_trivial_move():
+    l1 = (table(1, "a", "c", size=2000),)
+    l2 = (table(2, "d", "f"),)
+    v = version_of((), l1, l2)
+    task = pick(v, OPTS)
+    assert task.trivial_move and task.lower == ()
+    after = apply_edit(v, apply(v, task, []))
+    assert [m.number for m in after.levels[2]] == [1, 2] and after.levels[1] == ()
+
+
+def test_l0_table_disjoint_from_everything_moves_trivially():
+    l0 = l0_tables(("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"))
+    task = pick(version_of(l0, (table(1, "i", "j"),)), OPTS)
+    assert task.trivial_move and task.upper == (l0[-1],)
+
+
+def test_trivial_move_with_outputs_is_refused():
+    v = version_of((), (table(1, "a", "c", size=2000),))
+    with pytest.raises(ValueError, match="trivial move"):
+        apply(v, pick(v, OPTS), [table(5, "a", "c")])
+
+
+def test_apply_replaces_inputs_by_outputs_and_sets_the_pointer():
+    l1 = (table(1, "c", "f", size=2000), table(5, "k", "m", size=10))
+    l2 = (table(2, "a", "d"), table(3, "e", "g"), table(4, "h", "z"))
+    v = version_of((), l1, l2)
+    task = pick(v, OPTS)
+    edit = apply(v, task, [table(10, "a", "c"), table(11, "d", "g")])
+    assert edit.deleted_files == {(1, 1), (2, 2), (2, 3)}
+    assert edit.compact_pointers == {1: b"f"}
+    after = apply_edit(v, edit)
+    assert [m.number for m in after.levels[2]] == [10, 11, 4]
+    assert [m.number for m in after.levels[1]] == [5]
+
+
+def test_apply_refuses_outputs_outside_the_task_range():
+    l1 = (table(1, "c", "f", size=2000),)
+    l2 = (table(2, "a", "d"),)
+    v = version_of((), l1, l2)
+    with pytest.raises(ValueError, match="outside"):
+        apply(v, pick(v, OPTS), [table(10, "a", "h")])
+
+
+def test_apply_refuses_overlapping_outputs():
+    v = version_of((), (table(1, "c", "f", size=2000),), (table(2, "a", "d"),))
+    with pytest.raises(ValueError, match="overlap"):
+        apply(v, pick(v, OPTS), [table(10, "a", "d"), table(11, "d", "f")])
+
+
+def test_apply_refuses_a_stale_task():
+    v = version_of((), (table(1, "c", "f", size=2000),), (table(2, "a", "d"),))
+    task = pick(v, OPTS)
+    changed = version_of((), (table(1, "c", "f", size=2000),), (table(3, "a", "d"),))
+    with pytest.raises(ValueError, match="no longer"):
+        apply(changed, task, [table(10, "a", "f")])
+
+
+def test_write_stall_follows_the_l0_count():
+    def stall(count: int) -> Stall:
+        return write_stall(version_of(l0_tables(*[("a", "z")] * count)), OPTS)
+    assert [stall(n) for n in (0, 5, 6, 7, 8, 20)] == [
+        Stall.NONE, Stall.NONE, Stall.SLOWDOWN, Stall.SLOWDOWN, Stall.STOP, Stall.STOP]
+    assert stall(6) == "slowdown"
