@@ -227,7 +227,8 @@ class StoreBenchmark:
             verify = {"reads_checked": report.reads_checked - checked_before,
                       "mismatches": report.mismatches - mismatches_before,
                       "examples": list(report.examples)}
-            extra += f"  verified {verify['reads_checked']:,} reads, {verify['mismatches']} mismatches"
+            if verify["reads_checked"] or verify["mismatches"]:
+                extra += f"  verified {verify['reads_checked']:,} reads, {verify['mismatches']} mismatches"
         progress.summary(operations, elapsed, extra)
         return PhaseResult(phase, description, operations, elapsed, histograms, verify, note)
 

@@ -108,7 +108,7 @@ def format_table(results: list[StoreResult]) -> str:
                     first = False
                 if len(p.histograms) > 1:
                     lines.append(f"{'':<6} {'':<10} {'all':<7} {p.operations:>9,} {p.throughput():>10,.0f}")
-                if p.verify is not None:
+                if p.verify is not None and (p.verify["reads_checked"] or p.verify["mismatches"]):
                     lines.append(f"{'':<6} {'':<10} verified {p.verify['reads_checked']:,} reads: "
                                  f"{p.verify['mismatches']} mismatches")
         lines.append("")

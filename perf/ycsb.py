@@ -53,7 +53,7 @@ Keys are "user" + FNV-1a 64 hash of the record number (insert order hashed) or
 
 phases: load (records inserted by the clients, no per-write fsync, store closed and
 reopened), then each workload for --operations operations (or --seconds). Latency is
-measured around each store call; percentiles come from log-linear histograms (< 0.8%%
+measured around each store call; percentiles come from log-linear histograms (< 0.8%
 error). Concurrency: hedge runs --clients coroutines on its foreground executor; peers
 whose binding releases the GIL (plyvel, lmdb, sqlite3) run a thread per client; rocksdict,
 which holds the GIL, runs the same client streams round-robin on one thread.
@@ -89,7 +89,7 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m perf.ycsb", description=__doc__.split("\n\n")[1].replace("\n", " "),
+        prog="python -m perf.ycsb", description=__doc__.split("\n\n")[1],
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to run")
     g.add_argument("--stores", default=DEFAULT_STORES,
