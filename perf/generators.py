@@ -101,10 +101,6 @@ class Zipfian:
         self._eta = 0.0
         self._resize(items, zetan)
 
-    @property
-    def items(self) -> int:
-        return self._items
-
     def _resize(self, items: int, zetan: float | None = None) -> None:
         self._zetan = zetan if zetan is not None else _zetas.get(items, self.theta)
         self._items = items
@@ -159,11 +155,6 @@ class InsertCounter:
     @property
     def limit(self) -> int:
         return self._limit
-
-    @property
-    def issued(self) -> int:
-        """How many record numbers were handed out (acknowledged or not)."""
-        return self._next
 
     def take(self, bound: int | None = None) -> int | None:
         """The next record number, or None when ``bound`` is reached."""

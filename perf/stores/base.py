@@ -26,9 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONCURRENCY_MODELS = ("threads", "coroutines", "single")
-
-
 @dataclass(frozen=True)
 class StoreConfig:
     """How every store of a run is opened."""

@@ -6,7 +6,6 @@ import asyncio
 import json
 import types
 
-import pytest
 
 from perf import stores
 from perf.driver import RunConfig, StoreBenchmark
@@ -217,3 +216,13 @@ def test_hedge_adapter_runs_clients_as_coroutines(tmp_path, monkeypatch):
     assert opened[1]["direct_io"] is True and opened[1]["block_cache_bytes"] == 1 << 20
     assert result.settings["layout"] == {"foreground": [0]}
     assert "io_method=sync" in result.settings["io"]
+
+
+def test_seconds_bound_a_workload(tmp_path):
+    config = RunConfig(records=200, operations=10 ** 8, seconds=0.3, progress="never",
+                       store=StoreConfig(clients=4))
+    bench = StoreBenchmark(DictStore, config, KeySpace(), ValueFactory(100), log=lambda line: None)
+    result = bench.run(str(tmp_path / "d"), [STANDARD["C"]])
+    phase = result.phases[1]
+    assert 0 < phase.operations < 10 ** 8
+    assert 0.3 <= phase.elapsed_s < 3.0
