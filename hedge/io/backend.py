@@ -236,7 +236,11 @@ class ThreadsBackend(PollingBackend):
             if job is None:
                 return
             ud, op, fd, obj, start, length, offset, flags = job
-            done.append((ud, perform(op, fd, obj, start, length, offset, flags)))
+            result = perform(op, fd, obj, start, length, offset, flags)
+            # Drop the request's buffer before posting the completion: once
+            # the executor has it, the request owns nothing any more.
+            job = obj = None
+            done.append((ud, result))
             if self._waiting:
                 self.wake()
 

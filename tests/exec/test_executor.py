@@ -182,8 +182,10 @@ def test_cancelled_waiters_buffer_lives_until_its_completion(executor, data_file
         observed["in_flight_after_cancel"] = current_executor().stats()["in_flight"]
         observed["alive_after_cancel"] = refs[0]() is not None
         observed["fd_open_after_close"] = f.fd >= 0
-        await ops.nop()             # loop turns: the read's completion is reaped
-        await ops.nop()
+        for _ in range(2000):       # until the read's completion is reaped
+            if current_executor().stats()["in_flight"] == 0:
+                break
+            await ops.sleep(0.001)
         gc.collect()
         observed["alive_after_completion"] = refs[0]() is not None
         observed["fd_after_completion"] = f.fd
