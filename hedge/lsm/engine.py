@@ -1,7 +1,8 @@
 """Engine: the LSM tree of one open database.
 
 State readers see is one immutable ``SuperVersion`` (memtable, immutable
-memtables, version, open table readers), swapped as a whole; a reader takes
+memtables, version, open table readers), swapped as a whole under
+``_sv_lock`` by whoever changes it, always built from the current one; a reader takes
 the visible sequence number FIRST and the super version SECOND, so every
 entry at or below its snapshot is in a memtable or table of what it holds.
 
@@ -80,6 +81,10 @@ class Engine:
         self.pools = pools
         self.cache = cache
         self._sv: SuperVersion | None = None
+        # Serializes super-version swaps: the commit leader (a foreground
+        # thread) and the maintenance task (a background thread) both
+        # replace it, each building on the current one.
+        self._sv_lock = threading.Lock()
         self._state: VersionSetState | None = None
         self._manifest: ManifestLog | None = None
         self._wal: WalWriter | None = None
@@ -217,8 +222,9 @@ class Engine:
         self.counters["wal_bytes_closed"] = self.counters.get("wal_bytes_closed", 0) + old.bytes_written
         self._wal = wal
         old.close()
-        sv = self._sv
-        self._sv = SuperVersion(Memtable(), number, ((sv.mem, sv.mem_wal),) + sv.imms, sv.version, sv.tables)
+        with self._sv_lock:
+            sv = self._sv
+            self._sv = SuperVersion(Memtable(), number, ((sv.mem, sv.mem_wal),) + sv.imms, sv.version, sv.tables)
         self._changed.notify()
         self._work.notify()
 
@@ -441,8 +447,7 @@ class Engine:
         edit.next_file_number = self._next_file
         edit.last_seq = self._visible_seq
         new_state = self._state.apply(edit)
-        sv = self._sv
-        tables = dict(sv.tables)
+        tables = self._sv.tables
         opened = {}
         files = {}
         try:
@@ -455,17 +460,26 @@ class Engine:
             for file in files.values():
                 file.close()
             raise
-        tables.update(opened)
         self.table_files.update(files)
-        for _level, number in edit.deleted_files:
-            tables.pop(number, None)
+        # A trivial move deletes a table from one level and adds the same
+        # file to the next: it stays open.
+        kept = {meta.number for _level, meta in edit.added_files}
+        dropped = [number for _level, number in edit.deleted_files if number not in kept]
+        for number in dropped:
             # Readers holding an older super version keep the file alive;
             # it is closed when the last of them lets go.
             self.table_files.pop(number, None)
         self._state = new_state
-        sv = self._sv  # re-read: the leader may have switched memtables meanwhile
-        imms = tuple(pair for pair in sv.imms if pair[0] is not drop_imm)
-        self._sv = SuperVersion(sv.mem, sv.mem_wal, imms, new_state.version, tables)
+        with self._sv_lock:
+            # The leader may have switched memtables meanwhile: build on the
+            # current super version, not on the one read before the awaits.
+            sv = self._sv
+            tables = dict(sv.tables)
+            tables.update(opened)
+            for number in dropped:
+                tables.pop(number, None)
+            imms = tuple(pair for pair in sv.imms if pair[0] is not drop_imm)
+            self._sv = SuperVersion(sv.mem, sv.mem_wal, imms, new_state.version, tables)
         self._changed.notify()
 
     async def _unlink_quietly(self, name: str) -> None:
