@@ -39,7 +39,7 @@ import tempfile
 import time
 
 from hedge.errors import HedgeError
-from hedge.exec import Executor, gather
+from hedge.exec import Executor, current_executor, gather
 from hedge.io import ops
 from hedge.io.backend import available_methods, create_backend, uring_status
 from hedge.io.buffer import Buffer
@@ -129,7 +129,11 @@ async def _reader(file: File, offsets: list[int], first: int, stop: list) -> int
     return i - first
 
 
-async def _timed_run(file: File, offsets: list[int], qd: int, seconds: float) -> tuple[int, float]:
+async def _timed_run(file: File, offsets: list[int], qd: int, seconds: float) -> tuple[int, float, dict, dict]:
+    """Run ``qd`` readers for ``seconds``; return (reads, elapsed, executor
+    counters before, after).  The counters are read on the executor thread,
+    so the idle wait before the point is not counted in it."""
+    executor = current_executor()
     stop = [False]
 
     async def timer() -> None:
@@ -137,10 +141,11 @@ async def _timed_run(file: File, offsets: list[int], qd: int, seconds: float) ->
         stop[0] = True
 
     spacing = len(offsets) // qd
+    before = executor.stats()
     t0 = time.perf_counter()
     counts = await gather(timer(), *(_reader(file, offsets, k * spacing, stop) for k in range(qd)))
     elapsed = time.perf_counter() - t0
-    return sum(counts[1:]), elapsed
+    return sum(counts[1:]), elapsed, before, executor.stats()
 
 
 _STAT_KEYS = ("sqes_submitted", "submit_calls", "enter_calls", "waits", "wait_seconds", "task_steps")
@@ -149,9 +154,9 @@ _STAT_KEYS = ("sqes_submitted", "submit_calls", "enter_calls", "waits", "wait_se
 def run_hedge_point(executor: Executor, file: File, offsets: list[int], qd: int, seconds: float) -> dict:
     """One timed point on ``executor``: IOPS, MiB/s, mean latency and the
     executor counters accumulated during the point."""
-    before = executor.stats()
-    reads, elapsed = executor.run_sync(_timed_run(file, offsets, qd, seconds))
-    after = executor.stats()
+    cpu0 = os.times()
+    reads, elapsed, before, after = executor.run_sync(_timed_run(file, offsets, qd, seconds))
+    cpu1 = os.times()
     delta = {k: after[k] - before[k] for k in _STAT_KEYS}
     iops = reads / elapsed
     submits = delta["submit_calls"]
@@ -167,6 +172,9 @@ def run_hedge_point(executor: Executor, file: File, offsets: list[int], qd: int,
         "waits": delta["waits"],
         "wait_seconds": delta["wait_seconds"],
         "max_in_flight": after["max_in_flight"],
+        # Process-wide (executor, worker threads; the caller only waits).
+        "cpu_us_per_read": ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / reads * 1e6 if reads else None,
+        "sys_us_per_read": (cpu1.system - cpu0.system) / reads * 1e6 if reads else None,
     }
 
 
@@ -218,6 +226,7 @@ def run_fio_point(fio: str, path: str, size: int, qd: int, seconds: float) -> di
     if read.get("io_bytes", 0) == 0:
         raise RuntimeError("fio read nothing")
     iops = read["iops"]
+    cpu_seconds = read["runtime"] / 1000 / 100
     return {
         "reads": read["total_ios"],
         "seconds": read["runtime"] / 1000,
@@ -226,6 +235,8 @@ def run_fio_point(fio: str, path: str, size: int, qd: int, seconds: float) -> di
         "lat_us": read["lat_ns"]["mean"] / 1000,
         "usr_cpu": job["usr_cpu"],
         "sys_cpu": job["sys_cpu"],
+        "cpu_us_per_read": (job["usr_cpu"] + job["sys_cpu"]) * cpu_seconds / read["total_ios"] * 1e6,
+        "sys_us_per_read": job["sys_cpu"] * cpu_seconds / read["total_ios"] * 1e6,
         "command": " ".join(cmd),
     }
 
@@ -408,7 +419,8 @@ def _median_point(samples: list[dict]) -> dict:
 
 def _fmt_table(points: list[dict], qds: list[int], labels: list[str]) -> list[str]:
     by = {(p["label"], p["qd"]): p for p in points}
-    head = f"{'qd':>3}  {'method':<9} {'IOPS':>9} {'MiB/s':>8} {'lat us':>8} {'batch':>6} {'submits':>8} {'vs fio':>7}"
+    head = (f"{'qd':>3}  {'method':<9} {'IOPS':>9} {'MiB/s':>8} {'lat us':>8} {'cpu us':>7} {'batch':>6} "
+            f"{'submits':>8} {'vs fio':>7}")
     lines = [head, "-" * len(head)]
     for qd in qds:
         fio = by.get(("fio", qd))
@@ -423,7 +435,8 @@ def _fmt_table(points: list[dict], qds: list[int], labels: list[str]) -> list[st
             submits = str(p["submit_calls"]) if "submit_calls" in p else "-"
             ratio = f"{p['iops'] / fio['iops']:.2f}" if fio and "error" not in fio and label != "fio" else "-"
             lat = f"{p['lat_us']:.1f}" if p.get("lat_us") is not None else "-"
-            lines.append(f"{qd:>3}  {label:<9} {p['iops']:>9.0f} {p['mib_s']:>8.1f} {lat:>8} {batch:>6} "
+            cpu = f"{p['cpu_us_per_read']:.1f}" if p.get("cpu_us_per_read") is not None else "-"
+            lines.append(f"{qd:>3}  {label:<9} {p['iops']:>9.0f} {p['mib_s']:>8.1f} {lat:>8} {cpu:>7} {batch:>6} "
                          f"{submits:>8} {ratio:>7}")
     return lines
 
@@ -558,8 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in _fmt_table(points, qds, labels):
         print(line)
-    print("lat us: hedge = in flight / IOPS (Little's law); fio = its mean latency.  "
-          "batch = SQEs per submit call.")
+    print("lat us: hedge = in flight / IOPS (Little's law), fio = its mean latency; "
+          "cpu us: CPU time per read (user + sys); batch: SQEs per submit call.")
     for method, v in verify.items():
         verdict = "ok" if not v["mismatches"] else f"{v['mismatches']} MISMATCHES at {v['bad_offsets']}"
         print(f"verify {method}: {v['reads']} reads checked against the file: {verdict}")
