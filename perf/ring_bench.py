@@ -495,6 +495,16 @@ def main(argv: list[str] | None = None) -> int:
     written = prepare_file(path, size)
     prep_seconds = time.perf_counter() - t0
 
+    try:
+        File.open(path, os.O_RDONLY, direct=True).close()
+    except HedgeError as e:
+        if not args.keep:
+            os.unlink(path)
+        print(f"error: cannot open {path} with O_DIRECT: {e}; use --dir on a filesystem that supports it",
+              file=sys.stderr)
+        print(f"qd{RATIO_QD} io_uring/fio = n/a (O_DIRECT not supported on {directory})")
+        return 2
+
     config = {"path": path, "size": size, "seconds": seconds, "qds": qds, "repeat": args.repeat,
               "seed": args.seed, "ring_entries": args.ring_entries, "methods": methods,
               "file_written": written, "file_prep_seconds": round(prep_seconds, 2),
