@@ -325,13 +325,15 @@ def resolve_method(requested: str) -> str:
     return method
 
 
-def create_backend(method: str, entries: int):
-    """REQUIRES: called on the thread that will own the backend."""
+def create_backend(method: str, entries: int, submit_min: int = 2):
+    """REQUIRES: called on the thread that will own the backend.
+    ``submit_min`` is the io_uring early-submission threshold (see
+    UringBackend); the other methods start every request at once anyway."""
     method = resolve_method(method)
     if method == "io_uring":
         from hedge.io.uring import UringBackend
 
-        return UringBackend(entries)
+        return UringBackend(entries, submit_min)
     if method == "threads":
         return ThreadsBackend(entries)
     return SyncBackend(entries)
