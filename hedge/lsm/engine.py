@@ -35,7 +35,7 @@ from hedge.exec import gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import amerge, as_async, avisible, concat
+from hedge.lsm.amerge import ListCursor, TableCursor, amerge, table_entries, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.commit import CommitQueue, Writer
@@ -274,18 +274,22 @@ class Engine:
         try:
             if start is not None and end is not None and start >= end:
                 return
-            mem_sources = [sv.mem.iter_from(start, end)] + [m.iter_from(start, end) for m, _ in sv.imms]
-            sources = [as_async(merge(mem_sources))]
+            mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
+            sources = []
+            if mems:
+                sources.append(ListCursor(merge([m.iter_from(start, end) for m in mems])))
             version = sv.version
             tables = sv.tables
-            end_incl = end  # overlapping() is inclusive; an exact hit on `end` only costs a read
-            for meta in version.overlapping(0, start, end_incl):
-                sources.append(tables[meta.number].iter_from(start, end))
+            # overlapping() is inclusive of `end`; an exact hit only costs a read.
+            for meta in version.overlapping(0, start, end):
+                sources.append(TableCursor([tables[meta.number]], start, end))
             for level in range(1, NUM_LEVELS):
-                files = version.overlapping(level, start, end_incl)
+                files = version.overlapping(level, start, end)
                 if files:
-                    sources.append(concat([tables[m.number].iter_from(start, end) for m in files]))
-            async for item in avisible(amerge(sources), snap):
+                    sources.append(TableCursor([tables[m.number] for m in files], start, end))
+            if not sources:
+                return
+            async for item in visible_merge(sources, snap):
                 if self._closing:
                     raise ClosedError("the database was closed during the scan")
                 yield item
@@ -384,7 +388,7 @@ class Engine:
         sources = []
         for _level, files in task.inputs():
             for meta in files:
-                sources.append(sv.tables[meta.number].iter_from(fill_cache=False))
+                sources.append(table_entries([sv.tables[meta.number]], None, None, fill_cache=False))
                 self.counters["compaction_bytes_read"] += meta.size
         oldest = self._oldest_snapshot()
         outputs = []
