@@ -1,16 +1,16 @@
 """Async counterparts of hedge/lsm/iterators.py, for sources that read
 tables through the ring.
 
-``amerge(sources)`` merges async iterators of entries, each in entry order
+``amerge(sources)`` (compaction) merges async iterators of entries, each in entry order
 (key asc, seq desc), into one async iterator in entry order.  Sequence
 numbers are unique across sources, so ties cannot occur between distinct
 writes; an identical (key, seq) from two sources (the same write seen twice)
 is yielded once, from the earlier source.
 
-``avisible(entries, snapshot_seq)`` yields (key, value) for the newest
-version of each key with seq <= snapshot_seq, skipping deleted keys.
-
-``as_async(iterable)`` wraps a plain iterator (memtables) as a source.
+``visible_merge(cursors, snapshot_seq)`` yields (key, value) for the
+newest version of each key with seq <= snapshot_seq, skipping deleted keys,
+over cursors that hand out runs of entries a block at a time (``TableCursor``
+for tables, ``ListCursor`` for memtables): the scan path.
 
 Used by one task at a time; the sources are consumed on the caller's
 executor.
@@ -25,11 +25,6 @@ from typing import AsyncIterator, Iterable
 from hedge.lsm.keys import Kind
 
 PUT = Kind.PUT
-
-
-async def as_async(iterable: Iterable) -> AsyncIterator:
-    for item in iterable:
-        yield item
 
 
 async def amerge(sources: list) -> AsyncIterator:
@@ -59,16 +54,6 @@ async def amerge(sources: list) -> AsyncIterator:
             heapq.heappop(heap)
             continue
         heapq.heapreplace(heap, (nxt[0], -nxt[1], idx, nxt, it))
-
-
-async def avisible(entries, snapshot_seq: int) -> AsyncIterator[tuple[bytes, bytes]]:
-    decided = None
-    async for key, seq, kind, value in entries:
-        if seq > snapshot_seq or key == decided:
-            continue
-        decided = key
-        if kind == PUT:
-            yield key, value
 
 
 async def table_entries(readers: list, start: bytes | None, end: bytes | None,
