@@ -98,7 +98,7 @@ class Engine:
         self._work = Signal()        # maintenance has something to do
         self._bg_error: BaseException | None = None
         self._closing = False
-        self._maintenance_idle = False
+        self._idle_epoch = 0         # bumped each time maintenance finds nothing to do
         self._snapshots: dict[int, int] = {}
         self._snapshot_ids = itertools.count(1)
         self._snapshot_lock = threading.Lock()
@@ -328,11 +328,10 @@ class Engine:
                     if task is not None:
                         job = lambda task=task: self._compact(task)  # noqa: E731
             if job is None:
-                self._maintenance_idle = True
+                self._idle_epoch += 1
                 self._changed.notify()
                 await self._work.wait(gen)
                 continue
-            self._maintenance_idle = False
             try:
                 await job()
             except Cancelled:
@@ -504,16 +503,18 @@ class Engine:
     async def compact(self) -> None:
         """Flush, then wait until the compaction policy has nothing to do."""
         await self.flush()
+        epoch = self._idle_epoch
         self._work.notify()
 
         def settled() -> bool:
+            # Maintenance went idle after our notify, and nothing is due now
+            # (a running job would still be picked: its version is current).
             if self._bg_error is not None or self._closing:
                 return True
             sv = self._sv
-            return (self._maintenance_idle and not sv.imms and
+            return (self._idle_epoch > epoch and not sv.imms and
                     policy.pick(sv.version, self.options, self._state.compact_pointers) is None)
 
-        self._maintenance_idle = False
         await self._changed.wait_for(settled)
         self._raise_bg_error()
 

@@ -44,3 +44,23 @@ def test_memtable_switch_during_flush_loses_no_table(tmp_path, io_method):
         db.flush()
         assert [k for k in expected if db.get(k) != expected[k]] == []
         assert db.stats()["background_error"] is None
+
+
+def test_compact_on_an_idle_database_returns(tmp_path, io_method):
+    """compact() must not miss the maintenance task going idle (a flag set
+    after the notify could overwrite the task's 'idle' and wait forever)."""
+    import threading
+
+    with hedge.open(tmp_path / "db", io_method=io_method) as db:
+        db.put(b"k", b"v")
+        finished = threading.Event()
+
+        def many_compactions():
+            for _ in range(300):
+                db.compact()
+            finished.set()
+
+        worker = threading.Thread(target=many_compactions, daemon=True)
+        worker.start()
+        assert finished.wait(timeout=60), "compact() hung"
+        assert db.get(b"k") == b"v"
