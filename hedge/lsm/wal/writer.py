@@ -1,0 +1,40 @@
+"""WalWriter: appends framed records (docs/format/wal.md) to one WAL file.
+
+REQUIRES: one task at a time appends (the group-commit leader).  Records are
+written at explicit offsets; ``sync`` is an fdatasync through the ring.
+A failed append or sync is reported to the caller and never retried: the
+engine turns it into its background-error state.
+"""
+from __future__ import annotations
+
+import os
+
+from hedge.io import ops
+from hedge.io.file import File
+from hedge.lsm.wal.format import RecordType, encode_record
+
+
+class WalWriter:
+    def __init__(self, file: File, number: int, offset: int = 0):
+        self.file = file
+        self.number = number
+        self.offset = offset
+        self.bytes_written = 0
+
+    @classmethod
+    async def create(cls, path: str, number: int) -> "WalWriter":
+        file = await ops.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return cls(file, number)
+
+    async def append(self, payload) -> None:
+        """Write one record holding ``payload`` (the OS has it on return)."""
+        record = encode_record(self.number, payload, RecordType.BATCHES)
+        await ops.write(self.file, record, self.offset)
+        self.offset += len(record)
+        self.bytes_written += len(record)
+
+    async def sync(self) -> None:
+        await ops.fdatasync(self.file)
+
+    def close(self) -> None:
+        self.file.close()
