@@ -121,7 +121,7 @@ class Expectation:
         for key in set(actual) | set(self.model):
             if key not in touched:
                 assert actual.get(key) == self.model.get(key), (
-                    f"key {key!r}: expected {self.model.get(key)!r}, found {actual.get(key)!r}")
+                    f"key {key!r}: expected {short(self.model.get(key))}, found {short(actual.get(key))}")
         for applied in itertools.product((False, True), repeat=len(self.pending)):
             state = {k: self.model.get(k) for k in touched}
             for on, group in zip(applied, self.pending):
@@ -129,13 +129,19 @@ class Expectation:
                     state.update(group)
             if all(actual.get(k) == state[k] for k in touched):
                 return
-        detail = {k: (self.model.get(k), actual.get(k)) for k in sorted(touched)}
+        pending = [{k: short(v) for k, v in g.items()} for g in self.pending]
+        detail = {k: (short(self.model.get(k)), short(actual.get(k))) for k in sorted(touched)}
         raise AssertionError(f"state of the unacknowledged writes is no all-or-nothing combination of "
-                             f"them; pending={self.pending!r}; key: (model, found)={detail!r}")
+                             f"them; pending={pending!r}; key: (model, found)={detail!r}")
 
     def settle(self, actual: dict[bytes, bytes]) -> None:
         self.model = dict(actual)
         self.pending = []
+
+
+def short(value: bytes | None) -> str:
+    """A value by the write that made it (run.op.index), without its padding."""
+    return "absent" if value is None else value.rstrip(b"v").decode()
 
 
 def read_all(path, io_method) -> dict[bytes, bytes]:

@@ -505,7 +505,7 @@ def test_unknown_option_raises_type_error(tmp_path):
 def test_bad_option_value_raises_value_error(tmp_path, option):
     path = tmp_path / "db"
     with pytest.raises(ValueError):
-        open_db(path, ONE, **option)
+        hedge.open(str(path), create=True, **{**LEAN, "io_method": ONE, **option})
     assert not path.exists()
 
 

@@ -27,12 +27,15 @@ values = st.one_of(
 bounds = st.one_of(st.none(), keys, st.binary(min_size=1, max_size=3))
 batch_ops = st.lists(st.tuples(keys, st.one_of(st.none(), values)), min_size=0, max_size=8)
 
-EXAMPLES = 150 if SOAK else 8
-STEPS = 100 if SOAK else 35
+EXAMPLES = 300 if SOAK else 30
+STEPS = 100 if SOAK else 50
 
 
 class HedgeVsDict(RuleBasedStateMachine):
     io_method = "sync"
+    # Per example: the most levels holding tables at once, and the rules run.
+    seen_levels: list[int] = []
+    seen_steps: list[int] = []
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,8 +44,12 @@ class HedgeVsDict(RuleBasedStateMachine):
         self.db = open_db(self.path, self.io_method, **SMALL)
         self.model: dict[bytes, bytes] = {}
         self.fill_round = 0
+        self.levels = 0
+        self.steps = 0
 
     def teardown(self) -> None:
+        self.seen_levels.append(self.levels)
+        self.seen_steps.append(self.steps)
         try:
             self.db.close()
         finally:
@@ -120,15 +127,24 @@ class HedgeVsDict(RuleBasedStateMachine):
     @invariant()
     def same_content(self):
         assert list(self.db.scan()) == model_scan(self.model)
+        self.levels = max(self.levels, sum(1 for files, _ in level_summary(self.db) if files))
+        self.steps += 1
 
 
 @pytest.mark.timeout(900 if SOAK else 120)
 def test_hedge_behaves_like_a_dict(io_method):
-    machine = type(f"HedgeVsDict_{io_method}", (HedgeVsDict,), {"io_method": io_method})
+    machine = type(f"HedgeVsDict_{io_method}", (HedgeVsDict,),
+                   {"io_method": io_method, "seen_levels": [], "seen_steps": []})
     run_state_machine_as_test(machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         derandomize=not SOAK))
+    # The examples really went through a tree of several levels.
+    assert len(machine.seen_levels) >= EXAMPLES // 2, machine.seen_levels
+    assert max(machine.seen_levels) >= 2, machine.seen_levels
+    assert sum(machine.seen_steps) >= EXAMPLES * STEPS // 3, machine.seen_steps
+    print(f"{io_method}: {len(machine.seen_steps)} examples, {sum(machine.seen_steps)} steps, "
+          f"levels with tables per example: {machine.seen_levels}")
 
 
 def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_target(io_method, tmp_path):
