@@ -19,7 +19,7 @@ CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
 LEAN = dict(foreground_threads=1, background_threads=1, pin=False)
 
 # A tree that really has several levels after a few hundred small writes.
-SMALL = dict(LEAN, memtable_bytes=4096, table_bytes=8192, level1_bytes=16384,
+SMALL = dict(LEAN, memtable_bytes=4096, table_bytes=16384, level1_bytes=16384,
              level_size_ratio=4, l0_compaction_trigger=2, block_cache_bytes=1 << 20)
 
 WAL_NAME = re.compile(r"^(\d{6})\.wal$")

@@ -151,9 +151,9 @@ def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_ta
     path = tmp_path / "db"
     model = {}
     with open_db(path, io_method, **SMALL) as db:
-        for i in range(1500):
-            key = b"d%05d" % ((i * 7919) % 1500)     # not in key order
-            value = b"%05d" % i + b"." * 100
+        for i in range(700):
+            key = b"d%05d" % ((i * 7919) % 700)      # not in key order
+            value = b"%05d" % i + b"." * 120
             db.put(key, value)
             model[key] = value
         db.compact()
@@ -163,7 +163,7 @@ def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_ta
         for n in range(1, 6):
             target = SMALL["level1_bytes"] * SMALL["level_size_ratio"] ** (n - 1)
             assert levels[n][1] < target, (n, levels)
-        assert sum(b for _, b in levels) >= 1500 * 100
+        assert sum(b for _, b in levels) >= 700 * 120
         assert list(db.scan()) == model_scan(model)
     with open_db(path, io_method, **SMALL) as db:
         assert level_summary(db) == levels
