@@ -1,0 +1,159 @@
+"""Child processes for the crash and lock tests (run as a script).
+
+    child.py hold  PATH IO_METHOD OPTIONS_JSON
+        open, put b"held" = b"yes" (sync), print "R", then sleep until killed.
+    child.py write PATH IO_METHOD OPTIONS_JSON WRITES_JSON
+        open, apply the writes in order, print "D", exit without close()
+        (as a crash would).  WRITES_JSON: [{"ops": [["p", key, value] |
+        ["d", key], ...], "batch": bool, "sync": bool}, ...], keys and values
+        latin-1 strings; a non-batch write has exactly one op.  "@FILE"
+        instead of the JSON reads it from FILE.
+    child.py crash PATH IO_METHOD OPTIONS_JSON RUN SEED
+        open, print "R", then write forever (see tests/db/test_crash.py for
+        the line protocol) until killed.
+
+Every line goes out with one os.write, so a line is never interleaved with
+another and is in the pipe before the operation it announces starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+
+import hedge
+from tests.db.helpers import crash_value
+
+WRITERS = 4
+WRITER_KEYS = 10
+SEQ_KEYS = [b"s%02d" % i for i in range(24)]
+
+
+def writer_keys(j: int) -> list[bytes]:
+    return [b"c%d-%02d" % (j, i) for i in range(WRITER_KEYS)]
+
+
+def emit(line: str) -> None:
+    os.write(1, (line + "\n").encode())
+
+
+def open_db(path: str, io_method: str, options_json: str):
+    return hedge.open(path, create=True, io_method=io_method, **json.loads(options_json))
+
+
+def hold(path, io_method, options_json) -> None:
+    db = open_db(path, io_method, options_json)
+    db.put(b"held", b"yes", sync=True)
+    emit("R")
+    while True:
+        time.sleep(60)
+
+
+def write(path, io_method, options_json, writes_json) -> None:
+    db = open_db(path, io_method, options_json)
+    if writes_json.startswith("@"):
+        with open(writes_json[1:]) as f:
+            writes_json = f.read()
+    for w in json.loads(writes_json):
+        ops = w["ops"]
+        if w["batch"]:
+            b = hedge.WriteBatch()
+            for op in ops:
+                if op[0] == "p":
+                    b.put(op[1].encode("latin-1"), op[2].encode("latin-1"))
+                else:
+                    b.remove(op[1].encode("latin-1"))
+            db.write(b, sync=w["sync"])
+        else:
+            (op,) = ops
+            if op[0] == "p":
+                db.put(op[1].encode("latin-1"), op[2].encode("latin-1"), sync=w["sync"])
+            else:
+                db.remove(op[1].encode("latin-1"), sync=w["sync"])
+    emit("D")
+    os._exit(0)
+
+
+class Workload:
+    """Random writes; each announced by an "I" line before the call and
+    acknowledged by an "A" line after it returned.
+
+    I <op_id> <writer> <json [["p", key, pad] | ["d", key], ...]> <batch 0|1>
+    A <op_id>
+    """
+
+    def __init__(self, db, run: int, seed: int):
+        self.db = db
+        self.run = run
+        self.rng = random.Random(seed)
+        self.next_id = 0
+
+    def plan(self, keys: list[bytes]):
+        rng = self.rng
+        op_id = self.next_id
+        self.next_id += 1
+        r = rng.random()
+        n = rng.randint(2, 6) if r < 0.3 else 1
+        ops = []
+        for _ in range(n):
+            key = rng.choice(keys)
+            if rng.random() < 0.25:
+                ops.append(["d", key.decode()])
+            else:
+                ops.append(["p", key.decode(), rng.choice((0, rng.randint(1, 80), rng.randint(100, 700)))])
+        sync = rng.random() < 0.75
+        emit(f"I {op_id} {json.dumps(ops, separators=(',', ':'))} {int(n > 1)}")
+        return op_id, ops, n > 1, sync
+
+    def value(self, op_id: int, i: int, op) -> bytes:
+        return crash_value(self.run, op_id, i, op[2])
+
+    def batch(self, op_id: int, ops) -> hedge.WriteBatch:
+        b = hedge.WriteBatch()
+        for i, op in enumerate(ops):
+            if op[0] == "p":
+                b.put(op[1].encode(), self.value(op_id, i, op))
+            else:
+                b.remove(op[1].encode())
+        return b
+
+    def one_sequential(self) -> None:
+        op_id, ops, is_batch, sync = self.plan(SEQ_KEYS + [k for j in range(WRITERS) for k in writer_keys(j)])
+        if is_batch:
+            self.db.write(self.batch(op_id, ops), sync=sync)
+        elif ops[0][0] == "p":
+            self.db.put(ops[0][1].encode(), self.value(op_id, 0, ops[0]), sync=sync)
+        else:
+            self.db.remove(ops[0][1].encode(), sync=sync)
+        emit(f"A {op_id}")
+
+    async def writer(self, j: int, count: int) -> None:
+        aio = self.db.aio
+        for _ in range(count):
+            op_id, ops, is_batch, sync = self.plan(writer_keys(j))
+            if is_batch:
+                await aio.write(self.batch(op_id, ops), sync=sync)
+            elif ops[0][0] == "p":
+                await aio.put(ops[0][1].encode(), self.value(op_id, 0, ops[0]), sync=sync)
+            else:
+                await aio.remove(ops[0][1].encode(), sync=sync)
+            emit(f"A {op_id}")
+
+    def forever(self) -> None:
+        while True:
+            for _ in range(self.rng.randint(3, 15)):
+                self.one_sequential()
+            counts = [self.rng.randint(2, 8) for _ in range(WRITERS)]
+            self.db.run(hedge.gather(*(self.writer(j, counts[j]) for j in range(WRITERS))))
+
+
+def crash(path, io_method, options_json, run, seed) -> None:
+    db = open_db(path, io_method, options_json)
+    emit("R")
+    Workload(db, int(run), int(seed)).forever()
+
+
+if __name__ == "__main__":
+    {"hold": hold, "write": write, "crash": crash}[sys.argv[1]](*sys.argv[2:])

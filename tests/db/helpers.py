@@ -1,0 +1,122 @@
+"""Shared helpers of the engine tests: options that make a tiny LSM tree,
+the DB directory's file names, byte surgery on files, and a runner for the
+child processes the crash and lock tests need."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import hedge
+
+SOAK = os.environ.get("HEDGE_SOAK") == "1"
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
+
+# One thread per pool, unpinned: the machine has 2 cores shared with other work.
+LEAN = dict(foreground_threads=1, background_threads=1, pin=False)
+
+# A tree that really has several levels after a few hundred small writes.
+SMALL = dict(LEAN, memtable_bytes=4096, table_bytes=16384, level1_bytes=16384,
+             level_size_ratio=4, l0_compaction_trigger=2, block_cache_bytes=1 << 20)
+
+WAL_NAME = re.compile(r"^(\d{6})\.wal$")
+SST_NAME = re.compile(r"^(\d{6})\.sst$")
+
+
+def open_db(path, io_method: str, **options) -> "hedge.DB":
+    """hedge.open with the lean thread options and ``options`` on top."""
+    return hedge.open(str(path), create=True, io_method=io_method, **{**LEAN, **options})
+
+
+def numbered(path, pattern: re.Pattern) -> list[str]:
+    """Full paths of the files in ``path`` matching ``pattern``, by number."""
+    names = [n for n in os.listdir(path) if pattern.match(n)]
+    names.sort(key=lambda n: int(pattern.match(n).group(1)))
+    return [os.path.join(path, n) for n in names]
+
+
+def wal_files(path) -> list[str]:
+    return numbered(path, WAL_NAME)
+
+
+def sst_files(path) -> list[str]:
+    return numbered(path, SST_NAME)
+
+
+def flip_byte(path: str, offset: int) -> None:
+    """Invert every bit of the byte at ``offset`` of the file ``path``."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        assert len(b) == 1, f"{path} has no byte at {offset}"
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def wal_record_offsets(path: str) -> list[int]:
+    """Start offsets of the intact-looking records of a WAL file, from the
+    record framing of docs/format/wal.md (24-byte header, length at 16)."""
+    data = open(path, "rb").read()
+    offsets = []
+    pos = 0
+    while pos + 24 <= len(data):
+        length = int.from_bytes(data[pos + 16:pos + 20], "little")
+        file_number = int.from_bytes(data[pos + 8:pos + 16], "little")
+        if file_number == 0 or pos + 24 + length > len(data):
+            break
+        offsets.append(pos)
+        pos += 24 + length
+    return offsets
+
+
+def model_scan(model: dict, start=None, end=None) -> list[tuple[bytes, bytes]]:
+    """What a scan of [start, end) over the dict ``model`` returns."""
+    return sorted((k, v) for k, v in model.items()
+                  if (start is None or k >= start) and (end is None or k < end))
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def start_child(*args: str, stderr=None) -> subprocess.Popen:
+    """Start tests/db/child.py with ``args``; stdout is a pipe of lines."""
+    return subprocess.Popen([sys.executable, CHILD, *args], stdout=subprocess.PIPE,
+                            stderr=stderr if stderr is not None else subprocess.PIPE,
+                            env=child_env(), cwd=ROOT)
+
+
+def run_child(*args: str, timeout: float = 60) -> str:
+    """Run tests/db/child.py to completion; return its stdout, fail with its
+    stderr when it exits non-zero."""
+    proc = subprocess.run([sys.executable, CHILD, *args], capture_output=True, env=child_env(),
+                          cwd=ROOT, timeout=timeout)
+    assert proc.returncode == 0, f"child {args[:1]} failed ({proc.returncode}):\n{proc.stderr.decode()}"
+    return proc.stdout.decode()
+
+
+def level_summary(db) -> list[tuple[int, int]]:
+    """(files, bytes) of each level from stats()."""
+    return [(lv["files"], lv["bytes"]) for lv in db.stats()["levels"]]
+
+
+def crash_value(run: int, op_id: int, index: int, pad: int) -> bytes:
+    """The value the crash workload writes for operation ``index`` of write
+    ``op_id`` of child run ``run``: unique, so a value read back names the
+    write it came from."""
+    return b"%d.%d.%d." % (run, op_id, index) + b"v" * pad
+
+
+def wal_end(path: str) -> int:
+    """Offset just past the last record of a WAL file (the file may go on
+    with zero fill)."""
+    offsets = wal_record_offsets(path)
+    assert offsets, f"{path} holds no record"
+    with open(path, "rb") as f:
+        f.seek(offsets[-1] + 16)
+        return offsets[-1] + 24 + int.from_bytes(f.read(4), "little")

@@ -1,0 +1,171 @@
+"""Model-based test: random sequences of put / remove / write(batch) / get /
+scan / multi_get / flush / compact / reopen on hedge and on a dict, compared
+after every step, on every I/O method.  Tiny memtables and tables make
+flushes and compactions happen every few steps, so reads go through the
+memtable, immutable memtables and several levels."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+import hedge
+from tests.db.helpers import SMALL, SOAK, level_summary, model_scan, open_db
+
+# A small alphabet so that overwrites and removes hit existing keys.
+KEYS = [bytes([c]) for c in b"abcdefgh"] + [b"k%02d" % i for i in range(24)] + [b"\x00", b"\xff\xff"]
+keys = st.sampled_from(KEYS)
+values = st.one_of(
+    st.just(b""),
+    st.binary(max_size=12),
+    st.builds(lambda n, c: bytes([c]) * n, st.integers(100, 700), st.integers(0, 255)),
+)
+bounds = st.one_of(st.none(), keys, st.binary(min_size=1, max_size=3))
+batch_ops = st.lists(st.tuples(keys, st.one_of(st.none(), values)), min_size=0, max_size=8)
+
+EXAMPLES = 300 if SOAK else 30
+STEPS = 100 if SOAK else 50
+
+
+class HedgeVsDict(RuleBasedStateMachine):
+    io_method = "sync"
+    # Per example: the most levels holding tables at once, and the rules run.
+    seen_levels: list[int] = []
+    seen_steps: list[int] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="hedge-model-")
+        self.path = self.dir + "/db"
+        self.db = open_db(self.path, self.io_method, **SMALL)
+        self.model: dict[bytes, bytes] = {}
+        self.fill_round = 0
+        self.levels = 0
+        self.steps = 0
+
+    def teardown(self) -> None:
+        self.seen_levels.append(self.levels)
+        self.seen_steps.append(self.steps)
+        try:
+            self.db.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(key=keys, value=values, sync=st.booleans())
+    def put(self, key, value, sync):
+        self.db.put(key, value, sync=sync)
+        self.model[key] = value
+
+    @rule(key=keys, sync=st.booleans())
+    def remove(self, key, sync):
+        self.db.remove(key, sync=sync)
+        self.model.pop(key, None)
+
+    @rule(ops=batch_ops, sync=st.booleans())
+    def write(self, ops, sync):
+        batch = hedge.WriteBatch()
+        for key, value in ops:
+            if value is None:
+                batch.remove(key)
+            else:
+                batch.put(key, value)
+        self.db.write(batch, sync=sync)
+        for key, value in ops:
+            if value is None:
+                self.model.pop(key, None)
+            else:
+                self.model[key] = value
+
+    @rule(start=st.integers(0, 90))
+    def fill(self, start):
+        """A run of bigger values, enough to fill a memtable or two."""
+        self.fill_round += 1
+        for i in range(start, start + 12):
+            key = b"f%03d" % i
+            value = b"%d:" % self.fill_round + bytes([i]) * 300
+            self.db.put(key, value)
+            self.model[key] = value
+
+    @rule(key=keys)
+    def get(self, key):
+        assert self.db.get(key) == self.model.get(key)
+
+    @rule(ks=st.lists(keys, max_size=10))
+    def multi_get(self, ks):
+        assert self.db.multi_get(ks) == [self.model.get(k) for k in ks]
+
+    @rule(start=bounds, end=bounds)
+    def scan(self, start, end):
+        assert list(self.db.scan(start, end)) == model_scan(self.model, start, end)
+
+    @rule()
+    def flush(self):
+        self.db.flush()
+
+    @rule()
+    def compact(self):
+        self.db.compact()
+        levels = level_summary(self.db)
+        assert levels[0][0] < SMALL["l0_compaction_trigger"], levels
+
+    @rule()
+    def reopen(self):
+        self.db.close()
+        self.db = open_db(self.path, self.io_method, **SMALL)
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(data=st.data())
+    def remove_existing(self, data):
+        key = data.draw(st.sampled_from(sorted(self.model)))
+        self.db.remove(key)
+        del self.model[key]
+
+    @invariant()
+    def same_content(self):
+        assert list(self.db.scan()) == model_scan(self.model)
+        self.levels = max(self.levels, sum(1 for files, _ in level_summary(self.db) if files))
+        self.steps += 1
+
+
+@pytest.mark.timeout(900 if SOAK else 120)
+def test_hedge_behaves_like_a_dict(io_method):
+    machine = type(f"HedgeVsDict_{io_method}", (HedgeVsDict,),
+                   {"io_method": io_method, "seen_levels": [], "seen_steps": []})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        derandomize=not SOAK))
+    # The examples really went through a tree of several levels.
+    assert len(machine.seen_levels) >= EXAMPLES // 2, machine.seen_levels
+    assert max(machine.seen_levels) >= 2, machine.seen_levels
+    assert sum(machine.seen_steps) >= EXAMPLES * STEPS // 3, machine.seen_steps
+    print(f"{io_method}: {len(machine.seen_steps)} examples, {sum(machine.seen_steps)} steps, "
+          f"levels with tables per example: {machine.seen_levels}")
+
+
+def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_target(io_method, tmp_path):
+    path = tmp_path / "db"
+    model = {}
+    with open_db(path, io_method, **SMALL) as db:
+        for i in range(700):
+            key = b"d%05d" % ((i * 7919) % 700)      # not in key order
+            value = b"%05d" % i + b"." * 120
+            db.put(key, value)
+            model[key] = value
+        db.compact()
+        levels = level_summary(db)
+        assert sum(1 for files, _ in levels if files) >= 2, levels
+        assert levels[0][0] < SMALL["l0_compaction_trigger"], levels
+        for n in range(1, 6):
+            target = SMALL["level1_bytes"] * SMALL["level_size_ratio"] ** (n - 1)
+            assert levels[n][1] < target, (n, levels)
+        assert sum(b for _, b in levels) >= 700 * 120
+        assert list(db.scan()) == model_scan(model)
+    with open_db(path, io_method, **SMALL) as db:
+        assert level_summary(db) == levels
+        assert db.get(b"d00000") == model[b"d00000"]
+        assert list(db.scan()) == model_scan(model)

@@ -1,0 +1,248 @@
+"""Scans: correctness over the memtable, immutable memtables and several
+levels with tombstones and overwrites (against a dict), snapshot isolation
+while writers go on (a thread, or coroutines on the same executor), and an
+async scan abandoned early."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+import hedge
+from hedge.io.traps import reschedule
+from tests.db.helpers import SMALL, level_summary, model_scan, open_db
+
+KEYS = [b"k%03d" % i for i in range(300)]
+
+
+def random_bound(rng: random.Random):
+    r = rng.random()
+    if r < 0.15:
+        return None
+    if r < 0.6:
+        return rng.choice(KEYS)
+    if r < 0.8:
+        return rng.choice(KEYS) + bytes([rng.randrange(256)])       # between two keys
+    return bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
+
+
+def random_writes(db, model: dict, rng: random.Random, n: int) -> None:
+    for _ in range(n):
+        r = rng.random()
+        key = rng.choice(KEYS)
+        if r < 0.2:
+            db.remove(key)
+            model.pop(key, None)
+        elif r < 0.3:
+            batch = hedge.WriteBatch()
+            for _ in range(rng.randint(1, 5)):
+                k = rng.choice(KEYS)
+                if rng.random() < 0.3:
+                    batch.remove(k)
+                    model.pop(k, None)
+                else:
+                    v = rng.randbytes(rng.randint(0, 90))
+                    batch.put(k, v)
+                    model[k] = v
+            db.write(batch)
+        else:
+            value = rng.randbytes(rng.choice((0, rng.randint(1, 30), rng.randint(30, 200))))
+            db.put(key, value)
+            model[key] = value
+
+
+def check_scans(db, model: dict, rng: random.Random, count: int) -> None:
+    assert list(db.scan()) == model_scan(model)
+    assert list(db.scan(None, None)) == model_scan(model)
+    for _ in range(count):
+        start, end = random_bound(rng), random_bound(rng)
+        assert list(db.scan(start, end)) == model_scan(model, start, end), (start, end)
+    assert list(db.scan(b"k100", b"k100")) == []
+    assert list(db.scan(b"k200", b"k100")) == []
+
+
+def test_scan_over_memtable_and_levels_with_tombstones_matches_a_dict(io_method, tmp_path):
+    rng = random.Random(f"scan-{io_method}")
+    path = tmp_path / "db"
+    model: dict[bytes, bytes] = {}
+    db = open_db(path, io_method, **SMALL)
+    try:
+        random_writes(db, model, rng, 700)
+        db.compact()
+        assert sum(1 for files, _ in level_summary(db) if files) >= 2, level_summary(db)
+        check_scans(db, model, rng, 30)
+        random_writes(db, model, rng, 250)       # overwrites and tombstones over the levels
+        db.flush()
+        check_scans(db, model, rng, 30)
+        random_writes(db, model, rng, 150)       # some in the memtable, maybe immutable ones
+        check_scans(db, model, rng, 30)
+        for k in list(model)[::3]:               # tombstones for a third of the keys, unflushed
+            db.remove(k)
+            del model[k]
+        check_scans(db, model, rng, 30)
+    finally:
+        db.close()
+    with open_db(path, io_method, **SMALL) as db:
+        check_scans(db, model, rng, 30)
+
+
+def _snapshot_writes(values: dict[bytes, bytes], n_keys: int) -> int | None:
+    """From a scan of the round-robin writer's keys, the number of writes
+    done when the snapshot was taken, or None when the scan shows no state
+    the writer ever left the keys in."""
+    times = []
+    for j in range(n_keys):
+        v = values.get(b"r%03d" % j)
+        times.append(0 if v is None else int(v[:8]) + 1)
+    # Write n goes to key n % N with version n // N; after c writes key j
+    # was written ceil((c - j) / N) times.
+    c = sum(times)
+    expect = [max(0, -(-(c - j) // n_keys)) for j in range(n_keys)]
+    return c if expect == times else None
+
+
+N_KEYS = 40
+
+
+def _round_robin_value(n: int) -> bytes:
+    return b"%08d" % (n // N_KEYS) + b"." * 150
+
+
+def test_scan_sees_the_snapshot_at_its_start_while_a_thread_writes(io_method, tmp_path):
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    done = [0]                      # writes completed (the call returned)
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        n = 0
+        try:
+            while not stop.is_set():
+                db.put(b"r%03d" % (n % N_KEYS), _round_robin_value(n))
+                n += 1
+                done[0] = n
+        except BaseException as e:       # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        checked = 0
+        for _ in range(12):
+            time.sleep(0.02)
+            low = done[0]
+            it = db.scan(b"r", b"s")
+            high = done[0]
+            rows = []
+            for row in it:
+                rows.append(row)
+                time.sleep(0.0005)      # let the writer go on (and flush, and compact) meanwhile
+            c = _snapshot_writes(dict(rows), N_KEYS)
+            assert c is not None, f"scan saw no consistent state: {[v[:8] for _, v in rows]}"
+            # The write in flight at either end may or may not be in.
+            assert low <= c <= high + 1, (low, c, high)
+            checked += 1
+            assert not errors, errors
+    finally:
+        stop.set()
+        t.join()
+        try:
+            stats = db.stats()
+        finally:
+            db.close()
+    assert not errors, errors
+    assert checked == 12
+    assert stats["compaction"]["flush_bytes"] > 0, "no flush happened during the scans"
+
+
+def test_scan_snapshot_with_concurrent_coroutines(io_method, tmp_path):
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    done = [0]
+    finished = [False]
+
+    async def writer():
+        n = 0
+        while not finished[0] or n < 400:
+            await db.aio.put(b"r%03d" % (n % N_KEYS), _round_robin_value(n))
+            n += 1
+            done[0] = n
+            if n % 3 == 0:
+                await reschedule()
+            if n > 5000:
+                break
+        return n
+
+    async def scanner():
+        results = []
+        for _ in range(8):
+            for _ in range(7):
+                await reschedule()
+            low = done[0]
+            rows = []
+            async for row in db.aio.scan(b"r", b"s"):
+                rows.append(row)
+                await reschedule()
+            results.append((low, _snapshot_writes(dict(rows), N_KEYS), done[0]))
+        finished[0] = True
+        return results
+
+    async def both():
+        return await hedge.gather(writer(), scanner())
+
+    try:
+        total, results = db.run(both())
+    finally:
+        db.close()
+    for low, c, high in results:
+        assert c is not None, "an async scan saw no consistent state"
+        assert low <= c <= high + 1, (low, c, high)
+    assert total >= 400
+
+
+def test_async_scan_left_early_releases_its_resources(io_method, tmp_path):
+    path = tmp_path / "db"
+    db = open_db(path, io_method, **SMALL)
+    rows = [(b"a%04d" % i, b"%d" % i * 20) for i in range(600)]
+    for k, v in rows:
+        db.put(k, v)
+    db.flush()
+
+    async def first(n):
+        got = []
+        async for row in db.aio.scan(b"a0100", None):
+            got.append(row)
+            if len(got) == n:
+                break
+        return got
+
+    for n in (1, 5, 250):
+        assert db.run(first(n)) == rows[100:100 + n]
+    # The tables under the abandoned scans can still be compacted away.
+    for k, v in rows[::2]:
+        db.put(k, v + b"!")
+    db.compact()
+    assert db.get(b"a0000") == rows[0][1] + b"!"
+    t0 = time.monotonic()
+    db.close()
+    assert time.monotonic() - t0 < 10
+    with open_db(path, io_method, **SMALL) as db:
+        assert db.get(b"a0001") == rows[1][1]
+        assert len(list(db.scan())) == 600
+
+
+def test_sync_scan_left_early_then_close(io_method, tmp_path):
+    path = tmp_path / "db"
+    db = open_db(path, io_method, **SMALL)
+    for i in range(300):
+        db.put(b"b%04d" % i, b"x" * 50)
+    it = iter(db.scan())
+    assert next(it) == (b"b0000", b"x" * 50)
+    del it
+    half = db.scan(b"b0100")
+    assert [next(half) for _ in range(3)] == [(b"b%04d" % i, b"x" * 50) for i in (100, 101, 102)]
+    db.compact()
+    db.close()
+    with open_db(path, io_method, **SMALL) as db:
+        assert len(list(db.scan())) == 300
