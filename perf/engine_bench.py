@@ -33,6 +33,7 @@ from hedge.exec import gather
 from hedge.io import ops
 from hedge.io.buffer import Buffer
 from hedge.io.file import File
+from perf.environment import cpu_model
 
 KEY_BYTES = 16
 VALUE_BYTES = 100
@@ -47,18 +48,7 @@ def key_of(i: int) -> bytes:
 def environment(db) -> dict:
     s = db.stats()
     return {"python": platform.python_version(), "kernel": platform.release(),
-            "cpu": _cpu_model(), "cores": os.cpu_count(), "io_method": s["io_method"], "layout": s["layout"]}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+            "cpu": cpu_model(), "cores": os.cpu_count(), "io_method": s["io_method"], "layout": s["layout"]}
 
 
 def _progress(label: str, done: int, total: int, t0: float) -> None:

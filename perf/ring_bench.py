@@ -44,6 +44,7 @@ from hedge.io import ops
 from hedge.io.backend import available_methods, create_backend, uring_status
 from hedge.io.buffer import Buffer
 from hedge.io.file import File
+from perf.environment import cpu_model, liburing_version
 
 BLOCK = 4096
 MiB = 1 << 20
@@ -257,37 +258,6 @@ def fio_status() -> tuple[str | None, str]:
 
 # -- environment --------------------------------------------------------------------
 
-def _liburing_version() -> str:
-    try:
-        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "liburing-dev"],
-                             capture_output=True, text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{out.stdout.strip()} (dpkg liburing-dev)"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        with open("/usr/include/liburing/io_uring_version.h") as f:
-            text = f.read()
-        major = re.search(r"IO_URING_VERSION_MAJOR\s+(\d+)", text)
-        minor = re.search(r"IO_URING_VERSION_MINOR\s+(\d+)", text)
-        if major and minor:
-            return f"{major.group(1)}.{minor.group(1)} (header)"
-    except OSError:
-        pass
-    return "unknown"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _device_of(path: str) -> dict:
     st = os.stat(path)
     sys_dir = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
@@ -331,8 +301,8 @@ def environment(methods: list[str], ring_entries: int, path: str, fio_info: str)
         affinity = None
     return {
         "kernel": platform.release(),
-        "liburing": _liburing_version(),
-        "cpu_model": _cpu_model(),
+        "liburing": liburing_version(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "cores_usable": affinity,
         "python": f"{platform.python_implementation()} {platform.python_version()}",

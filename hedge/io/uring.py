@@ -28,6 +28,7 @@ from hedge.errors import HedgeIOError, WrongThreadError
 from hedge.io import opcodes as O
 from hedge.io._uring import ffi, lib
 from hedge.io.buffer import Buffer
+from hedge.io.counters import SubmitCounters
 
 REQ = struct.Struct("=QQQiIIB3x")
 CQE = struct.Struct("=QiI")
@@ -39,13 +40,14 @@ _EFD_FLAGS = os.EFD_NONBLOCK | os.EFD_CLOEXEC
 _WANT_FLAGS = lib.HEDGE_SETUP_SINGLE_ISSUER | lib.HEDGE_SETUP_DEFER_TASKRUN
 
 
-class UringBackend:
+class UringBackend(SubmitCounters):
     name = "io_uring"
 
     def __init__(self, entries: int, submit_min: int = 2):
         """``submit_min``: submit without waiting once this many requests
         are staged and at least an eighth of the requests in the kernel;
         0 submits only when the SQ is full or no task is ready."""
+        super().__init__()
         got = ffi.new("unsigned *")
         sq = ffi.new("unsigned *")
         cq = ffi.new("unsigned *")
@@ -78,12 +80,6 @@ class UringBackend:
         self._efd = os.eventfd(0, _EFD_FLAGS)
         self._wake_armed = False
         self._closed = False
-        self.stats_submitted = 0
-        self.stats_enter_calls = 0
-        self.stats_submit_batches = 0
-        self.stats_max_batch = 0
-        self.stats_wait_ns = 0
-        self.stats_waits = 0
 
     # -- staging -----------------------------------------------------------
     def stage(self, ud, op, fd, obj, start, length, offset, flags) -> None:
@@ -143,10 +139,7 @@ class UringBackend:
         prepped = self._n_prepped[0]
         if prepped:
             self._at_kernel += prepped
-            self.stats_submitted += prepped
-            self.stats_submit_batches += 1
-            if prepped > self.stats_max_batch:
-                self.stats_max_batch = prepped
+            self.count_batch(prepped)
         if prepped < n:
             # The SQ was full of requests the kernel has not consumed yet;
             # keep the rest staged for the next call.
@@ -225,16 +218,6 @@ class UringBackend:
             os.eventfd_write(self._efd, 1)
         except OSError:
             pass
-
-    def counters(self) -> dict:
-        return {
-            "sqes_submitted": self.stats_submitted,
-            "submit_calls": self.stats_submit_batches,
-            "enter_calls": self.stats_enter_calls,
-            "max_batch": self.stats_max_batch,
-            "wait_ns": self.stats_wait_ns,
-            "waits": self.stats_waits,
-        }
 
     def info(self) -> dict:
         flags = []
