@@ -35,12 +35,13 @@ from hedge.exec import gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import ListCursor, TableCursor, amerge, table_entries, visible_merge
+from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
+from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig, reserve_count
 from hedge.lsm.iterators import merge
 from hedge.lsm.keys import Kind, check_key
 from hedge.lsm.manifest import ManifestLog, fsync_directory
@@ -55,7 +56,6 @@ log = logging.getLogger("hedge")
 
 DELETE = Kind.DELETE
 MAX_IMMUTABLES = 2          # writers wait when this many memtables await flush
-COMPACTION_CHUNK = 512      # merged entries handed to compact_entries at a time
 SLOWDOWN_SECONDS = 0.001    # delay per write group while L0 is backing up
 
 
@@ -98,6 +98,7 @@ class Engine:
         self._work = Signal()        # maintenance has something to do
         self._bg_error: BaseException | None = None
         self._closing = False
+        self._worker: CompactionWorker | None = None
         self._maintenance_idle = False
         self._snapshots: dict[int, int] = {}
         self._snapshot_ids = itertools.count(1)
@@ -385,63 +386,73 @@ class Engine:
             await self._log_and_apply(policy.apply(version, task, []))
             self.counters["trivial_moves"] += 1
             return
-        sources = []
-        for _level, files in task.inputs():
-            for meta in files:
-                sources.append(table_entries([sv.tables[meta.number]], None, None, fill_cache=False))
-                self.counters["compaction_bytes_read"] += meta.size
+        inputs = [meta for _level, files in task.inputs() for meta in files]
+        self.counters["compaction_bytes_read"] += sum(meta.size for meta in inputs)
         oldest = self._oldest_snapshot()
-        outputs = []
-        state = {"writer": None, "last_key": None}
-        written = 0
+        if self.options.compaction_process:
+            outputs, written = await self._merge_in_worker(task, inputs, oldest)
+        else:
+            opts = self.options
 
-        async def emit(chunk) -> None:
-            nonlocal written
-            for key, seq, kind, value in compact_entries(chunk, task.bottommost, oldest):
-                writer = state["writer"]
-                if writer is not None and key != state["last_key"] and \
-                        writer.estimated_file_size() >= task.max_output_bytes:
-                    outputs.append(await writer.finish())
-                    written += writer.bytes_written
-                    writer = None
-                if writer is None:
-                    number = self.new_file_number()
-                    writer = await TableWriter.create(self.path(filenames.table_name(number)), number,
-                                                      self.options.block_bytes, self.options.bloom_bits_per_key)
-                    state["writer"] = writer
-                writer.add(key, seq, kind, value)
-                state["last_key"] = key
-            if state["writer"] is not None:
-                await state["writer"].write_ready()
+            async def new_number() -> int:
+                return self.new_file_number()
 
-        try:
-            chunk = []
-            async for entry in amerge(sources):
-                if len(chunk) >= COMPACTION_CHUNK and entry[0] != chunk[-1][0]:
-                    await emit(chunk)
-                    chunk = []
-                chunk.append(entry)
-            if chunk:
-                await emit(chunk)
-            if state["writer"] is not None:
-                outputs.append(await state["writer"].finish())
-                written += state["writer"].bytes_written
-                state["writer"] = None
-        except BaseException:
-            if state["writer"] is not None:
-                await state["writer"].abandon()
-            for meta in outputs:
-                await self._unlink_quietly(filenames.table_name(meta.number))
-            raise
+            outputs, written = await merge_tables(
+                [sv.tables[meta.number] for meta in inputs], directory=self.directory,
+                bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
+                block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key, new_number=new_number)
         edit = policy.apply(version, task, outputs)
         await self._log_and_apply(edit)
         self.counters["compactions"] += 1
         self.counters["compaction_bytes_written"] += written
-        for _level, files in task.inputs():
-            for meta in files:
-                if self.cache is not None:
-                    self.cache.erase_table(meta.number)
-                await self._unlink_quietly(filenames.table_name(meta.number))
+        for meta in inputs:
+            if self.cache is not None:
+                self.cache.erase_table(meta.number)
+            await self._unlink_quietly(filenames.table_name(meta.number))
+
+    async def _merge_in_worker(self, task, inputs: list, oldest: int) -> tuple[list, int]:
+        """The merge of ``_compact`` in the worker process (started on first
+        use); the maintenance task waits by polling its socket through the
+        ring.  When the job fails, every output number reserved for it is
+        removed (a dead worker may have left partial tables)."""
+        worker = self._worker
+        if worker is None or not worker.usable:
+            if worker is not None:
+                worker.kill()
+            layout = self.pools.layout
+            cpus = frozenset().union(*layout.background) if layout.pinned else None
+            opts = self.options
+            worker = self._worker = CompactionWorker(WorkerConfig(
+                io_method=self.io_method, ring_entries=opts.ring_entries, submit_min=opts.ring_submit_min,
+                cpus=cpus))
+        reserved = [self.new_file_number()
+                    for _ in range(reserve_count(sum(m.size for m in inputs), task.max_output_bytes))]
+
+        def more(n: int) -> list[int]:
+            extra = [self.new_file_number() for _ in range(n)]
+            reserved.extend(extra)
+            return extra
+
+        opts = self.options
+        job = CompactionJob(directory=self.directory, inputs=tuple(m.number for m in inputs),
+                            direct_io=opts.direct_io, bottommost=task.bottommost, oldest_snapshot_seq=oldest,
+                            max_output_bytes=task.max_output_bytes, block_bytes=opts.block_bytes,
+                            bloom_bits_per_key=opts.bloom_bits_per_key, output_numbers=tuple(reserved))
+        try:
+            return await worker.run(job, more)
+        except Cancelled:
+            raise               # closing: partial outputs are orphans, removed at the next open
+        except BaseException:
+            for number in reserved:
+                await unlink_quietly(self.path(filenames.table_name(number)))
+            raise
+
+    def stop_worker(self) -> None:
+        """Stop the compaction worker, if one runs (never hangs).  REQUIRES:
+        the maintenance task has ended."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
 
     async def _log_and_apply(self, edit: VersionEdit, drop_imm=None) -> None:
         """Make ``edit`` durable in the manifest, then install the new
