@@ -103,6 +103,7 @@ class CompactionWorker:
         self._conn = Connection(ours.detach())
         self._conn.send(config)
         self._broken = False
+        self.busy = False           # a job is running (read by any thread)
 
     @property
     def pid(self) -> int:
@@ -120,6 +121,7 @@ class CompactionWorker:
         but an answer (death, cancellation) the worker is killed."""
         conn = self._conn
         answered = False
+        self.busy = True
         try:
             conn.send(job)
             while True:
@@ -142,6 +144,8 @@ class CompactionWorker:
             if not answered:
                 self.kill()
             raise
+        finally:
+            self.busy = False
 
     def _exit_reason(self) -> str:
         try:
