@@ -194,3 +194,38 @@ def test_corruption_in_the_worker_reaches_the_parent_as_corruption_error(tmp_pat
     assert info.value.offset == 0
     assert not (tmp_path / filenames.table_name(10)).exists()
     assert worker.usable                                          # an answered error keeps the worker
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_forked_child_gets_fork_error_and_leaves_the_parents_worker_alone(tmp_path):
+    with hedge.open(tmp_path / "db", compaction_process=True, **SMALL) as db:
+        _workload(db, seed=3)
+        db.compact()
+        pid = db._engine._worker.pid
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(r)
+            code = b"no-error"
+            try:
+                db.put(b"k", b"v")
+            except hedge.ForkError:
+                code = b"fork-error"
+            except BaseException as e:  # noqa: BLE001
+                code = type(e).__name__.encode()
+            try:
+                db._engine.stop_worker()       # must not stop the parent's worker
+            except BaseException:  # noqa: BLE001
+                code += b"+stop-failed"
+            os.write(w, code)
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            child_said = f.read()
+        _, status = os.waitpid(child, 0)
+        assert os.WEXITSTATUS(status) == 0 and child_said == b"fork-error"
+        more = _workload(db, seed=4)
+        db.compact()
+        assert db._engine._worker.pid == pid and db._engine._worker.usable
+        assert db.stats()["background_error"] is None
+        assert [k for k in more if db.get(k) != more[k]] == []
