@@ -4,7 +4,8 @@ background thread (Options.compaction_process), side by side in one run.
 Each round loads the same records (hashed key order, like YCSB's load) into
 a fresh database from 64 client coroutines (sync=False), once with the
 worker process and once without, alternating which goes first; then waits
-for compaction to settle.  Prints every run and the medians:
+for compaction to settle.  Prints every run (with the CPU seconds of the
+database process and of the worker) and the medians:
 
     python -m perf.compaction_process_bench [--records 200000] [--value-size 1000] [--rounds 3]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -28,6 +30,8 @@ def key_of(i: int) -> bytes:
 
 
 def run_once(directory: str, records: int, value: bytes, on: bool) -> dict:
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     db = hedge.open(directory, compaction_process=on)
     try:
         counter = iter(range(records))
@@ -44,7 +48,11 @@ def run_once(directory: str, records: int, value: bytes, on: bool) -> dict:
         c = db.stats()["compaction"]
     finally:
         db.close()
-    return {"on": on, "puts_per_s": records / load, "settled_puts_per_s": records / settled,
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime
+    worker_cpu = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+    return {"on": on, "seconds": settled, "cpu": cpu, "worker_cpu": worker_cpu, "puts_per_s": records / load, "settled_puts_per_s": records / settled,
             "compactions": c["count"], "write_amp": c["write_amplification"],
             "stall_slowdowns": c["stall_slowdowns"], "stall_stops": c["stall_stops"]}
 
@@ -70,7 +78,9 @@ def main() -> None:
                 runs.append(res)
                 print(f"round {r} process={'on ' if on else 'off'}  load {res['puts_per_s']:9,.0f} puts/s   "
                       f"load+settle {res['settled_puts_per_s']:9,.0f} puts/s   compactions {res['compactions']:3d}  "
-                      f"wa {res['write_amp']:.2f}  stalls {res['stall_slowdowns']}/{res['stall_stops']}", flush=True)
+                      f"wa {res['write_amp']:.2f}  stalls {res['stall_slowdowns']}/{res['stall_stops']}  "
+                      f"cpu s: db process {res['cpu']:.1f} worker {res['worker_cpu']:.1f} "
+                      f"of {res['seconds']:.1f} s", flush=True)
     finally:
         shutil.rmtree(parent, ignore_errors=True)
     med = {on: {k: statistics.median(r[k] for r in runs if r["on"] == on)

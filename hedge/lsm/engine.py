@@ -12,8 +12,11 @@ Who runs what:
     only the current leader writes the WAL, inserts into the memtable,
     switches memtables and publishes sequence numbers;
   - one maintenance task on a background executor: flushes immutable
-    memtables and runs compactions, one job at a time, and is the only
-    writer of the manifest and the version.
+    memtables and runs compactions, one job at a time; with the compaction
+    worker process (Options.compaction_process) the compaction is a task of
+    its own on the same executor (one at a time) and flushes go on while the
+    worker merges.  These are the only writers of the manifest and the
+    version, and their installs take turns (``_log_and_apply``).
 Tables dropped from the version are unlinked once the edit is durable; a
 reader still holding an older super version keeps their descriptors (and so
 their data) alive until it lets go of it.
@@ -31,7 +34,7 @@ import threading
 import time
 
 from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError
-from hedge.exec import gather
+from hedge.exec import gather, spawn
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
@@ -99,6 +102,8 @@ class Engine:
         self._bg_error: BaseException | None = None
         self._closing = False
         self._worker: CompactionWorker | None = None
+        self._compacting = None         # the compaction Task running beside flushes (worker process)
+        self._installing = False        # a _log_and_apply is between its first and last await
         self._maintenance_idle = False
         self._snapshots: dict[int, int] = {}
         self._snapshot_ids = itertools.count(1)
@@ -316,30 +321,56 @@ class Engine:
         return self._bg_error
 
     async def maintain(self) -> None:
-        """The maintenance task: flush, then compact, until closed."""
-        while not self._closing:
-            gen = self._work.generation
-            job = None
-            if self._bg_error is None:
-                sv = self._sv
-                if sv.imms:
-                    job = self._flush_oldest
-                else:
-                    task = policy.pick(sv.version, self.options, self._state.compact_pointers)
-                    if task is not None:
-                        job = lambda task=task: self._compact(task)  # noqa: E731
-            if job is None:
-                self._maintenance_idle = True
+        """The maintenance task: flush, then compact, until closed.  With the
+        compaction worker process, a compaction runs as a task of its own
+        (one at a time) and flushes go on while the worker merges."""
+        try:
+            while not self._closing:
+                gen = self._work.generation
+                job = None
+                if self._bg_error is None:
+                    sv = self._sv
+                    if sv.imms:
+                        job = self._flush_oldest
+                    elif self._compacting is None:
+                        task = policy.pick(sv.version, self.options, self._state.compact_pointers)
+                        if task is not None and self.options.compaction_process and not task.trivial_move:
+                            self._compacting = spawn(self._compact_concurrently(task), name="compaction")
+                            continue
+                        if task is not None:
+                            job = lambda task=task: self._compact(task)  # noqa: E731
+                if job is None:
+                    self._maintenance_idle = self._compacting is None
+                    self._changed.notify()
+                    await self._work.wait(gen)
+                    continue
+                self._maintenance_idle = False
+                try:
+                    await job()
+                except Cancelled:
+                    raise
+                except BaseException as e:  # noqa: BLE001
+                    self._set_bg_error(e, "background flush/compaction")
                 self._changed.notify()
-                await self._work.wait(gen)
-                continue
-            self._maintenance_idle = False
-            try:
-                await job()
-            except Cancelled:
-                raise
-            except BaseException as e:  # noqa: BLE001
-                self._set_bg_error(e, "background flush/compaction")
+        finally:
+            compacting = self._compacting
+            if compacting is not None:
+                compacting.cancel()
+                try:
+                    await compacting
+                except BaseException:  # noqa: BLE001 - being closed
+                    pass
+
+    async def _compact_concurrently(self, task) -> None:
+        try:
+            await self._compact(task)
+        except Cancelled:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self._set_bg_error(e, "background compaction")
+        finally:
+            self._compacting = None
+            self._work.notify()
             self._changed.notify()
 
     def set_next_file(self, number: int) -> None:
@@ -401,7 +432,9 @@ class Engine:
                 [sv.tables[meta.number] for meta in inputs], directory=self.directory,
                 bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
                 block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key, new_number=new_number)
-        edit = policy.apply(version, task, outputs)
+        # Flushes may have added L0 tables meanwhile (worker process): the
+        # edit is checked against the current version.
+        edit = policy.apply(self._sv.version, task, outputs)
         await self._log_and_apply(edit)
         self.counters["compactions"] += 1
         self.counters["compaction_bytes_written"] += written
@@ -456,7 +489,17 @@ class Engine:
 
     async def _log_and_apply(self, edit: VersionEdit, drop_imm=None) -> None:
         """Make ``edit`` durable in the manifest, then install the new
-        version (and drop the flushed memtable) in one super-version swap."""
+        version (and drop the flushed memtable) in one super-version swap.
+        One at a time: a flush and a concurrent compaction take turns."""
+        await self._changed.wait_for(lambda: not self._installing)
+        self._installing = True
+        try:
+            await self._log_and_apply_now(edit, drop_imm)
+        finally:
+            self._installing = False
+            self._changed.notify()
+
+    async def _log_and_apply_now(self, edit: VersionEdit, drop_imm) -> None:
         from hedge.lsm.table_io import open_table
 
         edit.next_file_number = self._next_file
@@ -521,7 +564,7 @@ class Engine:
             if self._bg_error is not None or self._closing:
                 return True
             sv = self._sv
-            return (self._maintenance_idle and not sv.imms and
+            return (self._maintenance_idle and self._compacting is None and not sv.imms and
                     policy.pick(sv.version, self.options, self._state.compact_pointers) is None)
 
         self._maintenance_idle = False
@@ -589,6 +632,7 @@ class Engine:
                 "bytes_written": c["compaction_bytes_written"],
                 "write_amplification": (written / user_bytes) if user_bytes else 0.0,
                 "stall_slowdowns": c["stall_slowdowns"], "stall_stops": c["stall_stops"],
+                "worker_pid": self._worker.pid if self._worker is not None else None,
             },
             "cache": self.cache.stats() if self.cache is not None else None,
         }

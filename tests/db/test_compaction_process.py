@@ -49,7 +49,7 @@ def test_results_are_identical_with_and_without_the_worker_process(tmp_path, io_
             stats = db.stats()
             assert stats["compaction"]["count"] > 0
             assert stats["background_error"] is None
-            assert (db._engine._worker is not None) == on
+            assert (stats["compaction"]["worker_pid"] is not None) == on
             keys = [b"key%06d" % i for i in range(3000)]
             results[on] = ([db.get(k) for k in keys], list(db.scan()))
             assert results[on][1] == sorted(expected.items())

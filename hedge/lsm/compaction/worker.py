@@ -123,16 +123,15 @@ class CompactionWorker:
         answered = False
         self.busy = True
         try:
-            conn.send(job)
+            self._send(job)
             while True:
                 await ops.poll(conn.fileno())
                 try:
                     msg = conn.recv()
-                except EOFError:
-                    raise HedgeError(f"the compaction worker (pid {self.pid}) died: {self._exit_reason()}") \
-                        from None
+                except (EOFError, OSError):
+                    raise self._died() from None
                 if msg[0] == "more":
-                    conn.send(tuple(more(4)))
+                    self._send(tuple(more(4)))
                     continue
                 answered = True
                 if msg[0] == "done":
@@ -146,6 +145,15 @@ class CompactionWorker:
             raise
         finally:
             self.busy = False
+
+    def _send(self, obj) -> None:
+        try:
+            self._conn.send(obj)
+        except OSError:
+            raise self._died() from None
+
+    def _died(self) -> HedgeError:
+        return HedgeError(f"the compaction worker (pid {self.pid}) died: {self._exit_reason()}")
 
     def _exit_reason(self) -> str:
         try:
