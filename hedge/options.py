@@ -60,9 +60,10 @@ class Options:
     level_size_ratio: int = 10
     # Target size of one table written by flush or compaction.
     table_bytes: int = 32 << 20
-    # Run compaction merges in a worker process pinned to the background cores:
-    # it has its own GIL (default: on when this process may use >= 2 CPUs).
-    compaction_process: bool = dataclasses.field(default_factory=lambda: default_compaction_process())
+    # Run compaction merges in a worker process pinned to the background cores
+    # (it has its own GIL).  Off: on a 2-core machine the load measured no
+    # faster with it (docs/design.md, "The GIL").
+    compaction_process: bool = False
 
     def validate(self) -> "Options":
         """Raise ValueError for a value out of range; return self."""
@@ -90,15 +91,6 @@ class Options:
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes).validate()
-
-
-def default_compaction_process() -> bool:
-    """On when the process may run on two CPUs or more: with one, the worker
-    would only add a process switch to the GIL switch it replaces."""
-    try:
-        return len(os.sched_getaffinity(0)) >= 2
-    except AttributeError:
-        return (os.cpu_count() or 1) >= 2
 
 
 def io_method_from_env(requested: str) -> str:

@@ -29,10 +29,10 @@ def key_of(i: int) -> bytes:
     return b"user%020d" % ((i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
 
 
-def run_once(directory: str, records: int, value: bytes, on: bool) -> dict:
+def run_once(directory: str, records: int, value: bytes, on: bool, pin: bool = True) -> dict:
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    db = hedge.open(directory, compaction_process=on)
+    db = hedge.open(directory, compaction_process=on, pin=pin)
     try:
         counter = iter(range(records))
 
@@ -62,18 +62,19 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--value-size", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-pin", action="store_true", help="open with pin=False (no thread or worker pinning)")
     ap.add_argument("--dir", default=None, help="parent directory for the databases")
     args = ap.parse_args()
     value = os.urandom(args.value_size)
     parent = tempfile.mkdtemp(prefix="hedge-cpbench-", dir=args.dir)
     print(f"{args.records:,} records of {args.value_size:,} bytes, {CLIENTS} clients, cpus available: "
-          f"{len(os.sched_getaffinity(0))}")
+          f"{len(os.sched_getaffinity(0))}, pin={not args.no_pin}")
     runs = []
     try:
         for r in range(args.rounds):
             for on in ((True, False) if r % 2 == 0 else (False, True)):
                 path = os.path.join(parent, f"db-{r}-{on}")
-                res = run_once(path, args.records, value, on)
+                res = run_once(path, args.records, value, on, pin=not args.no_pin)
                 shutil.rmtree(path)
                 runs.append(res)
                 print(f"round {r} process={'on ' if on else 'off'}  load {res['puts_per_s']:9,.0f} puts/s   "

@@ -68,20 +68,29 @@ def _children() -> set[int]:
     return out
 
 
-def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method):
-    # Load with compaction held back (many L0 tables), then reopen with a low
-    # trigger: one long L0 -> L1 merge starts at once, in the worker.
-    opts = dict(memtable_bytes=256 << 10, table_bytes=256 << 10, level1_bytes=64 << 20, io_method=io_method)
+# Reopening a database loaded by _load_held_back with these options starts
+# one long L0 -> L1 merge at once, in the worker.
+LONG = dict(memtable_bytes=256 << 10, table_bytes=256 << 10, level1_bytes=64 << 20)
+
+
+def _load_held_back(path, io_method: str) -> dict:
+    """Load with compaction held back: many L0 tables."""
     held = dict(l0_compaction_trigger=64, l0_slowdown_trigger=64, l0_stop_trigger=64)
     expected = {}
-    with hedge.open(tmp_path / "db", compaction_process=False, **opts, **held) as db:
+    with hedge.open(path, compaction_process=False, io_method=io_method, **LONG, **held) as db:
         for i in range(15000):
             key = b"key%07d" % ((i * 7919) % 15000)
             db.put(key, b"v%d-" % i + bytes(100))
             expected[key] = b"v%d-" % i + bytes(100)
         db.flush()
         assert db.stats()["levels"][0]["files"] >= 6
-    with hedge.open(tmp_path / "db", compaction_process=True, **opts) as db:
+    return expected
+
+
+def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method):
+    opts = dict(LONG)
+    expected = _load_held_back(tmp_path / "db", io_method)
+    with hedge.open(tmp_path / "db", compaction_process=True, io_method=io_method, **opts) as db:
         engine = db._engine
         first_output = engine.new_file_number()
         killed = []
@@ -111,7 +120,7 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
         with pytest.raises(BackgroundError):
             db.put(b"after", b"x")
         assert killed[0] not in _children()
-    with hedge.open(tmp_path / "db", compaction_process=True, **opts) as db:
+    with hedge.open(tmp_path / "db", compaction_process=True, io_method=io_method, **opts) as db:
         assert [k for k in expected if db.get(k) != expected[k]] == []
         db.compact()
         assert db.stats()["compaction"]["count"] > 0
@@ -120,6 +129,28 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
     on_disk = {filenames.parse(n)[1] for n in os.listdir(tmp_path / "db")
                if filenames.parse(n) is not None and filenames.parse(n)[0] == "sst"}
     assert on_disk == live
+
+
+def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tmp_path):
+    expected = _load_held_back(tmp_path / "db", "io_uring" if _uring_ok() else "threads")
+    db = hedge.open(tmp_path / "db", compaction_process=True, **LONG)
+    deadline = time.monotonic() + 30
+    while not (db._engine._worker is not None and db._engine._worker.busy) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    pid = db._engine._worker.pid
+    started = time.monotonic()
+    db.close()
+    assert time.monotonic() - started < 10
+    assert pid not in _children()
+    with hedge.open(tmp_path / "db", compaction_process=True, **LONG) as db:
+        assert [k for k in expected if db.get(k) != expected[k]] == []
+        assert db.stats()["background_error"] is None
+
+
+def _uring_ok() -> bool:
+    from hedge.io.backend import uring_status
+
+    return uring_status()[0]
 
 
 def test_no_process_or_fd_leak_over_twenty_open_close_cycles(tmp_path):
