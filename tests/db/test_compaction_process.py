@@ -14,7 +14,6 @@ import pytest
 
 import hedge
 from hedge.errors import BackgroundError, CorruptionError
-from hedge.exec import Executor
 from hedge.lsm import filenames
 from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig
 from hedge.lsm.keys import Kind
