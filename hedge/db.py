@@ -207,7 +207,10 @@ class DB:
                 log.error("hedge: maintenance ended with an error: %s", e)
             engine.close_files()
         finally:
-            self._pools.close()
+            try:
+                engine.stop_worker()
+            finally:
+                self._pools.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> "DB":

@@ -60,6 +60,10 @@ class Options:
     level_size_ratio: int = 10
     # Target size of one table written by flush or compaction.
     table_bytes: int = 32 << 20
+    # Run compaction merges in a worker process pinned to the background cores
+    # (it has its own GIL).  Off: on a 2-core machine the load measured no
+    # faster with it (docs/design.md, "The GIL").
+    compaction_process: bool = False
 
     def validate(self) -> "Options":
         """Raise ValueError for a value out of range; return self."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator
 
 from hedge.lsm.keys import Kind
 
