@@ -84,6 +84,8 @@ class DB:
             pools = Pools(io_method=io_method, ring_entries=options.ring_entries,
                           foreground_threads=options.foreground_threads,
                           background_threads=options.background_threads, pin=options.pin,
+                          foreground_cpus=_cpu_set(options.foreground_cpus),
+                          background_cpus=_cpu_set(options.background_cpus),
                           submit_min=options.ring_submit_min).start()
             cache = BlockCache(options.block_cache_bytes) if options.block_cache_bytes else None
             engine = Engine(directory, options, pools, cache)
@@ -198,7 +200,8 @@ class DB:
                 self._fg.run_sync(engine.close_wal())
             except HedgeError as e:
                 log.error("hedge: closing the WAL failed: %s", e)
-            self._maintenance.task.cancel() if self._maintenance.task else None
+            if self._maintenance.task is not None:
+                self._maintenance.task.cancel()
             try:
                 self._maintenance.wait(timeout=60)
             except (Cancelled, ClosedError):
@@ -322,6 +325,10 @@ class AsyncDB:
     async def compact(self) -> None:
         self._db._check()
         await self._engine.compact()
+
+
+def _cpu_set(cpus) -> frozenset[int] | None:
+    return None if cpus is None else frozenset(cpus)
 
 
 def _lock_directory(directory: str) -> int:

@@ -37,6 +37,9 @@ class Options:
     background_threads: int | None = None
     # Pin pool threads to cores (P-cores for foreground, E-cores for background).
     pin: bool = True
+    # Explicit CPU sets for the pools (None: from the topology); e.g. (0, 1).
+    foreground_cpus: tuple[int, ...] | None = None
+    background_cpus: tuple[int, ...] | None = None
     # Submission-queue entries of each ring; bounds requests in flight per thread.
     ring_entries: int = 256
     # Submit staged requests without waiting for the ready queue to drain once
@@ -83,6 +86,10 @@ class Options:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None")
+        for name in ("foreground_cpus", "background_cpus"):
+            cpus = getattr(self, name)
+            if cpus is not None and (not cpus or not all(isinstance(c, int) and c >= 0 for c in cpus)):
+                raise ValueError(f"{name} must be a non-empty sequence of CPU numbers or None")
         if not (self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger):
             raise ValueError("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger")
         if self.direct_io and self.block_cache_bytes == 0:

@@ -1,11 +1,12 @@
-"""Short end-to-end runs of the driver: sqlite3 and lmdb through the command
-line with verification, the JSON it writes, a deliberately stale store that
+"""Short end-to-end runs of the driver: sqlite3 and lmdb, and hedge beside
+sqlite3, through the command line with verification, the JSON it writes, a deliberately stale store that
 the verifier must catch, and the hedge adapter (skipped when hedge is absent
 or incomplete; driven through a stand-in module built on asyncio)."""
 import asyncio
 import json
 import types
 
+import pytest
 
 from perf import stores
 from perf.driver import RunConfig, StoreBenchmark
@@ -27,9 +28,10 @@ WORKLOAD_OPS = {"A": {"read", "update"}, "B": {"read", "update"}, "C": {"read"},
                 "E": {"scan", "insert"}, "F": {"read", "rmw"}}
 
 
-def test_sqlite_and_lmdb_run_every_workload_with_every_read_verified(tmp_path, capsys):
+@pytest.mark.parametrize("names", [("sqlite", "lmdb"), ("hedge", "sqlite")])
+def test_stores_run_every_workload_with_every_read_verified(tmp_path, capsys, names):
     results = tmp_path / "results"
-    code = main(["--stores", "sqlite,lmdb", "--records", "2000", "--operations", "3000", "--workloads", "all",
+    code = main(["--stores", ",".join(names), "--records", "2000", "--operations", "3000", "--workloads", "all",
                  "--clients", "8", "--verify", "--progress", "never", "--results", str(results)])
     out = capsys.readouterr()
     assert code == 0, out.out + out.err
@@ -40,7 +42,7 @@ def test_sqlite_and_lmdb_run_every_workload_with_every_read_verified(tmp_path, c
     assert data["plots"] == ["throughput.png", "latency.png"]
     for name in data["plots"]:
         assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [s["name"] for s in data["stores"]] == ["sqlite", "lmdb"]
+    assert [s["name"] for s in data["stores"]] == list(names)
     for store in data["stores"]:
         assert set(store) == STORE_FIELDS
         assert store["status"] == "ok", store["reason"]
