@@ -11,6 +11,9 @@ import pytest
 import hedge
 from tests.db.helpers import LEAN, SMALL, open_db, run_child
 
+# A hung engine call fails its test instead of the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 ONE = "threads"
 MAX_KEY = 64 * 1024
 

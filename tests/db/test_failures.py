@@ -14,6 +14,9 @@ from hedge.io import faults
 from tests.db.helpers import (LEAN, flip_byte, open_db, run_child, sst_files, start_child, wal_files,
                               wal_end, wal_record_offsets)
 
+# A hung engine call fails its test instead of the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 ONE = "threads"   # the I/O method for the tests whose subject is not the I/O path
 
 BAD_TYPES = ["key", 1, None, 1.5, ["k"]]
