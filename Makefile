@@ -6,10 +6,9 @@ PYTHON  ?= $(shell scripts/find-python)
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.hedge-installed
-BENCH_STAMP := $(VENV)/.hedge-bench-installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] && echo "" || echo "sudo")
 
-.PHONY: all setup setup-bench test test-soak bench ring-bench clean liburing fio
+.PHONY: all setup setup-bench test test-soak bench ycsb-sync ycsb-cold engine-bench ring-bench clean liburing fio
 
 all: setup
 
@@ -24,18 +23,16 @@ liburing:
 fio:
 	@scripts/ensure-system-packages fio || true
 
-$(STAMP): $(VPY) pyproject.toml setup.py hedge/io/_build.py hedge/io/_build_probe.py | liburing
-	$(VPY) -m pip install -q -e '.[test]'
-	$(VPY) -c "import hedge.io.backend as b; print('hedge: io methods available:', ', '.join(b.available_methods()))"
-	@touch $@
-
-$(BENCH_STAMP): $(STAMP)
+# The tests cover the benchmark driver and its peer adapters too, so one
+# install serves both: the package with its test and bench extras.
+$(STAMP): $(VPY) Makefile pyproject.toml setup.py hedge/io/_build.py hedge/io/_build_probe.py | liburing
 	$(VPY) -m pip install -q -e '.[test,bench]'
+	$(VPY) -c "import hedge.io.backend as b; print('hedge: io methods available:', ', '.join(b.available_methods()))"
 	@touch $@
 
 setup: $(STAMP)
 
-setup-bench: $(BENCH_STAMP) fio
+setup-bench: setup fio
 
 test: setup
 	$(VPY) -m pytest -q -ra tests
@@ -44,8 +41,19 @@ test: setup
 test-soak: setup
 	HEDGE_SOAK=1 $(VPY) -m pytest -q -ra tests
 
+# The main job: YCSB workloads on a default database in a temporary
+# directory, hedge beside every installed peer.
 bench: setup-bench
-	$(VPY) -m perf.ring_bench
+	$(VPY) -m perf.ycsb
+
+ycsb-sync: setup-bench
+	$(VPY) -m perf.ycsb --sync
+
+ycsb-cold: setup-bench
+	$(VPY) -m perf.ycsb --cold
+
+engine-bench: setup-bench
+	$(VPY) -m perf.engine_bench
 
 ring-bench: setup fio
 	$(VPY) -m perf.ring_bench

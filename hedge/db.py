@@ -83,7 +83,8 @@ class DB:
             io_method = resolve_method(options.io_method)
             pools = Pools(io_method=io_method, ring_entries=options.ring_entries,
                           foreground_threads=options.foreground_threads,
-                          background_threads=options.background_threads, pin=options.pin).start()
+                          background_threads=options.background_threads, pin=options.pin,
+                          submit_min=options.ring_submit_min).start()
             cache = BlockCache(options.block_cache_bytes) if options.block_cache_bytes else None
             engine = Engine(directory, options, pools, cache)
             engine.io_method = io_method
@@ -206,7 +207,10 @@ class DB:
                 log.error("hedge: maintenance ended with an error: %s", e)
             engine.close_files()
         finally:
-            self._pools.close()
+            try:
+                engine.stop_worker()
+            finally:
+                self._pools.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> "DB":

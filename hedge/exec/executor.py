@@ -65,17 +65,19 @@ def current_executor_or_none() -> "Executor | None":
 class Executor:
     """A thread running coroutines over one I/O backend (ring).
 
-    ``Executor(io_method="auto", ring_entries=256, name=None, cpus=None)``;
+    ``Executor(io_method="auto", ring_entries=256, name=None, cpus=None,
+    submit_min=2)``;
     ``start()`` launches the thread (it pins itself to ``cpus`` first when
     given, then creates its ring); ``close()`` stops it.
     """
 
     def __init__(self, io_method: str = "auto", ring_entries: int = 256, name: str | None = None,
-                 cpus: frozenset[int] | None = None, on_start=None):
+                 cpus: frozenset[int] | None = None, on_start=None, submit_min: int = 2):
         self.id = next(_ids)
         self.name = name or f"hedge-exec-{self.id}"
         self.io_method = io_method
         self.ring_entries = ring_entries
+        self.submit_min = submit_min
         self.cpus = cpus
         self._on_start = on_start
         self._generation = forkguard.generation()
@@ -258,7 +260,7 @@ class Executor:
                 from hedge.exec.topology import pin_current_thread
 
                 self.pinned_cpus = pin_current_thread(self.cpus)
-            self._backend = create_backend(self.io_method, self.ring_entries)
+            self._backend = create_backend(self.io_method, self.ring_entries, self.submit_min)
             if self._on_start is not None:
                 self._on_start(self)
         except BaseException as e:  # noqa: BLE001 - reported to start()

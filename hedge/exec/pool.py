@@ -29,7 +29,8 @@ log = logging.getLogger("hedge")
 
 
 class Pool:
-    def __init__(self, name: str, cpu_sets, io_method: str = "auto", ring_entries: int = 256):
+    def __init__(self, name: str, cpu_sets, io_method: str = "auto", ring_entries: int = 256,
+                 submit_min: int = 2):
         """``cpu_sets``: one entry per thread, a frozenset of CPUs to pin it
         to, or None for no pinning."""
         if not cpu_sets:
@@ -38,7 +39,8 @@ class Pool:
         self._generation = forkguard.generation()
         self._rr = itertools.count()
         self.executors = [
-            Executor(io_method=io_method, ring_entries=ring_entries, name=f"hedge-{name}-{i}", cpus=cpus)
+            Executor(io_method=io_method, ring_entries=ring_entries, name=f"hedge-{name}-{i}", cpus=cpus,
+                     submit_min=submit_min)
             for i, cpus in enumerate(cpu_sets)
         ]
         self._closed = False
@@ -138,7 +140,7 @@ class Pools:
     def __init__(self, io_method: str = "auto", ring_entries: int = 256,
                  foreground_threads: int | None = None, background_threads: int | None = None,
                  pin: bool = True, foreground_cpus=None, background_cpus=None,
-                 layout: Layout | None = None):
+                 layout: Layout | None = None, submit_min: int = 2):
         if layout is None:
             layout = plan_layout(read_topology(), foreground_threads=foreground_threads,
                                  background_threads=background_threads, pin=pin,
@@ -147,8 +149,8 @@ class Pools:
         pinned = layout.pinned
         fg_sets = [s if pinned else None for s in layout.foreground]
         bg_sets = [s if pinned else None for s in layout.background]
-        self.foreground = Pool("fg", fg_sets, io_method, ring_entries)
-        self.background = Pool("bg", bg_sets, io_method, ring_entries)
+        self.foreground = Pool("fg", fg_sets, io_method, ring_entries, submit_min)
+        self.background = Pool("bg", bg_sets, io_method, ring_entries, submit_min)
 
     def start(self) -> "Pools":
         self.foreground.start()

@@ -40,6 +40,7 @@ import time
 
 from hedge.errors import HedgeIOError
 from hedge.io import opcodes as O
+from hedge.io.counters import SubmitCounters
 from hedge.io.syscalls import perform
 
 log = logging.getLogger("hedge")
@@ -49,7 +50,7 @@ METHODS = ("io_uring", "threads", "sync")
 _EFD_FLAGS = os.EFD_NONBLOCK | os.EFD_CLOEXEC
 
 
-class PollingBackend:
+class PollingBackend(SubmitCounters):
     """Shared machinery of the threads and sync backends: a deque of
     completions, a timer heap for TIMEOUT requests, a list of POLL requests,
     and an eventfd to sleep on and to be woken through."""
@@ -57,6 +58,7 @@ class PollingBackend:
     name = "polling"
 
     def __init__(self, entries: int):
+        super().__init__()
         self.capacity = max(1, entries) * 2
         self._done: collections.deque = collections.deque()
         self._timers: list[tuple[int, int]] = []
@@ -64,12 +66,6 @@ class PollingBackend:
         self._efd = os.eventfd(0, _EFD_FLAGS)
         self._waiting = False
         self._closed = False
-        self.stats_submitted = 0
-        self.stats_enter_calls = 0
-        self.stats_submit_batches = 0
-        self.stats_max_batch = 0
-        self.stats_wait_ns = 0
-        self.stats_waits = 0
         self._batch = 0
 
     # -- subclass hook -------------------------------------------------
@@ -87,13 +83,9 @@ class PollingBackend:
             self._start(ud, op, fd, obj, start, length, offset, flags)
 
     def _count_batch(self) -> None:
-        batch = self._batch
-        if batch:
+        if self._batch:
+            self.count_batch(self._batch)
             self._batch = 0
-            self.stats_submitted += batch
-            self.stats_submit_batches += 1
-            if batch > self.stats_max_batch:
-                self.stats_max_batch = batch
 
     def _collect(self, out: list) -> None:
         done = self._done
@@ -176,16 +168,6 @@ class PollingBackend:
         except BlockingIOError:
             pass
 
-    def counters(self) -> dict:
-        return {
-            "sqes_submitted": self.stats_submitted,
-            "submit_calls": self.stats_submit_batches,
-            "enter_calls": self.stats_enter_calls,
-            "max_batch": self.stats_max_batch,
-            "wait_ns": self.stats_wait_ns,
-            "waits": self.stats_waits,
-        }
-
     def info(self) -> dict:
         return {"method": self.name, "capacity": self.capacity}
 
@@ -236,7 +218,11 @@ class ThreadsBackend(PollingBackend):
             if job is None:
                 return
             ud, op, fd, obj, start, length, offset, flags = job
-            done.append((ud, perform(op, fd, obj, start, length, offset, flags)))
+            result = perform(op, fd, obj, start, length, offset, flags)
+            # Drop the request's buffer before posting the completion: once
+            # the executor has it, the request owns nothing any more.
+            job = obj = None
+            done.append((ud, result))
             if self._waiting:
                 self.wake()
 
@@ -321,13 +307,15 @@ def resolve_method(requested: str) -> str:
     return method
 
 
-def create_backend(method: str, entries: int):
-    """REQUIRES: called on the thread that will own the backend."""
+def create_backend(method: str, entries: int, submit_min: int = 2):
+    """REQUIRES: called on the thread that will own the backend.
+    ``submit_min`` is the io_uring early-submission threshold (see
+    UringBackend); the other methods start every request at once anyway."""
     method = resolve_method(method)
     if method == "io_uring":
         from hedge.io.uring import UringBackend
 
-        return UringBackend(entries)
+        return UringBackend(entries, submit_min)
     if method == "threads":
         return ThreadsBackend(entries)
     return SyncBackend(entries)

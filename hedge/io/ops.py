@@ -37,23 +37,27 @@ def _fail(res: int, op: str, file: File | None) -> HedgeIOError:
     return HedgeIOError(-res, op, file.path if file is not None else None)
 
 
-def _check_range(total: int, start: int, length: int) -> None:
+def _checked_length(file: File, buf, offset: int, start: int, length: int | None, op: str) -> int:
+    """Validate a read/write request before anything is submitted; return
+    its length.  Raises ClosedError, ValueError, AlignmentError, or an
+    injected fault."""
+    file.check_open()
+    total = _nbytes(buf)
+    if length is None:
+        length = total - start
     if start < 0 or length < 0 or start + length > total:
         raise ValueError(f"range [{start}, {start + length}) does not fit a buffer of {total} bytes")
+    if file.direct:
+        check_direct_alignment(file, buf.address + start if type(buf) is Buffer else None, length, offset, op)
+    if faults.armed:
+        faults.check(op, file.path)
+    return length
 
 
 async def read(file: File, buf, offset: int, length: int | None = None, start: int = 0) -> int:
     """Read up to ``length`` bytes at file ``offset`` into ``buf[start:]``;
     return how many were read (fewer only at end of file)."""
-    file.check_open()
-    total = _nbytes(buf)
-    if length is None:
-        length = total - start
-    _check_range(total, start, length)
-    if file.direct:
-        check_direct_alignment(file, buf.address + start if type(buf) is Buffer else None, length, offset, "read")
-    if faults.armed:
-        faults.check("read", file.path)
+    length = _checked_length(file, buf, offset, start, length, "read")
     res = await io_request(O.READ, file, file.fd, buf, start, length, offset, 0)
     if res < 0:
         raise _fail(res, "read", file)
@@ -79,15 +83,7 @@ async def read_exact(file: File, buf, offset: int, length: int | None = None, st
 async def write(file: File, data, offset: int, start: int = 0, length: int | None = None) -> int:
     """Write ``data[start:start+length]`` at ``offset``, retrying short writes
     until all is written; return the byte count."""
-    file.check_open()
-    total = _nbytes(data)
-    if length is None:
-        length = total - start
-    _check_range(total, start, length)
-    if file.direct:
-        check_direct_alignment(file, data.address + start if type(data) is Buffer else None, length, offset, "write")
-    if faults.armed:
-        faults.check("write", file.path)
+    length = _checked_length(file, data, offset, start, length, "write")
     done = 0
     while done < length:
         res = await io_request(O.WRITE, file, file.fd, data, start + done, length - done, offset + done, 0)

@@ -1,7 +1,8 @@
 """Engine: the LSM tree of one open database.
 
 State readers see is one immutable ``SuperVersion`` (memtable, immutable
-memtables, version, open table readers), swapped as a whole; a reader takes
+memtables, version, open table readers), swapped as a whole under
+``_sv_lock`` by whoever changes it, always built from the current one; a reader takes
 the visible sequence number FIRST and the super version SECOND, so every
 entry at or below its snapshot is in a memtable or table of what it holds.
 
@@ -11,8 +12,11 @@ Who runs what:
     only the current leader writes the WAL, inserts into the memtable,
     switches memtables and publishes sequence numbers;
   - one maintenance task on a background executor: flushes immutable
-    memtables and runs compactions, one job at a time, and is the only
-    writer of the manifest and the version.
+    memtables and runs compactions, one job at a time; with the compaction
+    worker process (Options.compaction_process) the compaction is a task of
+    its own on the same executor (one at a time) and flushes go on while the
+    worker merges.  These are the only writers of the manifest and the
+    version, and their installs take turns (``_log_and_apply``).
 Tables dropped from the version are unlinked once the edit is durable; a
 reader still holding an older super version keeps their descriptors (and so
 their data) alive until it lets go of it.
@@ -25,21 +29,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
-import time
 
-from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError
-from hedge.exec import gather
+from hedge.errors import BackgroundError, Cancelled, ClosedError
+from hedge.exec import gather, spawn
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import amerge, as_async, avisible, concat
+from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
+from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig, reserve_count
 from hedge.lsm.iterators import merge
 from hedge.lsm.keys import Kind, check_key
 from hedge.lsm.manifest import ManifestLog, fsync_directory
@@ -54,7 +57,6 @@ log = logging.getLogger("hedge")
 
 DELETE = Kind.DELETE
 MAX_IMMUTABLES = 2          # writers wait when this many memtables await flush
-COMPACTION_CHUNK = 512      # merged entries handed to compact_entries at a time
 SLOWDOWN_SECONDS = 0.001    # delay per write group while L0 is backing up
 
 
@@ -80,6 +82,10 @@ class Engine:
         self.pools = pools
         self.cache = cache
         self._sv: SuperVersion | None = None
+        # Serializes super-version swaps: the commit leader (a foreground
+        # thread) and the maintenance task (a background thread) both
+        # replace it, each building on the current one.
+        self._sv_lock = threading.Lock()
         self._state: VersionSetState | None = None
         self._manifest: ManifestLog | None = None
         self._wal: WalWriter | None = None
@@ -93,7 +99,10 @@ class Engine:
         self._work = Signal()        # maintenance has something to do
         self._bg_error: BaseException | None = None
         self._closing = False
-        self._maintenance_idle = False
+        self._idle_epoch = 0            # bumped each time maintenance finds nothing to do
+        self._worker: CompactionWorker | None = None
+        self._compacting = None         # the compaction Task running beside flushes (worker process)
+        self._installing = False        # a _log_and_apply is between its first and last await
         self._snapshots: dict[int, int] = {}
         self._snapshot_ids = itertools.count(1)
         self._snapshot_lock = threading.Lock()
@@ -217,8 +226,9 @@ class Engine:
         self.counters["wal_bytes_closed"] = self.counters.get("wal_bytes_closed", 0) + old.bytes_written
         self._wal = wal
         old.close()
-        sv = self._sv
-        self._sv = SuperVersion(Memtable(), number, ((sv.mem, sv.mem_wal),) + sv.imms, sv.version, sv.tables)
+        with self._sv_lock:
+            sv = self._sv
+            self._sv = SuperVersion(Memtable(), number, ((sv.mem, sv.mem_wal),) + sv.imms, sv.version, sv.tables)
         self._changed.notify()
         self._work.notify()
 
@@ -268,18 +278,22 @@ class Engine:
         try:
             if start is not None and end is not None and start >= end:
                 return
-            mem_sources = [sv.mem.iter_from(start, end)] + [m.iter_from(start, end) for m, _ in sv.imms]
-            sources = [as_async(merge(mem_sources))]
+            mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
+            sources = []
+            if mems:
+                sources.append(ListCursor(merge([m.iter_from(start, end) for m in mems])))
             version = sv.version
             tables = sv.tables
-            end_incl = end  # overlapping() is inclusive; an exact hit on `end` only costs a read
-            for meta in version.overlapping(0, start, end_incl):
-                sources.append(tables[meta.number].iter_from(start, end))
+            # overlapping() is inclusive of `end`; an exact hit only costs a read.
+            for meta in version.overlapping(0, start, end):
+                sources.append(TableCursor([tables[meta.number]], start, end))
             for level in range(1, NUM_LEVELS):
-                files = version.overlapping(level, start, end_incl)
+                files = version.overlapping(level, start, end)
                 if files:
-                    sources.append(concat([tables[m.number].iter_from(start, end) for m in files]))
-            async for item in avisible(amerge(sources), snap):
+                    sources.append(TableCursor([tables[m.number] for m in files], start, end))
+            if not sources:
+                return
+            async for item in visible_merge(sources, snap):
                 if self._closing:
                     raise ClosedError("the database was closed during the scan")
                 yield item
@@ -305,31 +319,56 @@ class Engine:
         return self._bg_error
 
     async def maintain(self) -> None:
-        """The maintenance task: flush, then compact, until closed."""
-        while not self._closing:
-            gen = self._work.generation
-            job = None
-            if self._bg_error is None:
-                sv = self._sv
-                if sv.imms:
-                    job = self._flush_oldest
-                else:
-                    task = policy.pick(sv.version, self.options, self._state.compact_pointers)
-                    if task is not None:
-                        job = lambda task=task: self._compact(task)  # noqa: E731
-            if job is None:
-                self._maintenance_idle = True
+        """The maintenance task: flush, then compact, until closed.  With the
+        compaction worker process, a compaction runs as a task of its own
+        (one at a time) and flushes go on while the worker merges."""
+        try:
+            while not self._closing:
+                gen = self._work.generation
+                job = None
+                if self._bg_error is None:
+                    sv = self._sv
+                    if sv.imms:
+                        job = self._flush_oldest
+                    elif self._compacting is None:
+                        task = policy.pick(sv.version, self.options, self._state.compact_pointers)
+                        if task is not None and self.options.compaction_process and not task.trivial_move:
+                            self._compacting = spawn(self._compact_concurrently(task), name="compaction")
+                            continue
+                        if task is not None:
+                            job = lambda task=task: self._compact(task)  # noqa: E731
+                if job is None:
+                    if self._compacting is None:
+                        self._idle_epoch += 1
+                    self._changed.notify()
+                    await self._work.wait(gen)
+                    continue
+                try:
+                    await job()
+                except Cancelled:
+                    raise
+                except BaseException as e:  # noqa: BLE001
+                    self._set_bg_error(e, "background flush/compaction")
                 self._changed.notify()
-                await self._work.wait(gen)
-                continue
-            self._maintenance_idle = False
-            try:
-                await job()
-            except Cancelled:
-                raise
-            except BaseException as e:  # noqa: BLE001
-                self._set_bg_error(e, "background flush/compaction")
-            self._changed.notify()
+        finally:
+            compacting = self._compacting
+            if compacting is not None:
+                compacting.cancel()
+                try:
+                    await compacting
+                except BaseException:  # noqa: BLE001 - being closed
+                    pass
+
+    async def _compact_concurrently(self, task) -> None:
+        try:
+            await self._compact(task)
+        except Cancelled:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self._set_bg_error(e, "background compaction")
+        finally:
+            self._compacting = None
+            self._work.notify()
 
     def set_next_file(self, number: int) -> None:
         with self._file_lock:
@@ -375,74 +414,95 @@ class Engine:
             await self._log_and_apply(policy.apply(version, task, []))
             self.counters["trivial_moves"] += 1
             return
-        sources = []
-        for _level, files in task.inputs():
-            for meta in files:
-                sources.append(sv.tables[meta.number].iter_from(fill_cache=False))
-                self.counters["compaction_bytes_read"] += meta.size
+        inputs = [meta for _level, files in task.inputs() for meta in files]
+        self.counters["compaction_bytes_read"] += sum(meta.size for meta in inputs)
         oldest = self._oldest_snapshot()
-        outputs = []
-        state = {"writer": None, "last_key": None}
-        written = 0
+        if self.options.compaction_process:
+            outputs, written = await self._merge_in_worker(task, inputs, oldest)
+        else:
+            opts = self.options
 
-        async def emit(chunk) -> None:
-            nonlocal written
-            for key, seq, kind, value in compact_entries(chunk, task.bottommost, oldest):
-                writer = state["writer"]
-                if writer is not None and key != state["last_key"] and \
-                        writer.estimated_file_size() >= task.max_output_bytes:
-                    outputs.append(await writer.finish())
-                    written += writer.bytes_written
-                    writer = None
-                if writer is None:
-                    number = self.new_file_number()
-                    writer = await TableWriter.create(self.path(filenames.table_name(number)), number,
-                                                      self.options.block_bytes, self.options.bloom_bits_per_key)
-                    state["writer"] = writer
-                writer.add(key, seq, kind, value)
-                state["last_key"] = key
-            if state["writer"] is not None:
-                await state["writer"].write_ready()
+            async def new_number() -> int:
+                return self.new_file_number()
 
-        try:
-            chunk = []
-            async for entry in amerge(sources):
-                if len(chunk) >= COMPACTION_CHUNK and entry[0] != chunk[-1][0]:
-                    await emit(chunk)
-                    chunk = []
-                chunk.append(entry)
-            if chunk:
-                await emit(chunk)
-            if state["writer"] is not None:
-                outputs.append(await state["writer"].finish())
-                written += state["writer"].bytes_written
-                state["writer"] = None
-        except BaseException:
-            if state["writer"] is not None:
-                await state["writer"].abandon()
-            for meta in outputs:
-                await self._unlink_quietly(filenames.table_name(meta.number))
-            raise
-        edit = policy.apply(version, task, outputs)
+            outputs, written = await merge_tables(
+                [sv.tables[meta.number] for meta in inputs], directory=self.directory,
+                bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
+                block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key, new_number=new_number)
+        # Flushes may have added L0 tables meanwhile (worker process): the
+        # edit is checked against the current version.
+        edit = policy.apply(self._sv.version, task, outputs)
         await self._log_and_apply(edit)
         self.counters["compactions"] += 1
         self.counters["compaction_bytes_written"] += written
-        for _level, files in task.inputs():
-            for meta in files:
-                if self.cache is not None:
-                    self.cache.erase_table(meta.number)
-                await self._unlink_quietly(filenames.table_name(meta.number))
+        for meta in inputs:
+            if self.cache is not None:
+                self.cache.erase_table(meta.number)
+            await self._unlink_quietly(filenames.table_name(meta.number))
+
+    async def _merge_in_worker(self, task, inputs: list, oldest: int) -> tuple[list, int]:
+        """The merge of ``_compact`` in the worker process (started on first
+        use); the maintenance task waits by polling its socket through the
+        ring.  When the job fails, every output number reserved for it is
+        removed (a dead worker may have left partial tables)."""
+        worker = self._worker
+        if worker is None or not worker.usable:
+            if worker is not None:
+                worker.kill()
+            layout = self.pools.layout
+            cpus = frozenset().union(*layout.background) if layout.pinned else None
+            opts = self.options
+            worker = self._worker = CompactionWorker(WorkerConfig(
+                io_method=self.io_method, ring_entries=opts.ring_entries, submit_min=opts.ring_submit_min,
+                cpus=cpus))
+        reserved = [self.new_file_number()
+                    for _ in range(reserve_count(sum(m.size for m in inputs), task.max_output_bytes))]
+
+        def more(n: int) -> list[int]:
+            extra = [self.new_file_number() for _ in range(n)]
+            reserved.extend(extra)
+            return extra
+
+        opts = self.options
+        job = CompactionJob(directory=self.directory, inputs=tuple(m.number for m in inputs),
+                            direct_io=opts.direct_io, bottommost=task.bottommost, oldest_snapshot_seq=oldest,
+                            max_output_bytes=task.max_output_bytes, block_bytes=opts.block_bytes,
+                            bloom_bits_per_key=opts.bloom_bits_per_key, output_numbers=tuple(reserved))
+        try:
+            return await worker.run(job, more)
+        except Cancelled:
+            raise               # closing: partial outputs are orphans, removed at the next open
+        except BaseException:
+            for number in reserved:
+                await unlink_quietly(self.path(filenames.table_name(number)))
+            raise
+
+    def stop_worker(self) -> None:
+        """Stop the compaction worker, if one runs (never hangs).  REQUIRES:
+        the maintenance task has ended."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
 
     async def _log_and_apply(self, edit: VersionEdit, drop_imm=None) -> None:
         """Make ``edit`` durable in the manifest, then install the new
-        version (and drop the flushed memtable) in one super-version swap."""
+        version (and drop the flushed memtable) in one super-version swap.
+        One at a time: a flush and a concurrent compaction take turns."""
+        await self._changed.wait_for(lambda: not self._installing)
+        self._installing = True
+        try:
+            await self._log_and_apply_now(edit, drop_imm)
+        finally:
+            self._installing = False
+            self._changed.notify()
+
+    async def _log_and_apply_now(self, edit: VersionEdit, drop_imm) -> None:
         from hedge.lsm.table_io import open_table
 
         edit.next_file_number = self._next_file
         edit.last_seq = self._visible_seq
         new_state = self._state.apply(edit)
-        sv = self._sv
-        tables = dict(sv.tables)
+        tables = self._sv.tables
         opened = {}
         files = {}
         try:
@@ -455,17 +515,26 @@ class Engine:
             for file in files.values():
                 file.close()
             raise
-        tables.update(opened)
         self.table_files.update(files)
-        for _level, number in edit.deleted_files:
-            tables.pop(number, None)
+        # A trivial move deletes a table from one level and adds the same
+        # file to the next: it stays open.
+        kept = {meta.number for _level, meta in edit.added_files}
+        dropped = [number for _level, number in edit.deleted_files if number not in kept]
+        for number in dropped:
             # Readers holding an older super version keep the file alive;
             # it is closed when the last of them lets go.
             self.table_files.pop(number, None)
         self._state = new_state
-        sv = self._sv  # re-read: the leader may have switched memtables meanwhile
-        imms = tuple(pair for pair in sv.imms if pair[0] is not drop_imm)
-        self._sv = SuperVersion(sv.mem, sv.mem_wal, imms, new_state.version, tables)
+        with self._sv_lock:
+            # The leader may have switched memtables meanwhile: build on the
+            # current super version, not on the one read before the awaits.
+            sv = self._sv
+            tables = dict(sv.tables)
+            tables.update(opened)
+            for number in dropped:
+                tables.pop(number, None)
+            imms = tuple(pair for pair in sv.imms if pair[0] is not drop_imm)
+            self._sv = SuperVersion(sv.mem, sv.mem_wal, imms, new_state.version, tables)
         self._changed.notify()
 
     async def _unlink_quietly(self, name: str) -> None:
@@ -486,16 +555,18 @@ class Engine:
     async def compact(self) -> None:
         """Flush, then wait until the compaction policy has nothing to do."""
         await self.flush()
+        epoch = self._idle_epoch
         self._work.notify()
 
         def settled() -> bool:
+            # Maintenance went idle after our notify, and nothing is due now
+            # (a running job would still be picked: its version is current).
             if self._bg_error is not None or self._closing:
                 return True
             sv = self._sv
-            return (self._maintenance_idle and not sv.imms and
+            return (self._idle_epoch > epoch and self._compacting is None and not sv.imms and
                     policy.pick(sv.version, self.options, self._state.compact_pointers) is None)
 
-        self._maintenance_idle = False
         await self._changed.wait_for(settled)
         self._raise_bg_error()
 
@@ -560,6 +631,7 @@ class Engine:
                 "bytes_written": c["compaction_bytes_written"],
                 "write_amplification": (written / user_bytes) if user_bytes else 0.0,
                 "stall_slowdowns": c["stall_slowdowns"], "stall_stops": c["stall_stops"],
+                "worker_pid": self._worker.pid if self._worker is not None else None,
             },
             "cache": self.cache.stats() if self.cache is not None else None,
         }

@@ -44,7 +44,7 @@ class Version:
     """An immutable snapshot of the live tables (see the module docstring for
     the invariants, which the constructor checks: ValueError otherwise)."""
 
-    __slots__ = ("levels", "_starts", "_level_bytes")
+    __slots__ = ("levels", "_starts", "_level_bytes", "_deep")
 
     def __init__(self, levels: Iterable[Iterable[FileMeta]] = ()):
         levels = tuple(tuple(files) for files in levels)
@@ -68,6 +68,9 @@ class Version:
         self.levels: tuple[tuple[FileMeta, ...], ...] = levels
         self._starts = tuple([m.smallest_key for m in files] for files in levels)
         self._level_bytes = tuple(sum(m.size for m in files) for files in levels)
+        # The non-empty levels below L0, for point lookups.
+        self._deep = tuple((level, self._starts[level], levels[level])
+                           for level in range(1, NUM_LEVELS) if levels[level])
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Version) and self.levels == other.levels
@@ -100,9 +103,8 @@ class Version:
         table per deeper level.  The first table holding any version of the
         key visible to the reader answers the lookup."""
         found = [(0, m) for m in self.levels[0] if m.smallest_key <= key <= m.largest_key]
-        for level in range(1, NUM_LEVELS):
-            files = self.levels[level]
-            i = bisect_right(self._starts[level], key) - 1
+        for level, starts, files in self._deep:
+            i = bisect_right(starts, key) - 1
             if i >= 0 and key <= files[i].largest_key:
                 found.append((level, files[i]))
         return found

@@ -17,7 +17,7 @@ the cache is thread-safe).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from hedge.errors import CorruptionError
 from hedge.lsm.block import Block
@@ -162,6 +162,15 @@ class TableReader:
         end_key)`` reads, in file order (for read-ahead)."""
         first, last = self._block_span(start_key, end_key)
         return [(self._offsets[i], self._lengths[i]) for i in range(first, last)]
+
+    def iter_block_ranges(self, start_key: bytes | None = None,
+                          end_key: bytes | None = None) -> Iterator[tuple[int, int]]:
+        """Like ``block_ranges``, lazily: a short scan of a large table does
+        not build the list of every block to its end."""
+        first, last = self._block_span(start_key, end_key)
+        offsets, lengths = self._offsets, self._lengths
+        for i in range(first, last):
+            yield offsets[i], lengths[i]
 
     def _block_span(self, start_key: bytes | None, end_key: bytes | None) -> tuple[int, int]:
         keys = self._keys

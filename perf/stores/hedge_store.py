@@ -1,0 +1,95 @@
+"""hedge as a benchmarked store: N client coroutines on its foreground
+executor, so their requests overlap on the ring.
+
+Durability: ``put(sync=False)`` (the WAL write reaches the OS, no fsync) by
+default, ``put(sync=True)`` with ``sync`` (group commit: concurrent writers
+share one fdatasync).  Block cache of the configured size; in cold mode
+``direct_io=True``, so only the block cache stands between a read and the
+device.
+
+This module imports whether or not hedge is installed or complete;
+``unavailable()`` says what is missing and the driver skips the store.
+"""
+from __future__ import annotations
+
+from perf.stores.base import StoreConfig
+
+try:
+    import hedge
+    _IMPORT_ERROR = None
+except Exception as exc:  # absent, or a broken build of the binding
+    hedge = None
+    _IMPORT_ERROR = f"hedge cannot be imported ({type(exc).__name__}: {exc})"
+
+_NEEDED = ("open", "gather")
+
+
+class HedgeStore:
+    name = "hedge"
+    concurrency_model = "coroutines"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        if hedge is None:
+            return _IMPORT_ERROR
+        missing = [f"hedge.{n}" for n in _NEEDED if not hasattr(hedge, n)]
+        if missing:
+            return f"hedge is incomplete: no {', '.join(missing)}"
+        return None
+
+    @classmethod
+    def open(cls, path: str, config: StoreConfig) -> "HedgeStore":
+        return cls(path, config)
+
+    def __init__(self, path: str, config: StoreConfig):
+        self._config = config
+        self._sync = config.sync
+        self._db = hedge.open(path, create=True, direct_io=config.cold,
+                              block_cache_bytes=config.cache_bytes, io_method=config.io_method)
+        self._aio = self._db.aio
+
+    async def aput(self, key: bytes, value: bytes) -> None:
+        await self._aio.put(key, value, sync=self._sync)
+
+    async def aget(self, key: bytes) -> bytes | None:
+        return await self._aio.get(key)
+
+    async def ascan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        items = self._aio.scan(start, None)
+        try:
+            async for item in items:
+                out.append(item)
+                if len(out) >= count:
+                    break
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()
+        return out
+
+    def run_concurrently(self, coroutines: list) -> None:
+        async def main() -> None:
+            await hedge.gather(*coroutines)
+
+        self._db.run(main())
+
+    def close(self) -> None:
+        self._db.close()
+
+    def settings(self) -> dict:
+        try:
+            stats = self._db.stats()
+        except Exception as exc:  # stats are informative only
+            stats = {"error": f"stats() failed: {exc}"}
+        io_method = stats.get("io_method", self._config.io_method)
+        return {
+            "version": f"hedge {getattr(hedge, '__version__', '?')}",
+            "durability": ("put(sync=True): WAL fdatasynced before each write returns (group commit)"
+                           if self._sync else "put(sync=False): WAL written to the OS, never fsynced"),
+            "cache": f"block cache {self._config.cache_bytes} bytes",
+            "page_cache": "bypassed (direct_io=True)" if self._config.cold else "used",
+            "io": f"io_method={io_method}" + (", O_DIRECT" if self._config.cold else ""),
+            "concurrency": f"{self._config.clients} coroutines on one foreground executor",
+            "layout": stats.get("layout"),
+        }
