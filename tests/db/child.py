@@ -9,8 +9,8 @@
         latin-1 strings; a non-batch write has exactly one op.  "@FILE"
         instead of the JSON reads it from FILE.
     child.py crash PATH IO_METHOD OPTIONS_JSON RUN SEED
-        open, print "R", then write forever (see tests/db/test_crash.py for
-        the line protocol) until killed.
+        open, print "R", then write forever (the line protocol is in
+        Workload's docstring; tests/db/test_crash.py reads it) until killed.
 
 Every line goes out with one os.write, so a line is never interleaved with
 another and is in the pipe before the operation it announces starts.
@@ -147,6 +147,8 @@ class Workload:
                 self.one_sequential()
             counts = [self.rng.randint(2, 8) for _ in range(WRITERS)]
             self.db.run(hedge.gather(*(self.writer(j, counts[j]) for j in range(WRITERS))))
+            if self.rng.random() < 0.1:
+                self.db.flush()          # changes no data; a kill may land inside it
 
 
 def crash(path, io_method, options_json, run, seed) -> None:

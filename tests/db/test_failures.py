@@ -14,6 +14,9 @@ from hedge.io import faults
 from tests.db.helpers import (LEAN, flip_byte, open_db, run_child, sst_files, start_child, wal_files,
                               wal_end, wal_record_offsets)
 
+# A hung engine call fails its test instead of the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 ONE = "threads"   # the I/O method for the tests whose subject is not the I/O path
 
 BAD_TYPES = ["key", 1, None, 1.5, ["k"]]
@@ -166,8 +169,8 @@ def _calls(db):
         "put_sync": lambda: db.put(b"k", b"v", sync=True),
         "get": lambda: db.get(b"a"),
         "remove": lambda: db.remove(b"a"),
-        "scan": lambda: list(db.scan()),
-        "scan_bounded": lambda: list(db.scan(b"a", b"z")),
+        "scan": lambda: db.scan(),                 # the call itself, not only the iteration
+        "scan_bounded": lambda: db.scan(b"a", b"z"),
         "multi_get": lambda: db.multi_get([b"a"]),
         "write": lambda: db.write(batch),
         "flush": lambda: db.flush(),
@@ -382,10 +385,7 @@ def test_failed_table_sync_during_flush_is_a_background_error_until_reopen(io_me
     # Reads keep working and see every acknowledged write, none refused.
     assert list(db.scan()) == acked
     assert db.get(b"refused") is None
-    try:
-        db.close()
-    except hedge.HedgeError:
-        pass                        # close may report the error again; the lock must go anyway
+    db.close()                      # closing after a background error works and frees the lock
     with open_db(path, io_method) as db:
         assert list(db.scan()) == acked
         assert db.stats()["background_error"] is None
@@ -413,10 +413,7 @@ def test_failed_wal_sync_fails_that_put_and_every_later_write(io_method, tmp_pat
     assert db.stats()["background_error"]
     assert db.get(b"before") == b"1"
     assert db.get(b"next") is None
-    try:
-        db.close()
-    except hedge.HedgeError:
-        pass
+    db.close()
     with open_db(path, io_method) as db:
         assert db.get(b"before") == b"1"
         assert db.get(b"next") is None       # refused writes never happened

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -27,7 +28,38 @@ values = st.one_of(
 bounds = st.one_of(st.none(), keys, st.binary(min_size=1, max_size=3))
 batch_ops = st.lists(st.tuples(keys, st.one_of(st.none(), values)), min_size=0, max_size=8)
 
-EXAMPLES = 300 if SOAK else 30
+# A call that never returns would leave hypothesis shrinking forever on a
+# hung thread; it ends the whole run at once instead (a BaseException).
+CALL_DEADLINE = 30.0
+
+
+class EngineHang(BaseException):
+    """A database call did not return within CALL_DEADLINE seconds."""
+
+
+def within_deadline(what: str, fn, *args):
+    """Run ``fn(*args)`` on a helper thread; return its result or raise its
+    exception; raise EngineHang if it has not returned in CALL_DEADLINE."""
+    out: list = []
+
+    def run():
+        try:
+            out.append((True, fn(*args)))
+        except BaseException as e:       # noqa: BLE001 - handed to the caller
+            out.append((False, e))
+
+    t = threading.Thread(target=run, daemon=True, name=f"model-{what}")
+    t.start()
+    t.join(CALL_DEADLINE)
+    if t.is_alive():
+        raise EngineHang(f"{what} did not return within {CALL_DEADLINE:.0f} s")
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+EXAMPLES = 300 if SOAK else 60
 STEPS = 100 if SOAK else 50
 
 
@@ -104,18 +136,18 @@ class HedgeVsDict(RuleBasedStateMachine):
 
     @rule()
     def flush(self):
-        self.db.flush()
+        within_deadline("flush()", self.db.flush)
 
     @rule()
     def compact(self):
-        self.db.compact()
+        within_deadline("compact()", self.db.compact)
         levels = level_summary(self.db)
         assert levels[0][0] < SMALL["l0_compaction_trigger"], levels
 
     @rule()
     def reopen(self):
-        self.db.close()
-        self.db = open_db(self.path, self.io_method, **SMALL)
+        within_deadline("close()", self.db.close)
+        self.db = within_deadline("open()", lambda: open_db(self.path, self.io_method, **SMALL))
 
     @precondition(lambda self: len(self.model) > 0)
     @rule(data=st.data())
@@ -143,8 +175,9 @@ def test_hedge_behaves_like_a_dict(io_method):
     assert len(machine.seen_levels) >= EXAMPLES // 2, machine.seen_levels
     assert max(machine.seen_levels) >= 2, machine.seen_levels
     assert sum(machine.seen_steps) >= EXAMPLES * STEPS // 3, machine.seen_steps
+    spread = {n: machine.seen_levels.count(n) for n in sorted(set(machine.seen_levels))}
     print(f"{io_method}: {len(machine.seen_steps)} examples, {sum(machine.seen_steps)} steps, "
-          f"levels with tables per example: {machine.seen_levels}")
+          f"examples by most levels holding tables: {spread}")
 
 
 def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_target(io_method, tmp_path):

@@ -14,6 +14,9 @@ import hedge
 from hedge.io.traps import reschedule
 from tests.db.helpers import SMALL, level_summary, model_scan, open_db
 
+# A hung engine call fails its test instead of the whole run.
+pytestmark = pytest.mark.timeout(120)
+
 KEYS = [b"k%03d" % i for i in range(300)]
 
 
