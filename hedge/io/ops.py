@@ -144,24 +144,23 @@ async def writev(file: File, bufs, offset: int) -> int:
     return total
 
 
-async def fsync(file: File) -> None:
-    """Flush data and metadata of ``file`` to stable storage."""
+async def _sync(file: File, opcode: int, op: str) -> None:
     file.check_open()
     if faults.armed:
-        faults.check("fsync", file.path)
-    res = await io_request(O.FSYNC, file, file.fd, None, 0, 0, 0, 0)
+        faults.check(op, file.path)
+    res = await io_request(opcode, file, file.fd, None, 0, 0, 0, 0)
     if res < 0:
-        raise _fail(res, "fsync", file)
+        raise _fail(res, op, file)
+
+
+async def fsync(file: File) -> None:
+    """Flush data and metadata of ``file`` to stable storage."""
+    await _sync(file, O.FSYNC, "fsync")
 
 
 async def fdatasync(file: File) -> None:
     """Flush the data of ``file`` (and the metadata needed to read it)."""
-    file.check_open()
-    if faults.armed:
-        faults.check("fdatasync", file.path)
-    res = await io_request(O.FDATASYNC, file, file.fd, None, 0, 0, 0, 0)
-    if res < 0:
-        raise _fail(res, "fdatasync", file)
+    await _sync(file, O.FDATASYNC, "fdatasync")
 
 
 async def nop() -> None:
