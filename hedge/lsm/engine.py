@@ -172,7 +172,7 @@ class Engine:
         payload = payloads[0] if len(payloads) == 1 else b"".join(payloads)
         wal = self._wal
         try:
-            await wal.append(payload)
+            self.counters["wal_bytes"] += await wal.append(payload)
             if any(w.sync for w in writers):
                 await wal.sync()
                 self.counters["wal_syncs"] += 1
@@ -181,7 +181,6 @@ class Engine:
         except BaseException as e:  # noqa: BLE001
             self._set_bg_error(e, "WAL write")
             raise
-        self.counters["wal_bytes"] = wal.bytes_written + self.counters.get("wal_bytes_closed", 0)
         add = self._sv.mem.add
         for w in writers:
             for key, s, kind, value in w.batch.entries(w.first_seq):
@@ -223,7 +222,6 @@ class Engine:
             self._set_bg_error(e, "WAL creation")
             raise
         old = self._wal
-        self.counters["wal_bytes_closed"] = self.counters.get("wal_bytes_closed", 0) + old.bytes_written
         self._wal = wal
         old.close()
         with self._sv_lock:
@@ -613,7 +611,7 @@ class Engine:
         version = sv.version
         levels = [{"files": version.num_files(i), "bytes": version.level_bytes(i)} for i in range(NUM_LEVELS)]
         c = self.counters
-        user_bytes = c.get("wal_bytes", 0)
+        user_bytes = c["wal_bytes"]
         written = c["flush_bytes"] + c["compaction_bytes_written"]
         return {
             "levels": levels,

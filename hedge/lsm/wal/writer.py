@@ -19,19 +19,19 @@ class WalWriter:
         self.file = file
         self.number = number
         self.offset = offset
-        self.bytes_written = 0
 
     @classmethod
     async def create(cls, path: str, number: int) -> "WalWriter":
         file = await ops.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         return cls(file, number)
 
-    async def append(self, payload) -> None:
-        """Write one record holding ``payload`` (the OS has it on return)."""
+    async def append(self, payload) -> int:
+        """Write one record holding ``payload`` (the OS has it on return);
+        return the record's size in bytes."""
         record = encode_record(self.number, payload, RecordType.BATCHES)
         await ops.write(self.file, record, self.offset)
         self.offset += len(record)
-        self.bytes_written += len(record)
+        return len(record)
 
     async def sync(self) -> None:
         await ops.fdatasync(self.file)
