@@ -54,6 +54,22 @@ def _checked_length(file: File, buf, offset: int, start: int, length: int | None
     return length
 
 
+def _checked_vector(file: File, bufs, offset: int, op: str) -> tuple[tuple, list[int]]:
+    """Validate a readv/writev request before anything is submitted; return
+    the buffers as a tuple and their sizes.  Raises like _checked_length."""
+    file.check_open()
+    bufs = tuple(bufs)
+    sizes = [_nbytes(b) for b in bufs]
+    if file.direct:
+        pos = offset
+        for b, n in zip(bufs, sizes):
+            check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, op)
+            pos += n
+    if faults.armed:
+        faults.check(op, file.path)
+    return bufs, sizes
+
+
 async def read(file: File, buf, offset: int, length: int | None = None, start: int = 0) -> int:
     """Read up to ``length`` bytes at file ``offset`` into ``buf[start:]``;
     return how many were read (fewer only at end of file)."""
@@ -98,16 +114,7 @@ async def write(file: File, data, offset: int, start: int = 0, length: int | Non
 async def readv(file: File, bufs, offset: int) -> int:
     """Scatter-read into ``bufs`` (a sequence of writable buffers) at
     ``offset``; return the total byte count (fewer only at end of file)."""
-    file.check_open()
-    bufs = tuple(bufs)
-    if file.direct:
-        pos = offset
-        for b in bufs:
-            n = _nbytes(b)
-            check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "readv")
-            pos += n
-    if faults.armed:
-        faults.check("readv", file.path)
+    bufs, _sizes = _checked_vector(file, bufs, offset, "readv")
     res = await io_request(O.READV, file, file.fd, bufs, 0, len(bufs), offset, 0)
     if res < 0:
         raise _fail(res, "readv", file)
@@ -117,17 +124,8 @@ async def readv(file: File, bufs, offset: int) -> int:
 async def writev(file: File, bufs, offset: int) -> int:
     """Gather-write ``bufs`` at ``offset``; a short write is completed by
     writing the remaining bytes.  Return the total byte count."""
-    file.check_open()
-    bufs = tuple(bufs)
-    sizes = [_nbytes(b) for b in bufs]
+    bufs, sizes = _checked_vector(file, bufs, offset, "writev")
     total = sum(sizes)
-    if file.direct:
-        pos = offset
-        for b, n in zip(bufs, sizes):
-            check_direct_alignment(file, b.address if type(b) is Buffer else None, n, pos, "writev")
-            pos += n
-    if faults.armed:
-        faults.check("writev", file.path)
     res = await io_request(O.WRITEV, file, file.fd, bufs, 0, len(bufs), offset, 0)
     if res < 0:
         raise _fail(res, "writev", file)
