@@ -1,10 +1,13 @@
 """The public database API: ``hedge.open`` -> ``DB``.
 
 ``DB`` methods are plain blocking calls usable from any thread that is not
-one of the database's own executor threads: each hands its coroutine to the
-foreground pool and waits for the result.  ``db.aio`` has the same
-operations as coroutines, for code already running on a foreground executor
-(inside ``db.run(...)``), where requests from many coroutines overlap.
+running a hedge task: the calling thread runs the engine coroutine itself,
+on an executor and ring of its own (hedge/exec/caller.py), with no hop to
+another thread.  ``db.aio`` has the same operations as coroutines: awaited
+by a task on a hedge executor (inside ``db.run(...)``, ``hedge.spawn``) they
+run there; awaited from an asyncio task they run on the loop thread's
+executor, whose completions wake the loop.  ``db.run(coro)`` runs a whole
+program on the pinned foreground pool.
 
 Lifecycle: open takes the directory lock (flock on LOCK; a second open
 anywhere fails with LockError; the kernel drops the lock of a killed
@@ -15,6 +18,7 @@ releases the lock.  After close every call raises ClosedError.
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -22,6 +26,8 @@ import os
 import threading
 
 from hedge.errors import Cancelled, ClosedError, HedgeError, HedgeIOError, LockError
+from hedge.exec.caller import CallerExecutors
+from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm import filenames
@@ -34,7 +40,12 @@ from hedge.options import Options
 
 log = logging.getLogger("hedge")
 
-SCAN_CHUNK = 256
+# A blocking scan fetches pairs in chunks, each one run of the engine's scan
+# on the calling thread: small first (a short scan merges no more than it
+# needs), doubling up to SCAN_CHUNK_MAX.
+SCAN_CHUNK_MIN = 16
+SCAN_CHUNK_MAX = 256
+_running_loop = asyncio._get_running_loop
 
 
 def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
@@ -52,12 +63,13 @@ def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API'
 
 class DB:
     def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine,
-                 maintenance, recovery: dict):
+                 maintenance, recovery: dict, io_method: str):
         self.directory = directory
         self.options = options
         self._lock_fd = lock_fd
         self._pools = pools
         self._fg = pools.foreground
+        self._callers = CallerExecutors(io_method, options.ring_entries, options.ring_submit_min)
         self._engine = engine
         self._maintenance = maintenance
         self.recovery = recovery
@@ -97,14 +109,34 @@ class DB:
                 pools.close()
             os.close(lock_fd)
             raise
-        return cls(directory, options, lock_fd, pools, engine, maintenance, summary)
+        return cls(directory, options, lock_fd, pools, engine, maintenance, summary, io_method)
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
+        """Run ``coro`` on the calling thread's executor."""
         if self._closed:
             coro.close()
             raise ClosedError("the database is closed")
-        return self._fg.run_sync(coro)
+        try:
+            executor = self._callers.current()
+        except BaseException:
+            coro.close()
+            raise
+        return executor.run(coro)
+
+    async def _in_loop(self, loop, coro):
+        """Run ``coro`` for an asyncio task: on the executor of the loop's
+        thread, attached to ``loop``."""
+        try:
+            executor = self._callers.current()
+            executor.attach_loop(loop)
+        except BaseException:
+            coro.close()
+            raise
+        value, future = executor.start_in_loop(coro)
+        if future is None:
+            return value
+        return await future
 
     def _check(self) -> None:
         if self._closed:
@@ -149,11 +181,8 @@ class DB:
             start = check_key(start)
         if end is not None:
             end = check_key(end)
-        executor = self._fg.pick()
-        agen = self._engine.scan(start, end)
-        # Take the snapshot now, not at the first next().
-        first = executor.run_sync(_take(agen, SCAN_CHUNK))
-        return _ScanIterator(self, executor, agen, first)
+        # The first chunk takes the snapshot now, not at the first next().
+        return _ScanIterator(self, self._engine.scan(start, end))
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
@@ -164,8 +193,16 @@ class DB:
         self._call(self._engine.compact())
 
     def run(self, coro):
-        """Run ``coro`` on a foreground executor; return its result."""
-        return self._call(coro)
+        """Run the coroutine ``coro`` on a foreground executor thread (where
+        it may spawn and gather hedge tasks) and return its result.  Raises
+        TypeError for anything but a coroutine object."""
+        if not (hasattr(coro, "send") and hasattr(coro, "throw") and hasattr(coro, "close")):
+            hint = " (call it: db.run(job()))" if callable(coro) else ""
+            raise TypeError(f"db.run() takes a coroutine object, not {type(coro).__name__}{hint}")
+        if self._closed:
+            coro.close()
+            raise ClosedError("the database is closed")
+        return self._fg.run_sync(coro)
 
     def stats(self) -> dict:
         """Levels, memtables, WAL and compaction counters, cache and
@@ -176,6 +213,7 @@ class DB:
         out["layout"] = pools["layout"]
         out["foreground"] = pools["foreground"]
         out["background"] = pools["background"]
+        out["callers"] = self._callers.stats()
         out["io_method"] = self._engine.io_method
         out["options"] = {"direct_io": self.options.direct_io,
                           "block_cache_bytes": self.options.block_cache_bytes,
@@ -208,6 +246,7 @@ class DB:
                 pass
             except HedgeError as e:
                 log.error("hedge: maintenance ended with an error: %s", e)
+            self._callers.close()
             engine.close_files()
         finally:
             try:
@@ -227,15 +266,24 @@ class DB:
 
 
 class _ScanIterator:
-    """Sync iterator over an engine scan, fetching SCAN_CHUNK pairs per
-    round trip to the executor the scan lives on."""
+    """Blocking iterator over an engine scan.  Each refill runs the scan on
+    the calling thread's executor for the next chunk of pairs (chunks grow
+    from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
+    which takes the snapshot."""
 
-    def __init__(self, db: DB, executor, agen, first: tuple[list, bool]):
+    def __init__(self, db: DB, agen):
         self._db = db
-        self._executor = executor
         self._agen = agen
-        self._chunk, self._exhausted = first
+        self._size = SCAN_CHUNK_MIN
+        self._chunk: list = []
         self._pos = 0
+        self._exhausted = False
+        self._refill()
+
+    def _refill(self) -> None:
+        self._chunk, self._exhausted = self._db._call(_take(self._agen, self._size))
+        self._pos = 0
+        self._size = min(self._size * 2, SCAN_CHUNK_MAX)
 
     def __iter__(self):
         return self
@@ -244,9 +292,7 @@ class _ScanIterator:
         if self._pos >= len(self._chunk):
             if self._exhausted:
                 raise StopIteration
-            self._db._check()
-            self._chunk, self._exhausted = self._executor.run_sync(_take(self._agen, SCAN_CHUNK))
-            self._pos = 0
+            self._refill()
             if not self._chunk:
                 raise StopIteration
         item = self._chunk[self._pos]
@@ -254,18 +300,13 @@ class _ScanIterator:
         return item
 
     def close(self) -> None:
+        """Stop the scan and release its snapshot."""
         if not self._exhausted:
             self._exhausted = True
+            self._chunk = []
             try:
-                self._executor.run_sync(self._agen.aclose())
-            except (ClosedError, HedgeError):
-                pass
-
-    def __del__(self):
-        if not self._exhausted and not self._db._closed:
-            try:
-                self._executor.submit(self._agen.aclose())
-            except Exception:  # noqa: BLE001
+                self._db._call(self._agen.aclose())
+            except HedgeError:
                 pass
 
 
@@ -280,34 +321,47 @@ async def _take(agen, n: int) -> tuple[list, bool]:
 
 
 class AsyncDB:
-    """Coroutine forms of the DB operations (``db.aio``), for code running
-    on a foreground executor."""
+    """Coroutine forms of the DB operations (``db.aio``).
+
+    Each method returns an awaitable.  Called in a task of a hedge executor
+    (inside ``db.run``, ``hedge.spawn``) it is the engine's coroutine, run by
+    that executor.  Called in an asyncio task it is a coroutine that runs
+    the engine on the loop thread's executor: requests of many tasks share
+    one submission and completions wake the loop, which never blocks on I/O.
+    """
 
     def __init__(self, db: DB):
         self._db = db
         self._engine = db._engine
 
-    async def put(self, key, value, sync: bool = False) -> None:
-        self._db._check()
-        await self._engine.put(key, value, sync)
+    def _awaitable(self, coro):
+        if current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return self._db._in_loop(loop, coro)
+        return coro
 
-    async def get(self, key) -> bytes | None:
+    def put(self, key, value, sync: bool = False):
         self._db._check()
-        return await self._engine.get(key)
+        return self._awaitable(self._engine.put(key, value, sync))
 
-    async def remove(self, key, sync: bool = False) -> None:
+    def get(self, key):
         self._db._check()
-        await self._engine.remove(key, sync)
+        return self._awaitable(self._engine.get(key))
 
-    async def write(self, batch: WriteBatch, sync: bool = False) -> None:
+    def remove(self, key, sync: bool = False):
+        self._db._check()
+        return self._awaitable(self._engine.remove(key, sync))
+
+    def write(self, batch: WriteBatch, sync: bool = False):
         self._db._check()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
-        await self._engine.write(batch, sync)
+        return self._awaitable(self._engine.write(batch, sync))
 
-    async def multi_get(self, keys) -> list:
+    def multi_get(self, keys):
         self._db._check()
-        return await self._engine.multi_get(keys)
+        return self._awaitable(self._engine.multi_get(keys))
 
     def scan(self, start=None, end=None):
         """``async for key, value in db.aio.scan(a, b)``."""
@@ -316,15 +370,39 @@ class AsyncDB:
             start = check_key(start)
         if end is not None:
             end = check_key(end)
-        return self._engine.scan(start, end)
+        agen = self._engine.scan(start, end)
+        if current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return _LoopScan(self._db, loop, agen)
+        return agen
 
-    async def flush(self) -> None:
+    def flush(self):
         self._db._check()
-        await self._engine.flush()
+        return self._awaitable(self._engine.flush())
 
-    async def compact(self) -> None:
+    def compact(self):
         self._db._check()
-        await self._engine.compact()
+        return self._awaitable(self._engine.compact())
+
+
+class _LoopScan:
+    """An engine scan iterated from asyncio: each step runs on the loop
+    thread's executor (without suspending when the next pair is at hand)."""
+
+    def __init__(self, db: DB, loop, agen):
+        self._db = db
+        self._loop = loop
+        self._agen = agen
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return self._db._in_loop(self._loop, self._agen.__anext__())
+
+    def aclose(self):
+        return self._db._in_loop(self._loop, self._agen.aclose())
 
 
 def _cpu_set(cpus) -> frozenset[int] | None:

@@ -1,14 +1,24 @@
 """Executor: one thread, one ring, a ready queue and an in-flight table.
 
-The loop (``_loop``): run every ready task until it awaits; an I/O trap
+The loop step (``_step``): run every ready task until it awaits; an I/O trap
 stages a request on the backend (which submits without waiting when its SQ
 fills); when no task is ready, one ``enter(wait=True)`` submits the staged
 batch, sleeps until a completion or a wake-up, and reaps every available
 completion; the owners of the completions become ready again.
 
+Who drives the step: an ``Executor`` runs it forever on a thread of its own
+(the pools); a ``CallerExecutor`` (hedge/exec/caller.py) runs it on the
+thread that calls the blocking API, until that call's coroutine is done, or
+from an asyncio event loop's callbacks.  The scheduling core below is the
+same for all of them.
+
+A task may await only hedge's traps (hedge/io/traps.py).  Anything else it
+yields (an asyncio future, ``asyncio.sleep``) is thrown back into it as a
+TypeError naming the object; the executor goes on.
+
 Invariants:
-  - Everything but the ``*_threadsafe`` methods, ``submit``, ``run_sync``
-    and ``close`` runs on the executor thread.
+  - Everything but ``wake``/``Task.wake``, ``submit``, ``run_sync`` and
+    ``close`` runs on the owning thread.
   - At most ``backend.capacity`` requests are in flight; a task whose
     request finds no room waits (state BLOCKED) until a completion frees one.
   - An in-flight request keeps its file and buffer (``_inflight[ud]``) until
@@ -31,7 +41,7 @@ from hedge.exec import forkguard
 from hedge.exec.task import State, SyncHandle, Task
 from hedge.io.backend import create_backend
 from hedge.io.opcodes import OPEN_ENDED
-from hedge.io.traps import TRAP_CURRENT, TRAP_IO, TRAP_SUSPEND, TRAP_YIELD
+from hedge.io.traps import TRAP_IO, TRAP_SUSPEND, TRAP_YIELD
 
 log = logging.getLogger("hedge")
 
@@ -45,8 +55,7 @@ READY, RUNNING, IO, SUSPENDED, BLOCKED, DONE = (
 _MSG_SPAWN = 0      # (kind, coro, handle, name)
 _MSG_RESUME = 1     # (kind, task, value, exc)
 _MSG_CANCEL = 2     # (kind, task)
-_MSG_CALL = 3       # (kind, fn)
-_MSG_STOP = 4       # (kind,)
+_MSG_STOP = 3       # (kind,)
 
 
 def current_executor() -> "Executor":
@@ -59,7 +68,24 @@ def current_executor() -> "Executor":
 
 
 def current_executor_or_none() -> "Executor | None":
+    """The executor running the calling code, or None."""
     return getattr(_local, "executor", None)
+
+
+def set_current_executor(executor: "Executor | None") -> "Executor | None":
+    """Make ``executor`` the calling thread's current one; return the one
+    it replaces (drivers that run an executor for a while restore it)."""
+    previous = getattr(_local, "executor", None)
+    _local.executor = executor
+    return previous
+
+
+def foreign_awaitable_message(obj) -> str:
+    """What a task is told when it awaits something hedge cannot run."""
+    what = "a bare yield (asyncio.sleep(0)?)" if obj is None else f"{type(obj).__qualname__} {obj!r:.80}"
+    return (f"a hedge task awaited {what}: hedge's executors run only hedge awaitables "
+            "(db.aio.*, hedge.io.ops, hedge.gather/spawn); run asyncio code in asyncio and call "
+            "db.aio from there instead")
 
 
 class Executor:
@@ -173,10 +199,6 @@ class Executor:
             raise WrongThreadError("run_sync() called on the executor's own thread; await the coroutine instead")
         return self.submit(coro).wait()
 
-    def call_soon_threadsafe(self, fn) -> None:
-        """Run ``fn()`` on the executor thread soon."""
-        self._post((_MSG_CALL, fn))
-
     def _post(self, msg) -> None:
         self._inbox.append(msg)
         if self._sleeping:
@@ -184,15 +206,13 @@ class Executor:
             if backend is not None:
                 backend.wake()
 
-    def _resume_any_thread(self, task: Task, value, exc) -> None:
+    def wake(self, task: Task, value=None, exc: BaseException | None = None) -> None:
+        """Any thread: resume ``task`` (parked by TRAP_SUSPEND on this
+        executor) with ``value`` or ``exc``.  Task.wake is the way to call it."""
         if threading.get_ident() == self._thread_id:
             self.resume(task, value, exc)
         else:
             self._post((_MSG_RESUME, task, value, exc))
-
-    def resume_threadsafe(self, task: Task, value=None, exc: BaseException | None = None) -> None:
-        """Resume a task parked by TRAP_SUSPEND, from any thread."""
-        self._resume_any_thread(task, value, exc)
 
     def _cancel_threadsafe(self, task: Task) -> None:
         if threading.get_ident() == self._thread_id:
@@ -221,7 +241,7 @@ class Executor:
         return task
 
     def resume(self, task: Task, value=None, exc: BaseException | None = None) -> None:
-        """REQUIRES: on this executor's thread.  Make a SUSPENDED task ready
+        """REQUIRES: on this executor's thread (else use ``wake``).  Make a SUSPENDED task ready
         with ``value`` (or ``exc`` thrown into it).  A task that is no longer
         suspended (cancelled meanwhile) is left alone."""
         if task._state == SUSPENDED:
@@ -252,15 +272,20 @@ class Executor:
             task._cancel_requested = True
 
     # -- the loop ------------------------------------------------------------
-    def _thread_main(self) -> None:
+    def _attach(self) -> None:
+        """On the thread that will own this executor: record it and create
+        the backend (ring) there, as single-issuer rings require."""
         self._thread_id = threading.get_ident()
+        self._backend = create_backend(self.io_method, self.ring_entries, self.submit_min)
+
+    def _thread_main(self) -> None:
         _local.executor = self
         try:
             if self.cpus is not None:
                 from hedge.exec.topology import pin_current_thread
 
                 self.pinned_cpus = pin_current_thread(self.cpus)
-            self._backend = create_backend(self.io_method, self.ring_entries, self.submit_min)
+            self._attach()
             if self._on_start is not None:
                 self._on_start(self)
         except BaseException as e:  # noqa: BLE001 - reported to start()
@@ -277,36 +302,45 @@ class Executor:
                 _local.executor = None
 
     def _loop(self) -> None:
-        backend = self._backend
+        step = self._step
+        while not (self._closing and not self._tasks and not self._inflight and not self._inbox):
+            step()
+
+    def _step(self, until: Task | None = None) -> None:
+        """One turn of the loop: run the ready tasks, take the inbox, then
+        submit what is staged and reap completions, sleeping in the kernel
+        when nothing is ready.  Never sleeps when closing with nothing left
+        that could complete, nor once task ``until`` is done and nothing is
+        in flight (a caller's thread then has its answer)."""
         ready = self._ready
+        if ready:
+            self._run_ready()
         inbox = self._inbox
-        inflight = self._inflight
-        while True:
+        if inbox:
+            self._drain_inbox()
             if ready:
-                self._run_ready()
-            if inbox:
-                self._drain_inbox()
-                if ready:
-                    continue
-            if self._closing and not self._tasks and not inflight and not inbox:
                 return
-            if self._yielded:
-                ready.extend(self._yielded)
-                self._yielded.clear()
-                wait = False
-            else:
-                wait = not ready
-            if wait:
-                self._sleeping = True
-                if inbox:
-                    self._sleeping = False
-                    continue
-            try:
-                completions = backend.enter(wait)
-            finally:
+        if until is not None and until._state == DONE and not self._inflight:
+            return
+        if self._yielded:
+            ready.extend(self._yielded)
+            self._yielded.clear()
+            wait = False
+        else:
+            wait = not ready
+        if wait:
+            if self._closing and not self._tasks and not self._inflight:
+                return
+            self._sleeping = True
+            if inbox:
                 self._sleeping = False
-            if completions:
-                self._complete(completions)
+                return
+        try:
+            completions = self._backend.enter(wait)
+        finally:
+            self._sleeping = False
+        if completions:
+            self._complete(completions)
 
     def _complete(self, completions) -> None:
         inflight = self._inflight
@@ -359,12 +393,13 @@ class Executor:
         if n > self.max_in_flight:
             self.max_in_flight = n
 
-    def _run_ready(self) -> None:
+    def _run_ready(self, limit: int = -1) -> None:
+        """Run ready tasks until none is left (or ``limit`` steps ran)."""
         ready = self._ready
         popleft = ready.popleft
-        stage = self._stage
+        dispatch = self._dispatch
         steps = 0
-        while ready:
+        while ready and steps != limit:
             task, value, exc = popleft()
             if task._state == DONE:
                 continue
@@ -385,26 +420,31 @@ class Executor:
             except BaseException as e:  # noqa: BLE001 - the task's outcome
                 self._finish(task, None, e)
                 continue
+            dispatch(task, trap)
+        self.task_steps += steps
+
+    def _dispatch(self, task: Task, trap) -> None:
+        """Act on what RUNNING ``task`` yielded: stage its request, park it,
+        or requeue it.  A foreign object is thrown back as a TypeError."""
+        if type(trap) is tuple and trap:
             tag = trap[0]
             if tag == TRAP_IO:
-                stage(task, trap)
-            elif tag == TRAP_SUSPEND:
+                self._stage(task, trap)
+                return
+            if tag == TRAP_SUSPEND:
                 task._state = SUSPENDED
                 try:
                     trap[1](task)
                 except BaseException as e:  # noqa: BLE001
                     task._state = READY
-                    ready.append((task, None, e))
-            elif tag == TRAP_YIELD:
+                    self._ready.append((task, None, e))
+                return
+            if tag == TRAP_YIELD:
                 task._state = READY
                 self._yielded.append((task, None, None))
-            elif tag == TRAP_CURRENT:
-                task._state = READY
-                ready.append((task, task, None))
-            else:
-                task._state = READY
-                ready.append((task, None, RuntimeError(f"unknown trap {trap!r}")))
-        self.task_steps += steps
+                return
+        task._state = READY
+        self._ready.append((task, None, TypeError(foreign_awaitable_message(trap))))
 
     def _finish(self, task: Task, result, exc: BaseException | None) -> None:
         task._state = DONE
@@ -416,7 +456,7 @@ class Executor:
         if waiters:
             task._waiters = None
             for waiter in waiters:
-                waiter._executor._resume_any_thread(waiter, None, None)
+                waiter.wake()
         handle = task._handle
         if handle is not None:
             task._handle = None
@@ -445,11 +485,6 @@ class Executor:
                 self.resume(msg[1], msg[2], msg[3])
             elif kind == _MSG_CANCEL:
                 self._cancel(msg[1])
-            elif kind == _MSG_CALL:
-                try:
-                    msg[1]()
-                except Exception:  # noqa: BLE001
-                    log.exception("hedge: callback on executor %s failed", self.name)
             elif kind == _MSG_STOP:
                 self._closing = True
                 for task in list(self._tasks):

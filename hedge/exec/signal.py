@@ -35,7 +35,7 @@ class Signal:
             self.generation += 1
             waiters, self._waiters = self._waiters, []
         for task in waiters:
-            task._executor.resume_threadsafe(task)
+            task.wake()
 
     async def wait(self, generation: int) -> None:
         """Return once ``self.generation != generation``."""
@@ -47,7 +47,7 @@ class Signal:
                 if self.generation == generation:
                     self._waiters.append(task)
                     return
-            task._executor.resume(task)
+            task.wake()
 
         await suspend(register)
 

@@ -71,6 +71,12 @@ class Task:
         self._executor._cancel_threadsafe(self)
         return True
 
+    def wake(self, value=None, exc: BaseException | None = None) -> None:
+        """Any thread: resume this task, parked by TRAP_SUSPEND (see
+        hedge/io/traps.py), with ``value`` or with ``exc`` thrown into it.
+        A task no longer parked (cancelled meanwhile) is left alone."""
+        self._executor.wake(self, value, exc)
+
     def __await__(self):
         """Join: wait for the task and return its result (or raise)."""
         if self._state != State.DONE:
@@ -80,7 +86,7 @@ class Task:
     def _add_waiter(self, waiter: "Task") -> None:
         if self._state == State.DONE:
             # Finished between the check and the trap (another thread).
-            waiter._executor._resume_any_thread(waiter, None, None)
+            waiter.wake()
             return
         if self._waiters is None:
             self._waiters = []

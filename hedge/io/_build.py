@@ -10,7 +10,23 @@ keeps both the per-request cost and GIL hand-offs down.
 The staged-request and completion layouts are shared with hedge/io/uring.py
 (struct formats REQ_FORMAT and CQE_FORMAT there); keep them in step.
 """
+import importlib.util
+import os
+
 from cffi import FFI
+
+
+def _opcode_enum() -> str:
+    """The C enum of hedge/io/opcodes.py's Op, so the codes are defined once.
+    Loaded by path: this file also runs at build time, before the package
+    is importable."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opcodes.py")
+    spec = importlib.util.spec_from_file_location("_hedge_opcodes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    items = ", ".join(f"HEDGE_OP_{op.name} = {op.value}" for op in module.Op)
+    return "enum { " + items + " };"
+
 
 CDEF = r"""
 struct io_uring;
@@ -41,7 +57,7 @@ void hedge_ring_destroy(struct io_uring *ring);
 int hedge_enter(struct io_uring *ring, const hedge_req *reqs, unsigned n,
                 unsigned *n_prepped, unsigned wait_nr, long long timeout_ns,
                 hedge_cqe *out, unsigned max_out, int *err);
-unsigned hedge_sq_space_left(struct io_uring *ring);
+int io_uring_register_eventfd(struct io_uring *ring, int fd);
 
 #define HEDGE_SETUP_SINGLE_ISSUER ...
 #define HEDGE_SETUP_DEFER_TASKRUN ...
@@ -67,14 +83,8 @@ typedef struct hedge_req {
 
 typedef struct hedge_cqe { uint64_t ud; int32_t res; uint32_t flags; } hedge_cqe;
 
-/* Operation codes; must match hedge/io/opcodes.py.  Never renumber. */
-enum {
-    HEDGE_OP_NOP = 0, HEDGE_OP_READ = 1, HEDGE_OP_WRITE = 2, HEDGE_OP_READV = 3,
-    HEDGE_OP_WRITEV = 4, HEDGE_OP_FSYNC = 5, HEDGE_OP_FDATASYNC = 6,
-    HEDGE_OP_TIMEOUT = 7, HEDGE_OP_POLL = 8, HEDGE_OP_OPENAT = 9,
-    HEDGE_OP_CLOSE = 10, HEDGE_OP_RENAMEAT = 11, HEDGE_OP_UNLINKAT = 12,
-    HEDGE_OP_CANCEL = 13,
-};
+/* Operation codes: HEDGE_OP_* (generated from hedge/io/opcodes.py). */
+@OPCODES@
 
 /* Create a ring, trying the wanted setup flags first and dropping them one
    by one (newest first) when the kernel refuses them with EINVAL. */
@@ -115,11 +125,6 @@ void hedge_ring_destroy(struct io_uring *ring)
 {
     io_uring_queue_exit(ring);
     free(ring);
-}
-
-unsigned hedge_sq_space_left(struct io_uring *ring)
-{
-    return io_uring_sq_space_left(ring);
 }
 
 static void hedge_prep(struct io_uring_sqe *sqe, const hedge_req *r)
@@ -194,7 +199,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "hedge.io._uring",
-    SOURCE,
+    SOURCE.replace("@OPCODES@", _opcode_enum()),
     libraries=["uring"],
     extra_compile_args=["-O2"],
 )

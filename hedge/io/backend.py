@@ -15,6 +15,15 @@ Interface (what the executor relies on):
   cancel(ud)                best effort: cancel an open-ended request
                             (TIMEOUT, POLL); it completes with -ECANCELED
   wake()                    any thread: make a blocked ``enter`` return
+  completion_fd()           a descriptor that turns readable whenever a
+                            completion may be waiting (for an event loop
+                            that runs ``enter(False)`` when it fires); from
+                            then on the backend always signals it
+  ack_completion_fd()       clear that descriptor's readiness
+  set_submit_min(n)         the early-submission threshold (io_uring; 0:
+                            submit only at ``enter``)
+  next_deadline()           monotonic seconds of the first timer the backend
+                            keeps itself (threads, sync), or None
   counters()                dict of submission statistics
   close()                   REQUIRES nothing in flight; release resources
 
@@ -65,6 +74,7 @@ class PollingBackend(SubmitCounters):
         self._polls: list[tuple[int, int, int]] = []
         self._efd = os.eventfd(0, _EFD_FLAGS)
         self._waiting = False
+        self._notify = False      # signal the eventfd on every completion (event-loop mode)
         self._closed = False
         self._batch = 0
 
@@ -162,6 +172,19 @@ class PollingBackend(SubmitCounters):
         except OSError:
             pass
 
+    def completion_fd(self) -> int:
+        self._notify = True
+        return self._efd
+
+    def ack_completion_fd(self) -> None:
+        self._drain_eventfd()
+
+    def set_submit_min(self, n: int) -> None:
+        """Requests start when staged here; nothing to tune."""
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] / 1e9 if self._timers else None
+
     def _drain_eventfd(self) -> None:
         try:
             os.eventfd_read(self._efd)
@@ -223,7 +246,7 @@ class ThreadsBackend(PollingBackend):
             # the executor has it, the request owns nothing any more.
             job = obj = None
             done.append((ud, result))
-            if self._waiting:
+            if self._waiting or self._notify:
                 self.wake()
 
     def info(self) -> dict:

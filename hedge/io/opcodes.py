@@ -1,5 +1,6 @@
-"""Operation codes shared by the traps, the backends and the C helper
-(hedge/io/_build.py).  On-the-wire between Python and C: never renumber."""
+"""Operation codes shared by the traps, the backends and the C helper.
+The one definition: hedge/io/_build.py generates the C enum from ``Op``.
+On-the-wire between Python and C: never renumber."""
 from enum import IntEnum
 
 
@@ -23,7 +24,8 @@ class Op(IntEnum):
 OP_NAMES = {op.value: op.name.lower() for op in Op}
 
 # Plain ints for the hot path (IntEnum attribute access is slower).
-NOP, READ, WRITE, READV, WRITEV, FSYNC, FDATASYNC, TIMEOUT, POLL, OPENAT, CLOSE, RENAMEAT, UNLINKAT, CANCEL = range(14)
+(NOP, READ, WRITE, READV, WRITEV, FSYNC, FDATASYNC, TIMEOUT, POLL, OPENAT, CLOSE, RENAMEAT, UNLINKAT,
+ CANCEL) = (op.value for op in Op)
 
 # Requests that may wait forever; cancelling their task cancels them in the kernel.
 OPEN_ENDED = (TIMEOUT, POLL)

@@ -13,19 +13,17 @@ Protocol (the executor implements every case):
       cancelled meanwhile.
   (TRAP_SUSPEND, register)
       Call ``register(task)`` and park the task until someone calls
-      ``executor.resume(task, value, exc)`` (on the owning thread) or
-      ``executor.resume_threadsafe(...)`` (from any thread).
+      ``task.wake(value, exc)`` (from any thread).
   (TRAP_YIELD,)
       Let every other ready task run once, then continue.
-  (TRAP_CURRENT,)
-      Resume at once with the running Task.
+Anything else a coroutine yields is not hedge's: the executor throws a
+TypeError naming it back into the coroutine.
 """
 import types
 
 TRAP_IO = 0
 TRAP_SUSPEND = 1
 TRAP_YIELD = 2
-TRAP_CURRENT = 3
 
 
 @types.coroutine
@@ -46,8 +44,3 @@ def reschedule():
     """Yield to the other ready tasks of this executor."""
     yield (TRAP_YIELD,)
 
-
-@types.coroutine
-def current_task():
-    """Return the Task running this coroutine."""
-    return (yield (TRAP_CURRENT,))

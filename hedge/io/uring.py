@@ -79,6 +79,7 @@ class UringBackend(SubmitCounters):
         self._backlog: list = []
         self._efd = os.eventfd(0, _EFD_FLAGS)
         self._wake_armed = False
+        self._cq_efd = -1         # registered with the ring by completion_fd()
         self._closed = False
 
     # -- staging -----------------------------------------------------------
@@ -219,6 +220,31 @@ class UringBackend(SubmitCounters):
         except OSError:
             pass
 
+    def completion_fd(self) -> int:
+        """An eventfd the kernel signals whenever it posts a completion
+        (io_uring_register_eventfd); registered on first call."""
+        if self._cq_efd < 0:
+            fd = os.eventfd(0, _EFD_FLAGS)
+            ret = lib.io_uring_register_eventfd(self._ring, fd)
+            if ret < 0:
+                os.close(fd)
+                raise HedgeIOError(-ret, "io_uring_register_eventfd")
+            self._cq_efd = fd
+        return self._cq_efd
+
+    def ack_completion_fd(self) -> None:
+        try:
+            os.eventfd_read(self._cq_efd)
+        except BlockingIOError:
+            pass
+
+    def set_submit_min(self, n: int) -> None:
+        self.submit_min = n
+        self._submit_at = max(n, self._at_kernel >> 3) if n else self.sq_entries
+
+    def next_deadline(self) -> float | None:
+        return None     # timeouts are kernel requests
+
     def info(self) -> dict:
         flags = []
         if self.setup_flags & lib.HEDGE_SETUP_SINGLE_ISSUER:
@@ -236,4 +262,6 @@ class UringBackend(SubmitCounters):
         lib.hedge_ring_destroy(self._ring)
         self._ring = ffi.NULL
         os.close(self._efd)
+        if self._cq_efd >= 0:
+            os.close(self._cq_efd)
         self._keep.clear()

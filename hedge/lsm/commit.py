@@ -1,15 +1,23 @@
 """Group commit: concurrent writers share one WAL write and one fdatasync.
 
-Writers queue up (from any foreground thread).  The first writer to find no
-leader becomes the leader: it takes every queued writer (itself first) as a
+Writers queue up from any thread: a caller's thread running the blocking
+API, an asyncio loop thread, a foreground executor.  A writer that finds no
+leader and an empty queue leads at once, without parking.  Otherwise the
+first writer to find no leader becomes the leader: it takes every queued writer (itself first) as a
 group, hands the group to ``commit_group`` (one WAL record, one fdatasync if
 any writer asked for sync, memtable inserts), then resumes each follower
 with its outcome and passes leadership to the first writer still queued.
 A writer is acknowledged only after its group is written (and synced when
 asked); a failure of the group fails every writer in it.
 
+A follower parks its task; the leader wakes it with ``Task.wake``: a
+follower on another thread sleeps in its own ring until the wake-up (an
+eventfd write the ring polls, or a call into its asyncio loop), one on the
+leader's executor is simply made ready.
+
 Invariants: at most one leader at a time, so ``commit_group`` never runs
-concurrently with itself; a writer is in exactly one group.
+concurrently with itself; a writer is in exactly one group; a group holds
+at most MAX_GROUP_BYTES of batches beyond its first writer.
 """
 from __future__ import annotations
 
@@ -21,6 +29,9 @@ from hedge.io.traps import suspend
 
 _LEAD = "lead"
 _DONE = "done"
+
+# A leader stops taking followers into its group past this many bytes.
+MAX_GROUP_BYTES = 4 << 20
 
 
 class Writer:
@@ -37,9 +48,8 @@ class Writer:
 
 
 class CommitQueue:
-    def __init__(self, commit_group, max_group_bytes: int = 4 << 20):
+    def __init__(self, commit_group):
         self._commit_group = commit_group
-        self._max_group_bytes = max_group_bytes
         self._lock = threading.Lock()
         self._queue: deque[Writer] = deque()
         self._leader_busy = False
@@ -59,26 +69,38 @@ class CommitQueue:
                 self._leader_busy = True
                 writer.role = _LEAD
         if writer.role is not None:
-            task._executor.resume(task)
+            task.wake()
 
     def _park(self, task, writer: Writer) -> None:
         with self._lock:
             writer.task = task
             decided = writer.role is not None
         if decided:
-            task._executor.resume(task)
+            task.wake()
 
     def _decide(self, writer: Writer, role: str) -> None:
         with self._lock:
             writer.role = role
             task = writer.task
-        task._executor.resume_threadsafe(task)
+        task.wake()
 
     async def submit(self, writer: Writer) -> None:
         """Commit ``writer``; return when its group is durable as asked, or
         raise the group's error.  A queued write cannot be withdrawn: a
         writer cancelled while queued waits for its outcome, then raises
         Cancelled."""
+        with self._lock:
+            lead_now = not self._leader_busy and not self._queue
+            if lead_now:
+                self._leader_busy = True
+                writer.role = _LEAD
+                self._queue.append(writer)
+        if lead_now:
+            # Nobody else is writing: lead without parking.
+            await self._lead(writer)
+            if writer.error is not None:
+                raise writer.error
+            return
         cancelled = None
         try:
             await suspend(lambda task: self._enqueue(task, writer))
@@ -100,7 +122,7 @@ class CommitQueue:
         with self._lock:
             group = [self._queue.popleft()]
             size = group[0].batch.byte_size()
-            while self._queue and size < self._max_group_bytes:
+            while self._queue and size < MAX_GROUP_BYTES:
                 nxt = self._queue.popleft()
                 size += nxt.batch.byte_size()
                 group.append(nxt)

@@ -74,6 +74,8 @@ def test_scan_over_memtable_and_levels_with_tombstones_matches_a_dict(io_method,
     try:
         random_writes(db, model, rng, 700)
         db.compact()
+        random_writes(db, model, rng, 60)        # a newer table above the compacted level(s)
+        db.flush()
         assert sum(1 for files, _ in level_summary(db) if files) >= 2, level_summary(db)
         check_scans(db, model, rng, 30)
         random_writes(db, model, rng, 250)       # overwrites and tombstones over the levels
