@@ -31,7 +31,7 @@ from perf.stores.base import StoreConfig
 from perf.values import HEADER_BYTES, ValueFactory
 from perf.workload import Workload, standard
 
-DEFAULT_STORES = "hedge,rocksdict,plyvel,lmdb,sqlite"
+DEFAULT_STORES = "hedge,hedge-threads,rocksdict,plyvel,lmdb,sqlite"
 DEFAULT_WORKLOADS = "A,B,C,E,F"
 DEFAULT_RECORDS = 200_000
 DEFAULT_OPERATIONS = 100_000

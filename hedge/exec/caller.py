@@ -5,9 +5,12 @@ coroutine itself, on a ``CallerExecutor`` of its own: a ring (or another
 backend) created on that thread at its first call, not pinned, driven only
 while a call is in progress.  ``run(coro)`` first steps the coroutine in
 place; one that finishes without awaiting I/O (a memtable hit, a cached
-block) never becomes a task.  One that awaits becomes a task, and the thread
-runs the executor loop (hedge/exec/executor.py) until that task is done and
-nothing it started is still in flight, so between calls the ring is quiet.
+block) never becomes a task, and one that awaits one request at a time (a
+block read, a WAL sync) is driven in place too: stage, submit-and-wait, send
+the result.  Only a coroutine that parks (a commit follower) or starts
+tasks of its own (multi_get) becomes a task, and the thread then runs the
+executor loop (hedge/exec/executor.py) until that task is done and nothing
+it started is still in flight.  Between calls the ring is quiet.
 
 The same executor serves an asyncio event loop running on its thread
 (``start_in_loop``): the loop is told about completions through a file
@@ -36,6 +39,7 @@ from hedge.errors import ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.executor import DONE, RUNNING, Executor, current_executor_or_none, set_current_executor
 from hedge.exec.task import Task
+from hedge.io.traps import TRAP_IO
 
 log = logging.getLogger("hedge")
 
@@ -79,6 +83,12 @@ class CallerExecutor(Executor):
         try:
             try:
                 trap = coro.send(None)
+                # While this call is all the executor has to do and it waits
+                # for one request at a time, drive it without a task.
+                while (type(trap) is tuple and trap[0] == TRAP_IO and not self._ready and not self._tasks
+                       and not self._inflight and not self._inbox):
+                    result, error = self._request_inline(trap)
+                    trap = coro.send(result) if error is None else coro.throw(error)
             except StopIteration as e:
                 return e.value
             task = Task(coro, self, None)
@@ -101,6 +111,36 @@ class CallerExecutor(Executor):
         finally:
             set_current_executor(previous)
             self._end_run()
+
+    def _request_inline(self, trap) -> tuple:
+        """Stage the request of ``trap`` and wait for its completion; return
+        (result, None), or (None, exception) when it could not be staged.
+        REQUIRES: nothing else in flight.  An interrupt while waiting waits
+        on for the completion (the kernel may still use the buffer), then
+        is returned as the exception."""
+        _, op, file, fd, obj, start, length, offset, flags = trap
+        ud = self._next_ud
+        self._next_ud = ud + 1
+        backend = self._backend
+        try:
+            backend.stage(ud, op, fd, obj, start, length, offset, flags)
+        except BaseException as e:  # noqa: BLE001 - thrown into the coroutine
+            return None, e
+        if file is not None:
+            file._inflight += 1
+        self.io_requests += 1
+        interrupted = None
+        try:
+            while True:
+                try:
+                    for done_ud, result in backend.enter(True):
+                        if done_ud == ud:
+                            return result, interrupted
+                except BaseException as e:  # noqa: BLE001 - see the docstring
+                    interrupted = e
+        finally:
+            if file is not None:
+                file._release()
 
     def _end_run(self) -> None:
         self._active = False

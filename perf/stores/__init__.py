@@ -7,6 +7,7 @@ import importlib
 
 ADAPTERS = {
     "hedge": ("perf.stores.hedge_store", "HedgeStore"),
+    "hedge-threads": ("perf.stores.hedge_store", "HedgeThreadsStore"),
     "rocksdict": ("perf.stores.rocksdict_store", "RocksdictStore"),
     "plyvel": ("perf.stores.plyvel_store", "PlyvelStore"),
     "lmdb": ("perf.stores.lmdb_store", "LmdbStore"),

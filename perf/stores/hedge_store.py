@@ -1,5 +1,7 @@
-"""hedge as a benchmarked store: N client coroutines on its foreground
-executor, so their requests overlap on the ring.
+"""hedge as a benchmarked store, two ways: ``hedge`` runs N client
+coroutines on its foreground executor, so their requests overlap on the
+ring; ``hedge-threads`` runs client threads on the blocking API, the way the
+peers run (each thread drives the engine on a ring of its own).
 
 Durability: ``put(sync=False)`` (the WAL write reaches the OS, no fsync) by
 default, ``put(sync=True)`` with ``sync`` (group commit: concurrent writers
@@ -77,6 +79,9 @@ class HedgeStore:
     def close(self) -> None:
         self._db.close()
 
+    def _concurrency(self) -> str:
+        return f"{self._config.clients} coroutines on one foreground executor"
+
     def settings(self) -> dict:
         try:
             stats = self._db.stats()
@@ -90,6 +95,36 @@ class HedgeStore:
             "cache": f"block cache {self._config.cache_bytes} bytes",
             "page_cache": "bypassed (direct_io=True)" if self._config.cold else "used",
             "io": f"io_method={io_method}" + (", O_DIRECT" if self._config.cold else ""),
-            "concurrency": f"{self._config.clients} coroutines on one foreground executor",
+            "concurrency": self._concurrency(),
             "layout": stats.get("layout"),
         }
+
+
+class HedgeThreadsStore(HedgeStore):
+    """hedge through its blocking API from client threads."""
+
+    name = "hedge-threads"
+    concurrency_model = "threads"
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._db.put(key, value, sync=self._sync)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def scan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
+        out = []
+        items = self._db.scan(start, None)
+        try:
+            for item in items:
+                out.append(item)
+                if len(out) >= count:
+                    break
+        finally:
+            items.close()
+        return out
+
+    def _concurrency(self) -> str:
+        from perf.stores.base import thread_layout
+
+        return f"blocking API, {thread_layout(self._config)}, each thread on its own ring"

@@ -28,7 +28,7 @@ WORKLOAD_OPS = {"A": {"read", "update"}, "B": {"read", "update"}, "C": {"read"},
                 "E": {"scan", "insert"}, "F": {"read", "rmw"}}
 
 
-@pytest.mark.parametrize("names", [("sqlite", "lmdb"), ("hedge", "sqlite")])
+@pytest.mark.parametrize("names", [("sqlite", "lmdb"), ("hedge", "hedge-threads", "sqlite")])
 def test_stores_run_every_workload_with_every_read_verified(tmp_path, capsys, names):
     results = tmp_path / "results"
     code = main(["--stores", ",".join(names), "--records", "2000", "--operations", "3000", "--workloads", "all",

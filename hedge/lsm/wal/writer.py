@@ -1,7 +1,9 @@
 """WalWriter: appends framed records (docs/format/wal.md) to one WAL file.
 
 REQUIRES: one task at a time appends (the group-commit leader).  Records are
-written at explicit offsets; ``sync`` is an fdatasync through the ring.
+written at explicit offsets, inline on the leader's thread (a buffered
+append costs less as a pwrite than as a request the kernel hands to a
+worker; see ops.write_inline); ``sync`` is an fdatasync through the ring.
 A failed append or sync is reported to the caller and never retried: the
 engine turns it into its background-error state.
 """
@@ -29,7 +31,7 @@ class WalWriter:
         """Write one record holding ``payload`` (the OS has it on return);
         return the record's size in bytes."""
         record = encode_record(self.number, payload, RecordType.BATCHES)
-        await ops.write(self.file, record, self.offset)
+        ops.write_inline(self.file, record, self.offset)
         self.offset += len(record)
         return len(record)
 
