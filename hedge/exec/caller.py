@@ -44,7 +44,9 @@ from hedge.io.traps import TRAP_IO
 log = logging.getLogger("hedge")
 
 # Task steps one loop callback runs before it lets the loop's other callbacks
-# run (bounds the loop lag a burst of completions can cause).
+# run, and coroutines started in place per loop iteration (beyond them a
+# coroutine starts as a ready task): bounds the loop lag a burst of calls or
+# completions can cause.
 LOOP_STEP_LIMIT = 64
 
 
@@ -61,6 +63,7 @@ class CallerExecutor(Executor):
         self._loop_fd = -1
         self._drive_pending = False
         self._timer = None
+        self._start_budget = LOOP_STEP_LIMIT
 
     # -- the blocking API -------------------------------------------------------
     def run(self, coro):
@@ -184,21 +187,27 @@ class CallerExecutor(Executor):
         if self._closed:
             coro.close()
             raise ClosedError("the database is closed")
-        previous = set_current_executor(self)
-        try:
-            trap = coro.send(None)
-        except StopIteration as e:
-            return e.value, None
-        finally:
-            set_current_executor(previous)
+        trap = None
+        if self._start_budget > 0:
+            self._start_budget -= 1
+            previous = set_current_executor(self)
+            try:
+                trap = coro.send(None)
+            except StopIteration as e:
+                return e.value, None
+            finally:
+                set_current_executor(previous)
         loop = self._loop
         future = loop.create_future()
         task = Task(coro, self, None)
         task._handle = _FutureHandle(future)
         self._tasks.add(task)
         self.tasks_spawned += 1
-        task._state = RUNNING
-        self._dispatch(task, trap)
+        if trap is None:
+            self._ready.append((task, None, None))
+        else:
+            task._state = RUNNING
+            self._dispatch(task, trap)
         future.add_done_callback(lambda f: self._on_future_done(f, task))
         self._schedule_drive()
         return None, future
@@ -233,24 +242,22 @@ class CallerExecutor(Executor):
         staged and reap completions without sleeping; give the loop back
         after LOOP_STEP_LIMIT task steps."""
         self._drive_pending = False
-        if self._active or self._backend is None or self._closed_backend:
+        self._start_budget = LOOP_STEP_LIMIT
+        if self._active or self._closed_backend:
             return      # a blocking run on this thread drives the executor now
         previous = set_current_executor(self)
         try:
             ready = self._ready
-            for _ in range(4):
-                if ready:
-                    self._run_ready(LOOP_STEP_LIMIT)
-                if self._inbox:
-                    self._drain_inbox()
-                if self._yielded:
-                    ready.extend(self._yielded)
-                    self._yielded.clear()
-                completions = self._backend.enter(False)
-                if completions:
-                    self._complete(completions)
-                if not ready and not self._inbox:
-                    break
+            if ready:
+                self._run_ready(LOOP_STEP_LIMIT)
+            if self._inbox:
+                self._drain_inbox()
+            if self._yielded:
+                ready.extend(self._yielded)
+                self._yielded.clear()
+            completions = self._backend.enter(False)
+            if completions:
+                self._complete(completions)
             if ready or self._inbox:
                 self._schedule_drive()
         finally:

@@ -283,8 +283,13 @@ def test_run_sync_on_own_thread_is_refused(executor):
 def test_close_cancels_tasks_and_waits_for_io(io_method):
     ex = Executor(io_method=io_method).start()
     log = []
+    started = []
+    all_started = threading.Event()
 
     async def sleeper():
+        started.append(1)
+        if len(started) == 5:
+            all_started.set()
         try:
             await ops.sleep(60)
         except Cancelled:
@@ -292,7 +297,7 @@ def test_close_cancels_tasks_and_waits_for_io(io_method):
             raise
 
     handles = [ex.submit(sleeper()) for _ in range(5)]
-    time.sleep(0.05)
+    assert all_started.wait(10)
     t0 = time.monotonic()
     ex.close()
     assert time.monotonic() - t0 < 5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
@@ -64,9 +63,21 @@ def test_synthetic_hybrid_layout_builds_pools_on_p_and_e_cores():
 def test_sleeping_ring_wakes_for_work_from_another_thread(io_method):
     with Pool("t", [None], io_method=io_method) as pool:
         ex = pool.executors[0]
-        pool.run_sync(ops.nop())
-        time.sleep(0.1)                          # the executor is now asleep in its wait
-        assert ex.stats()["waits"] >= 1
+        asleep = threading.Event()
+
+        async def watch_the_wait():
+            backend = ex._backend
+            enter = backend.enter
+
+            def enter_and_tell(wait, *args):
+                if wait:
+                    asleep.set()
+                return enter(wait, *args)
+
+            backend.enter = enter_and_tell
+
+        pool.run_sync(watch_the_wait())
+        assert asleep.wait(10)                    # the executor is going to sleep in its wait
         handle = pool.submit(_whoami())
         assert handle.wait(timeout=5) == ex.name  # would time out without the eventfd wake-up
 

@@ -1,0 +1,284 @@
+"""The blocking API runs the engine on the caller's thread: no hop to the
+foreground pool, one ring per calling thread (made on first use, released
+when the thread ends or the database closes), 16 threads against a
+per-thread model, writers from threads and coroutines sharing group commits,
+close while threads are mid-call, and what a hedge task may not await."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+
+import pytest
+
+import hedge
+from hedge.errors import ClosedError, WrongThreadError
+from tests.db.helpers import SMALL, open_db
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def db(tmp_path, io_method):
+    d = open_db(tmp_path / "db", io_method)
+    yield d
+    d.close()
+
+
+def _pool_tasks(db) -> int:
+    return sum(ex["tasks_spawned"] for ex in db.stats()["foreground"])
+
+
+def _caller_named(db, name: str) -> dict:
+    return next(ex for ex in db.stats()["callers"] if ex["name"] == name)
+
+
+def test_every_blocking_operation_runs_on_the_calling_thread(db):
+    for i in range(300):
+        db.put(b"k%03d" % i, b"v" * 50)
+    db.flush()                                   # table keys: gets read blocks
+    before = _pool_tasks(db)
+    batch = hedge.WriteBatch()
+    batch.put(b"b1", b"x")
+    batch.remove(b"k001")
+    db.write(batch, sync=True)
+    db.put(b"p", b"q")
+    db.remove(b"k002")
+    assert db.get(b"k003") == b"v" * 50
+    assert db.multi_get([b"k004", b"k001", b"p"]) == [b"v" * 50, None, b"q"]
+    assert [k for k, _ in db.scan(b"k005", b"k008")] == [b"k005", b"k006", b"k007"]
+    assert _pool_tasks(db) == before             # nothing went through the foreground pool
+    callers = db.stats()["callers"]
+    assert len(callers) == 1
+    assert callers[0]["io_requests"] > 0        # the WAL sync and the block reads used this thread's ring
+
+
+def test_a_blocking_call_from_a_hedge_task_is_refused_and_changes_nothing(db):
+    async def job():
+        with pytest.raises(WrongThreadError, match="await the db.aio form"):
+            db.put(b"k", b"v")
+        return await db.aio.get(b"k")
+
+    assert db.run(job()) is None
+    assert db.get(b"k") is None
+
+
+def test_sixteen_threads_against_a_model_each(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    errors = []
+
+    def client(t: int) -> None:
+        rng = random.Random(t)
+        model: dict[bytes, bytes] = {}
+        prefix = b"t%02d-" % t
+        try:
+            for step in range(150):
+                key = prefix + b"%03d" % rng.randrange(60)
+                r = rng.random()
+                if r < 0.45:
+                    value = rng.randbytes(rng.randrange(0, 120))
+                    db.put(key, value, sync=rng.random() < 0.05)
+                    model[key] = value
+                elif r < 0.6:
+                    db.remove(key)
+                    model.pop(key, None)
+                elif r < 0.85:
+                    assert db.get(key) == model.get(key), (t, step, key)
+                elif r < 0.95:
+                    keys = [prefix + b"%03d" % rng.randrange(60) for _ in range(5)]
+                    assert db.multi_get(keys) == [model.get(k) for k in keys]
+                else:
+                    got = list(db.scan(prefix, prefix + b"\xff"))
+                    assert got == sorted(model.items()), (t, step)
+            assert list(db.scan(prefix, prefix + b"\xff")) == sorted(model.items())
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(16)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors[0]
+        assert db.stats()["compaction"]["flushes"] > 0      # the threads ran into background work
+    finally:
+        db.close()
+
+
+def test_a_thread_that_ends_releases_its_ring(db, io_method):
+    db.put(b"k", b"v")
+    db.get(b"k")                                 # this thread's executor exists from here on
+    fds_before = len(os.listdir("/proc/self/fd"))
+    count = 1000 if io_method == "io_uring" else 200
+    seen = []
+
+    def one_call(i):
+        seen.append(db.get(b"k"))
+
+    for i in range(count):
+        th = threading.Thread(target=one_call, args=(i,))
+        th.start()
+        th.join()
+    assert seen == [b"v"] * count
+    assert len(db.stats()["callers"]) == 1       # only this thread's
+    assert len(os.listdir("/proc/self/fd")) <= fds_before
+
+
+def test_close_releases_every_threads_ring(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method)
+    db.put(b"k", b"v")
+    release = threading.Event()
+    ready = threading.Barrier(5)
+
+    def hold():
+        db.get(b"k")
+        ready.wait()
+        release.wait(30)
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for th in threads:
+        th.start()
+    ready.wait()
+    assert len(db.stats()["callers"]) == 5        # this thread and the four
+    db.close()
+    release.set()
+    for th in threads:
+        th.join()
+    assert len(db._callers) == 0
+
+
+def test_close_while_threads_are_mid_call(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    for i in range(200):
+        db.put(b"k%03d" % i, b"v" * 40)
+    outcomes: list = []
+    started = threading.Barrier(9)
+
+    def busy(t: int) -> None:
+        rng = random.Random(t)
+        started.wait()
+        try:
+            while True:
+                key = b"k%03d" % rng.randrange(200)
+                if t % 2:
+                    db.put(key, b"w" * 40, sync=rng.random() < 0.2)
+                else:
+                    db.get(key)
+                    list(db.scan(key, None))[:5]
+        except ClosedError:
+            outcomes.append("closed")
+        except BaseException as e:  # noqa: BLE001 - anything else fails the test
+            outcomes.append(e)
+
+    threads = [threading.Thread(target=busy, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    started.wait()
+    db.close()
+    for th in threads:
+        th.join(60)
+    assert not any(th.is_alive() for th in threads), "a caller hangs after close"
+    assert outcomes == ["closed"] * 8
+    with hedge.open(str(tmp_path / "db"), **{k: v for k, v in SMALL.items()}, io_method=io_method) as again:
+        assert again.get(b"k000") is not None
+
+
+def test_writers_from_threads_and_coroutines_share_synced_groups(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method)
+    per_writer = 40
+    errors = []
+
+    def thread_writer(t):
+        try:
+            for i in range(per_writer):
+                db.put(b"thread%d-%03d" % (t, i), b"x", sync=True)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    async def pool_writer(c):
+        for i in range(per_writer):
+            await db.aio.put(b"pool%d-%03d" % (c, i), b"y", sync=True)
+
+    async def pool_writers():
+        await hedge.gather(*(pool_writer(c) for c in range(4)))
+
+    def asyncio_writers():
+        async def one(c):
+            for i in range(per_writer):
+                await db.aio.put(b"loop%d-%03d" % (c, i), b"z", sync=True)
+
+        async def main():
+            await asyncio.gather(*(one(c) for c in range(4)))
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    before = db.stats()["wal"]
+    threads = [threading.Thread(target=thread_writer, args=(t,)) for t in range(4)]
+    threads.append(threading.Thread(target=asyncio_writers))
+    for th in threads:
+        th.start()
+    db.run(pool_writers())
+    for th in threads:
+        th.join()
+    assert not errors, errors[0]
+    after = db.stats()["wal"]
+    writes = 12 * per_writer
+    assert after["writers"] - before["writers"] == writes
+    assert after["syncs"] - before["syncs"] < writes         # groups shared their fdatasync
+    db.close()
+    with hedge.open(str(tmp_path / "db"), io_method=io_method, pin=False) as again:
+        keys = [k for k, _ in again.scan()]
+    assert len(keys) == writes
+
+
+def test_a_foreign_awaitable_is_a_type_error_and_the_executor_survives(db):
+    async def awaits_asyncio_sleep():
+        await asyncio.sleep(0)
+
+    async def awaits_a_future():
+        await asyncio.Future(loop=asyncio.new_event_loop())
+
+    with pytest.raises(TypeError, match="bare yield"):
+        db.run(awaits_asyncio_sleep())
+    with pytest.raises(TypeError, match="Future"):
+        db.run(awaits_a_future())
+    db.put(b"k", b"v")
+
+    async def still_works():
+        await db.aio.put(b"k2", b"v2")
+        return await db.aio.get(b"k")
+
+    assert db.run(still_works()) == b"v"
+    assert db.get(b"k2") == b"v2"
+
+
+def test_a_foreign_awaitable_can_be_caught_in_the_task(db):
+    async def catches():
+        try:
+            await asyncio.sleep(0)
+        except TypeError as e:
+            return str(e)
+
+    assert "asyncio" in db.run(catches())
+
+
+@pytest.mark.parametrize("bad", [42, None, "coro", lambda: None])
+def test_run_takes_only_a_coroutine(db, bad):
+    with pytest.raises(TypeError, match="coroutine object"):
+        db.run(bad)
+    db.put(b"k", b"v")
+    assert db.get(b"k") == b"v"
+
+
+def test_run_of_an_uncalled_async_function_says_how(db):
+    async def job():
+        return 1
+
+    with pytest.raises(TypeError, match=r"db\.run\(job\(\)\)"):
+        db.run(job)
+    assert db.run(job()) == 1
