@@ -8,7 +8,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.hedge-installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] && echo "" || echo "sudo")
 
-.PHONY: all setup setup-bench test test-soak bench ycsb-sync ycsb-cold engine-bench ring-bench clean liburing fio
+.PHONY: all setup setup-bench test test-soak bench ycsb-sync ycsb-cold engine-bench ring-bench api-bench clean liburing fio
 
 all: setup
 
@@ -54,6 +54,9 @@ ycsb-cold: setup-bench
 
 engine-bench: setup-bench
 	$(VPY) -m perf.engine_bench
+
+api-bench: setup-bench
+	$(VPY) -m perf.api_bench
 
 ring-bench: setup fio
 	$(VPY) -m perf.ring_bench
