@@ -151,6 +151,11 @@ def test_wheel_gets_io_uring_without_a_system_liburing(tmp_path):
     report = venv_report(venv)
     assert report["hedge"].startswith(str(venv)), report
     assert report["extension"] is not None and report["extension"].startswith(str(venv)), report
+    # The console script works from the wheel; bench says where perf/ is.
+    hedge = venv / "bin" / "hedge"
+    assert subprocess.run([str(hedge), "--help"], capture_output=True, cwd=tmp_path).returncode == 0
+    bench = subprocess.run([str(hedge), "bench"], capture_output=True, text=True, cwd=tmp_path)
+    assert bench.returncode == 1 and "not part of the installed package" in bench.stderr, bench.stderr
     ok, reason = uring_status()
     if not ok:
         pytest.skip(f"io_uring unavailable on this machine ({reason}); the wheel's linkage is checked")
