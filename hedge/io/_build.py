@@ -1,6 +1,7 @@
 """cffi (API mode) build of hedge.io._uring: the only C in the project.
 
-It binds the system liburing (Debian/Ubuntu package liburing-dev, >= 2.3) and
+It binds the system liburing (Debian/Ubuntu package liburing-dev, >= 2.3),
+linked statically when its archive allows, else shared (see _build_probe.py), and
 adds one helper, ``hedge_enter``, that does a whole executor-loop step in one
 call: prepare a staged batch of requests as SQEs, submit (optionally waiting),
 and reap every available completion into an output array.  cffi releases the
@@ -12,8 +13,12 @@ The staged-request and completion layouts are shared with hedge/io/uring.py
 """
 import importlib.util
 import os
+import sys
 
 from cffi import FFI
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _build_probe import uring_link  # noqa: E402
 
 
 def _opcode_enum() -> str:
@@ -200,8 +205,8 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "hedge.io._uring",
     SOURCE.replace("@OPCODES@", _opcode_enum()),
-    libraries=["uring"],
     extra_compile_args=["-O2"],
+    **uring_link(),
 )
 
 if __name__ == "__main__":
