@@ -19,11 +19,14 @@ releases the lock.  After close every call raises ClosedError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
+import sys
 import threading
+import warnings
 
 from hedge.errors import Cancelled, ClosedError, HedgeError, HedgeIOError, LockError
 from hedge.exec.caller import CallerExecutors
@@ -69,13 +72,13 @@ class DB:
         self._lock_fd = lock_fd
         self._pools = pools
         self._fg = pools.foreground
-        self._callers = CallerExecutors(io_method, options.ring_entries, options.ring_submit_min)
+        self._calls = _Calls(engine, CallerExecutors(io_method, options.ring_entries, options.ring_submit_min))
+        self._callers = self._calls.callers
         self._engine = engine
         self._maintenance = maintenance
         self.recovery = recovery
-        self._closed = False
         self._close_lock = threading.Lock()
-        self.aio = AsyncDB(self)
+        self.aio = AsyncDB(self._calls)
 
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
@@ -113,34 +116,10 @@ class DB:
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
-        """Run ``coro`` on the calling thread's executor."""
-        if self._closed:
-            coro.close()
-            raise ClosedError("the database is closed")
-        try:
-            executor = self._callers.current()
-        except BaseException:
-            coro.close()
-            raise
-        return executor.run(coro)
-
-    async def _in_loop(self, loop, coro):
-        """Run ``coro`` for an asyncio task: on the executor of the loop's
-        thread, attached to ``loop``."""
-        try:
-            executor = self._callers.current()
-            executor.attach_loop(loop)
-        except BaseException:
-            coro.close()
-            raise
-        value, future = executor.start_in_loop(coro)
-        if future is None:
-            return value
-        return await future
+        return self._calls.call(coro)
 
     def _check(self) -> None:
-        if self._closed:
-            raise ClosedError("the database is closed")
+        self._calls.check()
 
     # -- the API --------------------------------------------------------------------
     def put(self, key, value, sync: bool = False) -> None:
@@ -151,10 +130,10 @@ class DB:
         batch.put(key, value)
         self._call(self._engine.write(batch, sync))
 
-    def get(self, key) -> bytes | None:
-        """The value stored under ``key``, or None."""
-        check_key(key)
-        return self._call(self._engine.get(key))
+    def get(self, key, default=None):
+        """The value stored under ``key``, or ``default`` (None) when absent."""
+        value = self._calls.call(self._engine.get(key))
+        return default if value is None else value
 
     def remove(self, key, sync: bool = False) -> None:
         """Delete ``key`` (a tombstone; absent keys are fine)."""
@@ -182,7 +161,7 @@ class DB:
         if end is not None:
             end = check_key(end)
         # The first chunk takes the snapshot now, not at the first next().
-        return _ScanIterator(self, self._engine.scan(start, end))
+        return _ScanIterator(self._calls, self._engine.scan(start, end))
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
@@ -199,7 +178,7 @@ class DB:
         if not (hasattr(coro, "send") and hasattr(coro, "throw") and hasattr(coro, "close")):
             hint = " (call it: db.run(job()))" if callable(coro) else ""
             raise TypeError(f"db.run() takes a coroutine object, not {type(coro).__name__}{hint}")
-        if self._closed:
+        if self._calls.closed:
             coro.close()
             raise ClosedError("the database is closed")
         return self._fg.run_sync(coro)
@@ -220,16 +199,65 @@ class DB:
                           "memtable_bytes": self.options.memtable_bytes}
         return out
 
+    # -- the dict face ----------------------------------------------------------------
+    def __getitem__(self, key) -> bytes:
+        """``db[key]``: the value, or KeyError when absent."""
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        """``db[key] = value``: ``put(key, value)``."""
+        self.put(key, value)
+
+    def __delitem__(self, key) -> None:
+        """``del db[key]``: ``remove(key)``; an absent key is no error (as in
+        rocksdict: a tombstone is written without a lookup)."""
+        self.remove(key)
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def __iter__(self):
+        """The keys, in order, over a snapshot taken now."""
+        return (key for key, _ in self.scan())
+
+    @contextlib.contextmanager
+    def write_batch(self, sync: bool = False):
+        """``with db.write_batch(sync=...) as batch:`` collects puts and
+        removes and applies them atomically when the block ends, unless an
+        exception escaped it (then nothing is written)."""
+        batch = WriteBatch()
+        yield batch
+        self.write(batch, sync)
+
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._calls.closed
+
+    def __del__(self):
+        calls = getattr(self, "_calls", None)
+        if calls is None or calls.closed:
+            return
+        if sys.is_finalizing():
+            # Threads may be gone already: release the lock only.  Every
+            # acknowledged write has reached the OS.
+            os.close(self._lock_fd)
+            return
+        warnings.warn(f"hedge: the database at {self.directory} was not closed; closing it now",
+                      ResourceWarning, source=self)
+        try:
+            self.close()
+        except Exception as e:  # noqa: BLE001 - nowhere to raise it
+            log.error("hedge: closing an abandoned database failed: %s", e)
 
     def close(self) -> None:
         """Close the database (idempotent).  Unsynced writes are synced first."""
         with self._close_lock:
-            if self._closed:
+            if self._calls.closed:
                 return
-            self._closed = True
+            self._calls.closed = True
         engine = self._engine
         engine.mark_closing()
         try:
@@ -262,7 +290,7 @@ class DB:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<hedge.DB {self.directory!r} {'closed' if self._closed else 'open'}>"
+        return f"<hedge.DB {self.directory!r} {'closed' if self.closed else 'open'}>"
 
 
 class _ScanIterator:
@@ -271,8 +299,8 @@ class _ScanIterator:
     from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
     which takes the snapshot."""
 
-    def __init__(self, db: DB, agen):
-        self._db = db
+    def __init__(self, calls: "_Calls", agen):
+        self._calls = calls
         self._agen = agen
         self._size = SCAN_CHUNK_MIN
         self._chunk: list = []
@@ -281,7 +309,7 @@ class _ScanIterator:
         self._refill()
 
     def _refill(self) -> None:
-        self._chunk, self._exhausted = self._db._call(_take(self._agen, self._size))
+        self._chunk, self._exhausted = self._calls.call(_take(self._agen, self._size))
         self._pos = 0
         self._size = min(self._size * 2, SCAN_CHUNK_MAX)
 
@@ -305,7 +333,7 @@ class _ScanIterator:
             self._exhausted = True
             self._chunk = []
             try:
-                self._db._call(self._agen.aclose())
+                self._calls.call(self._agen.aclose())
             except HedgeError:
                 pass
 
@@ -320,6 +348,58 @@ async def _take(agen, n: int) -> tuple[list, bool]:
     return out, False
 
 
+class _Calls:
+    """How one open database runs engine coroutines for its callers: the
+    blocking API on the calling thread's executor, db.aio in a hedge task
+    or on an asyncio loop's.  DB, db.aio and iterators share it; none of
+    them holds the DB, so a DB dropped without close is freed (and closed)
+    at once."""
+
+    __slots__ = ("engine", "callers", "closed")
+
+    def __init__(self, engine: Engine, callers: CallerExecutors):
+        self.engine = engine
+        self.callers = callers
+        self.closed = False
+
+    def check(self) -> None:
+        if self.closed:
+            raise ClosedError("the database is closed")
+
+    def call(self, coro):
+        """Run ``coro`` on the calling thread's executor; return its result."""
+        if self.closed:
+            coro.close()
+            raise ClosedError("the database is closed")
+        try:
+            executor = self.callers.current()
+        except BaseException:
+            coro.close()
+            raise
+        return executor.run(coro)
+
+    def awaitable(self, coro):
+        """``coro`` itself for a hedge task; for an asyncio task, a
+        coroutine running it on the loop thread's executor."""
+        if current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return self.in_loop(loop, coro)
+        return coro
+
+    async def in_loop(self, loop, coro):
+        try:
+            executor = self.callers.current()
+            executor.attach_loop(loop)
+        except BaseException:
+            coro.close()
+            raise
+        value, future = executor.start_in_loop(coro)
+        if future is None:
+            return value
+        return await future
+
+
 class AsyncDB:
     """Coroutine forms of the DB operations (``db.aio``).
 
@@ -330,42 +410,35 @@ class AsyncDB:
     one submission and completions wake the loop, which never blocks on I/O.
     """
 
-    def __init__(self, db: DB):
-        self._db = db
-        self._engine = db._engine
-
-    def _awaitable(self, coro):
-        if current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return self._db._in_loop(loop, coro)
-        return coro
+    def __init__(self, calls: _Calls):
+        self._calls = calls
+        self._engine = calls.engine
 
     def put(self, key, value, sync: bool = False):
-        self._db._check()
-        return self._awaitable(self._engine.put(key, value, sync))
+        self._calls.check()
+        return self._calls.awaitable(self._engine.put(key, value, sync))
 
     def get(self, key):
-        self._db._check()
-        return self._awaitable(self._engine.get(key))
+        self._calls.check()
+        return self._calls.awaitable(self._engine.get(key))
 
     def remove(self, key, sync: bool = False):
-        self._db._check()
-        return self._awaitable(self._engine.remove(key, sync))
+        self._calls.check()
+        return self._calls.awaitable(self._engine.remove(key, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False):
-        self._db._check()
+        self._calls.check()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
-        return self._awaitable(self._engine.write(batch, sync))
+        return self._calls.awaitable(self._engine.write(batch, sync))
 
     def multi_get(self, keys):
-        self._db._check()
-        return self._awaitable(self._engine.multi_get(keys))
+        self._calls.check()
+        return self._calls.awaitable(self._engine.multi_get(keys))
 
     def scan(self, start=None, end=None):
         """``async for key, value in db.aio.scan(a, b)``."""
-        self._db._check()
+        self._calls.check()
         if start is not None:
             start = check_key(start)
         if end is not None:
@@ -374,24 +447,24 @@ class AsyncDB:
         if current_executor_or_none() is None:
             loop = _running_loop()
             if loop is not None:
-                return _LoopScan(self._db, loop, agen)
+                return _LoopScan(self._calls, loop, agen)
         return agen
 
     def flush(self):
-        self._db._check()
-        return self._awaitable(self._engine.flush())
+        self._calls.check()
+        return self._calls.awaitable(self._engine.flush())
 
     def compact(self):
-        self._db._check()
-        return self._awaitable(self._engine.compact())
+        self._calls.check()
+        return self._calls.awaitable(self._engine.compact())
 
 
 class _LoopScan:
     """An engine scan iterated from asyncio: each step runs on the loop
     thread's executor (without suspending when the next pair is at hand)."""
 
-    def __init__(self, db: DB, loop, agen):
-        self._db = db
+    def __init__(self, calls: _Calls, loop, agen):
+        self._calls = calls
         self._loop = loop
         self._agen = agen
 
@@ -399,10 +472,10 @@ class _LoopScan:
         return self
 
     def __anext__(self):
-        return self._db._in_loop(self._loop, self._agen.__anext__())
+        return self._calls.in_loop(self._loop, self._agen.__anext__())
 
     def aclose(self):
-        return self._db._in_loop(self._loop, self._agen.aclose())
+        return self._calls.in_loop(self._loop, self._agen.aclose())
 
 
 def _cpu_set(cpus) -> frozenset[int] | None:

@@ -64,6 +64,14 @@ class WriteBatch:
         self._ops.clear()
         self._bytes = HEADER_BYTES
 
+    def append(self, other: "WriteBatch") -> None:
+        """Add every operation of ``other``, in its order, after this
+        batch's own.  Raises TypeError for anything but a WriteBatch."""
+        if not isinstance(other, WriteBatch):
+            raise TypeError(f"append() takes a WriteBatch, not {type(other).__name__}")
+        self._ops.extend(other._ops)
+        self._bytes += other._bytes - HEADER_BYTES
+
     def __len__(self) -> int:
         return len(self._ops)
 

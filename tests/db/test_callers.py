@@ -282,3 +282,59 @@ def test_run_of_an_uncalled_async_function_says_how(db):
     with pytest.raises(TypeError, match=r"db\.run\(job\(\)\)"):
         db.run(job)
     assert db.run(job()) == 1
+
+
+def test_dict_face(db):
+    db[b"a"] = b"1"
+    db.put(b"b", b"")
+    assert db[b"a"] == b"1" and db[b"b"] == b""
+    with pytest.raises(KeyError):
+        db[b"missing"]
+    assert b"a" in db and b"b" in db and b"missing" not in db
+    assert db.get(b"missing", b"default") == b"default"
+    assert db.get(b"b", b"default") == b""              # an empty value is present
+    del db[b"a"]
+    del db[b"never-there"]                                # like rocksdict: no lookup, no error
+    assert list(db) == [b"b"]
+
+
+def test_write_batch_block_applies_on_exit_unless_an_exception_escaped(db):
+    with db.write_batch(sync=True) as batch:
+        batch.put(b"x", b"1")
+        batch.put(b"y", b"2")
+        assert db.get(b"x") is None                      # nothing before the block ends
+    assert db.multi_get([b"x", b"y"]) == [b"1", b"2"]
+    with pytest.raises(RuntimeError):
+        with db.write_batch() as batch:
+            batch.remove(b"x")
+            batch.put(b"z", b"3")
+            raise RuntimeError("abandon")
+    assert db.multi_get([b"x", b"z"]) == [b"1", None]
+
+
+def test_batches_append_and_clear():
+    a, b = hedge.WriteBatch(), hedge.WriteBatch()
+    a.put(b"k", b"1")
+    b.put(b"k", b"2")
+    b.remove(b"j")
+    a.append(b)
+    assert len(a) == 3 and len(b) == 2
+    single = hedge.WriteBatch()
+    for kind, key, value in [("put", b"k", b"1"), ("put", b"k", b"2"), ("remove", b"j", None)]:
+        getattr(single, kind)(key, *(() if value is None else (value,)))
+    assert a.encode(1) == single.encode(1)
+    assert a.byte_size() == single.byte_size() == len(single.encode(1))
+    with pytest.raises(TypeError):
+        a.append([("put", b"x", b"y")])
+    a.clear()
+    assert len(a) == 0 and a.byte_size() == hedge.WriteBatch().byte_size()
+
+
+def test_a_database_dropped_without_close_releases_its_lock(tmp_path, io_method):
+    path = tmp_path / "db"
+    db = open_db(path, io_method)
+    db.put(b"k", b"v")
+    with pytest.warns(ResourceWarning, match="was not closed"):
+        del db
+    with open_db(path, io_method) as again:              # no LockError: the lock went with it
+        assert again.get(b"k") == b"v"
