@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 
-from hedge.errors import Cancelled, ClosedError, HedgeError, HedgeIOError, LockError
+from hedge.errors import ClosedError, HedgeError, HedgeIOError, LockError
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm import filenames
@@ -29,7 +29,6 @@ from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
 from hedge.lsm.keys import check_key
-from hedge.lsm.recovery import recover
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
@@ -51,16 +50,14 @@ def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API'
 
 
 class DB:
-    def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine,
-                 maintenance, recovery: dict):
+    def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine):
         self.directory = directory
         self.options = options
         self._lock_fd = lock_fd
         self._pools = pools
         self._fg = pools.foreground
         self._engine = engine
-        self._maintenance = maintenance
-        self.recovery = recovery
+        self.recovery = engine.recovery
         self._closed = False
         self._close_lock = threading.Lock()
         self.aio = AsyncDB(self)
@@ -88,16 +85,13 @@ class DB:
                           background_cpus=_cpu_set(options.background_cpus),
                           submit_min=options.ring_submit_min).start()
             cache = BlockCache(options.block_cache_bytes) if options.block_cache_bytes else None
-            engine = Engine(directory, options, pools, cache)
-            engine.io_method = io_method
-            summary = pools.background.run_sync(recover(engine))
-            maintenance = pools.background.submit(engine.maintain(), name="maintenance")
+            engine = Engine.open(directory, options, pools, cache, io_method)
         except BaseException:
             if pools is not None:
                 pools.close()
             os.close(lock_fd)
             raise
-        return cls(directory, options, lock_fd, pools, engine, maintenance, summary)
+        return cls(directory, options, lock_fd, pools, engine)
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
@@ -192,29 +186,13 @@ class DB:
             if self._closed:
                 return
             self._closed = True
-        engine = self._engine
-        engine.mark_closing()
         try:
-            try:
-                self._fg.run_sync(engine.quiesce_writers())
-                self._fg.run_sync(engine.close_wal())
-            except HedgeError as e:
-                log.error("hedge: closing the WAL failed: %s", e)
-            if self._maintenance.task is not None:
-                self._maintenance.task.cancel()
-            try:
-                self._maintenance.wait(timeout=60)
-            except (Cancelled, ClosedError):
-                pass
-            except HedgeError as e:
-                log.error("hedge: maintenance ended with an error: %s", e)
-            engine.close_files()
+            self._engine.close()
         finally:
             try:
-                engine.stop_worker()
-            finally:
                 self._pools.close()
-            os.close(self._lock_fd)
+            finally:
+                os.close(self._lock_fd)
 
     def __enter__(self) -> "DB":
         return self

@@ -14,7 +14,7 @@ edit is applied in memory; a failure leaves the in-memory state unchanged
 and is reported to the caller (the engine then enters its background-error
 state; the edit is never retried).
 
-REQUIRES: one task at a time appends (the engine's maintenance task).
+REQUIRES: one task at a time appends (VersionSet.log_and_apply takes turns).
 """
 from __future__ import annotations
 
