@@ -90,6 +90,10 @@ class Options:
             cpus = getattr(self, name)
             if cpus is not None and (not cpus or not all(isinstance(c, int) and c >= 0 for c in cpus)):
                 raise ValueError(f"{name} must be a non-empty sequence of CPU numbers or None")
+        for name in ("l0_compaction_trigger", "l0_slowdown_trigger", "l0_stop_trigger"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
         if not (self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger):
             raise ValueError("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger")
         if self.direct_io and self.block_cache_bytes == 0:

@@ -159,18 +159,7 @@ class Maintenance:
         tree = self._tree
         while not self._stopping:
             gen = self._work.generation
-            job = None
-            if tree.background_error is None:
-                sv = tree.super_version
-                if sv.imms:
-                    job = self._flush_oldest
-                elif self._compacting is None:
-                    task = policy.pick(sv.version, self._options, self._versions.current.compact_pointers)
-                    if task is not None and self._options.compaction_process and not task.trivial_move:
-                        self._compacting = spawn(self._compact_beside(task), name="compaction")
-                        continue
-                    if task is not None:
-                        job = lambda task=task: self._compact(task)  # noqa: E731
+            job = self._next_job()
             if job is None:
                 if self._compacting is None:
                     self._idle_epoch += 1
@@ -186,6 +175,25 @@ class Maintenance:
             except BaseException as e:  # noqa: BLE001
                 tree.record_background_error(e, "background flush/compaction")
             tree.changed.notify()
+
+    def _next_job(self):
+        """The job due now (a coroutine function), or None.  A compaction for
+        the worker process starts here as a task beside the loop."""
+        tree = self._tree
+        if tree.background_error is not None:
+            return None
+        sv = tree.super_version
+        if sv.imms:
+            return self._flush_oldest
+        if self._compacting is not None:
+            return None
+        task = policy.pick(sv.version, self._options, self._versions.current.compact_pointers)
+        if task is None:
+            return None
+        if self._options.compaction_process and not task.trivial_move:
+            self._compacting = spawn(self._compact_beside(task), name="compaction")
+            return None
+        return lambda: self._compact(task)
 
     async def _end_compacting(self) -> None:
         """Wait for the compaction beside the loop; cancel it only while it

@@ -1,7 +1,13 @@
 """Engine regressions, one test each, named for the bug they pin down."""
 from __future__ import annotations
 
+import threading
+
+import pytest
+
 import hedge
+from hedge.lsm.maintenance import Maintenance
+from tests.db.helpers import LEAN
 
 
 def test_trivial_move_keeps_the_moved_table_readable(tmp_path, io_method):
@@ -81,3 +87,47 @@ def test_wal_byte_counter_survives_memtable_switches(tmp_path, io_method):
         stats = db.stats()
         assert stats["wal"]["number"] > 10          # many memtable switches happened
         assert stats["wal"]["bytes"] == expected
+
+
+# -- issue 10, finding 4: a background task that dies is an error, not a hang --
+
+@pytest.mark.parametrize("trigger", [0, -1, 1.5, "4"])
+def test_l0_compaction_trigger_below_one_or_not_an_integer_is_refused_at_open(tmp_path, trigger):
+    """l0_compaction_trigger=0 used to pass validation, then divide by zero
+    in the maintenance task (and -1 stopped writes forever)."""
+    with pytest.raises(ValueError, match="l0_compaction_trigger"):
+        hedge.open(tmp_path / "db", l0_compaction_trigger=trigger, **LEAN)
+    assert not (tmp_path / "db").exists()
+
+
+def test_an_error_that_ends_the_maintenance_task_is_a_background_error_not_a_hang(tmp_path, io_method,
+                                                                                  monkeypatch):
+    """An exception outside any flush or compaction job (where the division
+    by a zero trigger happened) ended the maintenance task silently; flush,
+    compact and every stalled writer then waited forever."""
+    def broken(self):
+        raise ZeroDivisionError("injected into the maintenance task")
+
+    monkeypatch.setattr(Maintenance, "_next_job", broken)
+    db = hedge.open(tmp_path / "db", io_method=io_method, **LEAN)
+    outcomes = {}
+    finished = threading.Event()
+
+    def calls():
+        for name, call in (("flush", db.flush), ("compact", db.compact), ("put", lambda: db.put(b"k", b"v"))):
+            try:
+                call()
+                outcomes[name] = None
+            except BaseException as e:  # noqa: BLE001 - checked below
+                outcomes[name] = e
+        finished.set()
+
+    threading.Thread(target=calls, daemon=True).start()
+    try:
+        assert finished.wait(timeout=60), f"a call hung after the maintenance task died: {outcomes}"
+        for name, error in outcomes.items():
+            assert isinstance(error, hedge.BackgroundError), (name, error)
+            assert isinstance(error.__cause__, ZeroDivisionError), (name, error.__cause__)
+        assert "injected" in db.stats()["background_error"]
+    finally:
+        db.close()
