@@ -181,18 +181,19 @@ class DB:
         return self._closed
 
     def close(self) -> None:
-        """Close the database (idempotent).  Unsynced writes are synced first."""
+        """Close the database (idempotent).  Unsynced writes are synced first.
+        Returns, from every caller, only once the directory lock is released."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._engine.close()
-        finally:
             try:
-                self._pools.close()
+                self._engine.close()
             finally:
-                os.close(self._lock_fd)
+                try:
+                    self._pools.close()
+                finally:
+                    os.close(self._lock_fd)
 
     def __enter__(self) -> "DB":
         return self

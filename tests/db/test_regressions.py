@@ -1,13 +1,16 @@
 """Engine regressions, one test each, named for the bug they pin down."""
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
 import hedge
+from hedge.lsm.engine import Engine
 from hedge.lsm.maintenance import Maintenance
-from tests.db.helpers import LEAN
+from hedge.lsm.table_io import TableWriter
+from tests.db.helpers import LEAN, SMALL
 
 
 def test_trivial_move_keeps_the_moved_table_readable(tmp_path, io_method):
@@ -131,3 +134,102 @@ def test_an_error_that_ends_the_maintenance_task_is_a_background_error_not_a_han
         assert "injected" in db.stats()["background_error"]
     finally:
         db.close()
+
+
+# -- issue 10, finding 6: close ------------------------------------------------
+
+class _WatchedLock:
+    """A lock that sets ``contended`` when a caller has to wait for it."""
+
+    def __init__(self, contended: threading.Event):
+        self._lock = threading.Lock()
+        self.contended = contended
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def test_a_second_close_returns_only_after_the_first_released_the_lock(tmp_path, monkeypatch):
+    """A second close() returned while the first was still running, so an
+    immediate reopen failed with LockError."""
+    path = tmp_path / "db"
+    db = hedge.open(path, **LEAN)
+    db.put(b"k", b"v")
+    entered, release = threading.Event(), threading.Event()
+    real_close = Engine.close
+
+    def held_close(engine):
+        entered.set()
+        release.wait()
+        real_close(engine)
+
+    monkeypatch.setattr(Engine, "close", held_close)
+    # Set when the second close waits for the first (the fix) or returns.
+    second_waits_or_returns = threading.Event()
+    db._close_lock = _WatchedLock(second_waits_or_returns)
+    order = []
+
+    def first():
+        db.close()
+        order.append("first")
+
+    def second():
+        try:
+            db.close()
+            order.append("second")
+            with hedge.open(path, **LEAN) as again:
+                order.append(again.get(b"k"))
+        except BaseException as e:  # noqa: BLE001 - checked below
+            order.append(e)
+        finally:
+            second_waits_or_returns.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert entered.wait(timeout=30)
+    b = threading.Thread(target=second)
+    b.start()
+    assert second_waits_or_returns.wait(timeout=30)
+    release.set()
+    a.join(timeout=60)
+    b.join(timeout=60)
+    assert order == ["first", "second", b"v"]
+
+
+def test_closing_during_flushes_and_compactions_leaks_no_descriptor(tmp_path, io_method, monkeypatch):
+    """Closing while a flush or compaction was creating a table left the new
+    table's write descriptor open (15 per 40 closes on io_uring)."""
+    writing = threading.Event()
+    real_create = TableWriter.create.__func__
+
+    async def watched_create(cls, *args, **kwargs):
+        writing.set()
+        return await real_create(cls, *args, **kwargs)
+
+    monkeypatch.setattr(TableWriter, "create", classmethod(watched_create))
+
+    def cycle(i: int) -> None:
+        writing.clear()
+        db = hedge.open(tmp_path / "db", io_method=io_method, **SMALL)
+        try:
+            n = 0
+            while not writing.is_set() and n < 5000:
+                db.put(b"k%05d" % ((n * 7 + i * 13) % 3000), bytes(64))
+                n += 1
+            assert writing.is_set(), "no table was written"
+        finally:
+            db.close()              # at once: a flush or compaction is running
+
+    cycle(0)                        # warm-up: lazy imports, caches
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(1, 41):
+        cycle(i)
+    assert len(os.listdir("/proc/self/fd")) == fds
+    with hedge.open(tmp_path / "db", io_method=io_method, **SMALL) as db:
+        assert db.stats()["background_error"] is None
