@@ -33,6 +33,7 @@ once, during open, on the executor that opens the database;
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
@@ -42,6 +43,8 @@ from hedge.lsm import filenames
 from hedge.lsm.manifest import ManifestLog, load_state, read_current
 from hedge.lsm.version import Version, VersionSetState
 from hedge.lsm.version_edit import VersionEdit
+
+log = logging.getLogger("hedge")
 
 
 class VersionSet:
@@ -66,7 +69,9 @@ class VersionSet:
         with ``install_manifest``.
 
         Raises CorruptionError when the directory holds database files but
-        no CURRENT, or when CURRENT or its manifest is damaged."""
+        no CURRENT, when CURRENT or its manifest is damaged, or when the
+        manifest's final record is torn or damaged although its edit had
+        been acknowledged (``_check_torn_manifest_tail``)."""
         parsed = [p for p in map(filenames.parse, names) if p is not None]
         current = await read_current(directory)
         if current is None:
@@ -74,7 +79,10 @@ class VersionSet:
                 raise CorruptionError(directory, None, "the directory holds database files but no CURRENT file")
             state = VersionSetState(Version())
         else:
-            state, _ = await load_state(directory, current)
+            loaded = await load_state(directory, current)
+            state = loaded.state
+            if loaded.torn_tail is not None:
+                _check_torn_manifest_tail(directory, names, state, loaded.torn_tail)
         versions = cls(directory, state)
         for _kind, number in parsed:
             versions.mark_file_number_used(number)
@@ -161,3 +169,21 @@ class VersionSet:
         """Close the manifest.  REQUIRES: no log_and_apply runs."""
         if self._manifest is not None:
             self._manifest.close()
+
+
+def _check_torn_manifest_tail(directory: str, names: list[str], state: VersionSetState,
+                              torn: CorruptionError) -> None:
+    """The manifest's final record was dropped as a torn append; refuse to
+    open when its edit had been acknowledged.  After an acknowledged flush
+    edit the WAL it made obsolete is deleted, so the WAL the state *without*
+    that record names is gone; while that WAL is there its writes are
+    replayed and nothing is lost.  (An acknowledged compaction's inputs are
+    deleted likewise, which opening finds as a missing table; a trivial
+    move changes no data.)  Raises CorruptionError."""
+    wal = filenames.wal_name(state.wal_number)
+    if wal not in names:
+        raise CorruptionError(torn.file, torn.offset,
+                              f"the final record is damaged ({torn.detail}) and {wal}, which the state before "
+                              "it needs, is gone: that record's edit was acknowledged; refusing to open with "
+                              "older data")
+    log.warning("hedge: %s: dropped a torn final record at offset %s (%s)", torn.file, torn.offset, torn.detail)

@@ -7,10 +7,11 @@ import threading
 import pytest
 
 import hedge
+from hedge.lsm import filenames
 from hedge.lsm.engine import Engine
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.table_io import TableWriter
-from tests.db.helpers import LEAN, SMALL
+from tests.db.helpers import LEAN, SMALL, wal_record_offsets
 
 
 def test_trivial_move_keeps_the_moved_table_readable(tmp_path, io_method):
@@ -233,3 +234,88 @@ def test_closing_during_flushes_and_compactions_leaks_no_descriptor(tmp_path, io
     assert len(os.listdir("/proc/self/fd")) == fds
     with hedge.open(tmp_path / "db", io_method=io_method, **SMALL) as db:
         assert db.stats()["background_error"] is None
+
+
+# -- issue 10, finding 1: a damaged final manifest record ---------------------
+
+def _two_flushes(path, io_method: str) -> None:
+    """The issue's history: two flushes, each acknowledged (and its WAL
+    deleted), the second changing every key."""
+    with hedge.open(path, io_method=io_method, **LEAN) as db:
+        db.put(b"k", b"old", sync=True)
+        db.put(b"gone", b"x", sync=True)
+        db.flush()
+        db.put(b"k", b"new", sync=True)
+        db.remove(b"gone", sync=True)
+        db.put(b"n", b"1", sync=True)
+        db.flush()
+
+
+def _manifest(path) -> str:
+    with open(os.path.join(path, filenames.CURRENT)) as f:
+        return os.path.join(path, f.read().strip())
+
+
+def _check_newest(path, io_method: str) -> None:
+    with hedge.open(path, io_method=io_method, **LEAN) as db:
+        assert (db.get(b"k"), db.get(b"gone"), db.get(b"n")) == (b"new", None, b"1")
+
+
+def test_flipped_bit_in_the_last_manifest_record_refuses_to_open_instead_of_rolling_back(tmp_path, io_method):
+    """A bit flipped near the end of the manifest passed for a torn tail:
+    the database opened with k=old, gone=x, n=None (the WAL of the second
+    flush was already deleted, its table removed as an orphan)."""
+    path = tmp_path / "db"
+    _two_flushes(path, io_method)
+    manifest = _manifest(path)
+    original = open(manifest, "rb").read()
+    last = wal_record_offsets(manifest)[-1]
+    offsets = range(last, len(original)) if io_method == "threads" else (len(original) - 3,)
+    for at in offsets:                       # a bit of every byte of the last record
+        damaged = bytearray(original)
+        damaged[at] ^= 1 << (at % 8)
+        with open(manifest, "wb") as f:
+            f.write(damaged)
+        with pytest.raises(hedge.CorruptionError) as info:
+            hedge.open(path, io_method=io_method, **LEAN)
+        assert info.value.file == manifest, at
+    with open(manifest, "wb") as f:
+        f.write(original)
+    _check_newest(path, io_method)           # refusing changed nothing
+
+
+def test_cut_last_manifest_record_of_an_acknowledged_flush_refuses_to_open(tmp_path, io_method):
+    """A final record cut short (damage that looks like a torn append) whose
+    flush had been acknowledged: the WAL it replaced is gone."""
+    path = tmp_path / "db"
+    _two_flushes(path, io_method)
+    manifest = _manifest(path)
+    original = open(manifest, "rb").read()
+    last = wal_record_offsets(manifest)[-1]
+    for keep in (1, 23, 24, len(original) - last - 1):
+        with open(manifest, "wb") as f:
+            f.write(original[:last + keep])
+        with pytest.raises(hedge.CorruptionError, match="acknowledged"):
+            hedge.open(path, io_method=io_method, **LEAN)
+    with open(manifest, "wb") as f:
+        f.write(original)
+    _check_newest(path, io_method)
+
+
+def test_torn_append_after_the_last_manifest_record_is_dropped(tmp_path, io_method):
+    """An append torn by a crash (its edit never acknowledged: the WAL the
+    state needs is still there) is dropped, cut short or zero-filled."""
+    path = tmp_path / "db"
+    _two_flushes(path, io_method)
+    manifest = _manifest(path)
+    original = open(manifest, "rb").read()
+    last = wal_record_offsets(manifest)[-1]
+    record = original[last:]
+    for torn in (record[:len(record) // 2], record[:-8] + bytes(8)):
+        with open(manifest, "wb") as f:
+            f.write(original + torn)
+        _check_newest(path, io_method)
+        manifest = _manifest(path)           # each open installs a new manifest
+        original = open(manifest, "rb").read()
+        last = wal_record_offsets(manifest)[-1]
+        record = original[last:]
