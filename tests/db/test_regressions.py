@@ -11,7 +11,7 @@ from hedge.lsm import filenames
 from hedge.lsm.engine import Engine
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.table_io import TableWriter
-from tests.db.helpers import LEAN, SMALL, wal_record_offsets
+from tests.db.helpers import LEAN, SMALL, SOAK, sst_files, wal_record_offsets
 
 
 def test_trivial_move_keeps_the_moved_table_readable(tmp_path, io_method):
@@ -319,3 +319,20 @@ def test_torn_append_after_the_last_manifest_record_is_dropped(tmp_path, io_meth
         original = open(manifest, "rb").read()
         last = wal_record_offsets(manifest)[-1]
         record = original[last:]
+
+
+# -- issue 10, finding 5: unbounded growth ------------------------------------
+
+def test_reopening_with_a_small_wal_again_and_again_keeps_the_table_count_bounded(tmp_path):
+    """Each reopen with a non-empty WAL wrote a tiny L0 table that moved
+    down trivially and was never merged: 1,500 open/put/close cycles left
+    1,503 tables."""
+    path = tmp_path / "db"
+    cycles = 1500 if SOAK else 200
+    for i in range(cycles):
+        with hedge.open(path, **LEAN) as db:
+            db.put(b"key%06d" % i, b"value %d" % i)
+    tables = sst_files(path)
+    assert len(tables) <= 16, len(tables)
+    with hedge.open(path, **LEAN) as db:
+        assert list(db.scan()) == [(b"key%06d" % i, b"value %d" % i) for i in range(cycles)]
