@@ -446,4 +446,5 @@ class Engine:
                     "syncs": c["wal_syncs"], "bytes": user_bytes, "number": self._wal.number},
             "compaction": compaction,
             "cache": self.cache.stats() if self.cache is not None else None,
+            "table_cache": self.tables.stats(),
         }

@@ -316,27 +316,34 @@ class Maintenance:
         swap the super version (dropping the ``flushed`` memtable); the
         tables it deletes leave the table cache.  ``counts`` are added to
         the counters before the swap, so a caller woken by it sees them."""
+        tables = self._tables
         current = self._tree.super_version.tables
         added = {}
+        pinned = []
         try:
             for _level, meta in edit.added_files:
                 if meta.number not in current:      # a trivial move keeps its reader
-                    added[meta.number] = await self._tables.open(meta.number)
+                    added[meta.number] = await tables.open(meta.number)
             kept = {meta.number for _level, meta in edit.added_files}
             dropped = [number for _level, number in edit.deleted_files if number not in kept]
+            # Readers of older super versions may still read the dropped
+            # tables after their files are unlinked: keep the files open.
+            pinned = await tables.pin(dropped)
 
             def install(state) -> None:
                 for name, n in (counts or {}).items():
                     self.counters[name] += n
                 self._tree.install(state.version, added, dropped, flushed)
                 for number in dropped:
-                    self._tables.drop(number)
+                    tables.drop(number)
 
             await self._versions.log_and_apply(edit, install)
         except BaseException:
             for number in added:
-                self._tables.discard(number)
+                tables.discard(number)
             raise
+        finally:
+            tables.unpin(pinned)
 
 
 async def _unlink_logged(path: str) -> None:

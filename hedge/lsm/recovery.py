@@ -69,7 +69,7 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
     """Recover the database in ``directory`` (see the module docstring)."""
     names = sorted(os.listdir(directory))
     versions = await VersionSet.recover(directory, names)
-    tables = TableCache(directory, options.direct_io, block_cache)
+    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files)
     wal = None
     try:
         mem, replayed, dropped = await _replay_wals(directory, names, versions, options)

@@ -15,6 +15,7 @@ thread, so no locking is needed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from typing import Callable, Iterable
@@ -50,18 +51,20 @@ def _give_back(buf: Buffer) -> None:
             free.append(buf)
 
 
+async def read_at(file: File, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``file`` at ``offset`` (page-aligned for O_DIRECT).
+    Raises HedgeIOError, ShortIOError."""
+    buf = _take_buffer(length)
+    try:
+        await ops.read_exact(file, buf, offset, length)
+        return bytes(buf.view[:length])
+    finally:
+        _give_back(buf)
+
+
 def reader_fn(file: File):
     """An async ``read(offset, length) -> bytes`` over ``file``."""
-
-    async def read(offset: int, length: int) -> bytes:
-        buf = _take_buffer(length)
-        try:
-            await ops.read_exact(file, buf, offset, length)
-            return bytes(buf.view[:length])
-        finally:
-            _give_back(buf)
-
-    return read
+    return functools.partial(read_at, file)
 
 
 async def open_table(path: str, number: int, direct: bool, cache) -> tuple[TableReader, File]:

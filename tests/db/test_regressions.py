@@ -339,3 +339,34 @@ def test_reopening_with_a_small_wal_again_and_again_keeps_the_table_count_bounde
     assert len(tables) <= 16, len(tables)
     with hedge.open(path, **LEAN) as db:
         assert list(db.scan()) == [(b"key%06d" % i, b"value %d" % i) for i in range(cycles)]
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_holds_at_most_max_open_files_table_descriptors(tmp_path, io_method):
+    """Open held one descriptor per table, without bound (under ulimit -n
+    1024 the grown database no longer opened: EMFILE).  With a limit, the
+    least recently used table files are closed and reopened on demand."""
+    path = tmp_path / "db"
+    limit = 4
+    opts = dict(SMALL, io_method=io_method, max_open_files=limit)
+    model = {}
+    with hedge.open(path, **opts) as db:
+        for i in range(4000):
+            key = b"k%06d" % ((i * 7919) % 4000)
+            model[key] = b"%d." % i + bytes(120)
+            db.put(key, model[key])
+        db.compact()
+    tables = len(sst_files(path))
+    assert tables > 5 * limit, tables
+    with hedge.open(tmp_path / "empty", **opts):        # the same database without tables
+        baseline = _fd_count()
+    with hedge.open(path, **opts) as db:
+        assert _fd_count() <= baseline + limit
+        assert [k for k in model if db.get(k) != model[k]] == []
+        assert list(db.scan()) == sorted(model.items())
+        assert _fd_count() <= baseline + limit
+        stats = db.stats()["table_cache"]
+        assert stats["tables"] == tables and stats["open_files"] <= limit and stats["reopens"] > 0
