@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 
-from hedge.errors import Cancelled, ClosedError, HedgeError, HedgeIOError, LockError
+from hedge.errors import ClosedError, HedgeError, HedgeIOError, LockError
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
@@ -38,7 +38,6 @@ from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
 from hedge.lsm.keys import check_key
-from hedge.lsm.recovery import recover
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
@@ -66,7 +65,7 @@ def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API'
 
 class DB:
     def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine,
-                 maintenance, recovery: dict, io_method: str):
+                 io_method: str):
         self.directory = directory
         self.options = options
         self._lock_fd = lock_fd
@@ -75,8 +74,7 @@ class DB:
         self._calls = _Calls(engine, CallerExecutors(io_method, options.ring_entries, options.ring_submit_min))
         self._callers = self._calls.callers
         self._engine = engine
-        self._maintenance = maintenance
-        self.recovery = recovery
+        self.recovery = engine.recovery
         self._close_lock = threading.Lock()
         self.aio = AsyncDB(self._calls)
 
@@ -103,16 +101,13 @@ class DB:
                           background_cpus=_cpu_set(options.background_cpus),
                           submit_min=options.ring_submit_min).start()
             cache = BlockCache(options.block_cache_bytes) if options.block_cache_bytes else None
-            engine = Engine(directory, options, pools, cache)
-            engine.io_method = io_method
-            summary = pools.background.run_sync(recover(engine))
-            maintenance = pools.background.submit(engine.maintain(), name="maintenance")
+            engine = Engine.open(directory, options, pools, cache, io_method)
         except BaseException:
             if pools is not None:
                 pools.close()
             os.close(lock_fd)
             raise
-        return cls(directory, options, lock_fd, pools, engine, maintenance, summary, io_method)
+        return cls(directory, options, lock_fd, pools, engine, io_method)
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
@@ -253,35 +248,22 @@ class DB:
             log.error("hedge: closing an abandoned database failed: %s", e)
 
     def close(self) -> None:
-        """Close the database (idempotent).  Unsynced writes are synced first."""
+        """Close the database (idempotent).  Unsynced writes are synced first.
+        Returns, from every caller, only once the directory lock is released."""
         with self._close_lock:
             if self._calls.closed:
                 return
             self._calls.closed = True
-        engine = self._engine
-        engine.mark_closing()
-        try:
             try:
-                self._fg.run_sync(engine.quiesce_writers())
-                self._fg.run_sync(engine.close_wal())
-            except HedgeError as e:
-                log.error("hedge: closing the WAL failed: %s", e)
-            if self._maintenance.task is not None:
-                self._maintenance.task.cancel()
-            try:
-                self._maintenance.wait(timeout=60)
-            except (Cancelled, ClosedError):
-                pass
-            except HedgeError as e:
-                log.error("hedge: maintenance ended with an error: %s", e)
-            self._callers.close()
-            engine.close_files()
-        finally:
-            try:
-                engine.stop_worker()
+                self._engine.close()
             finally:
-                self._pools.close()
-            os.close(self._lock_fd)
+                try:
+                    # After the engine: calls still running on callers'
+                    # threads end (ClosedError) before their rings go.
+                    self._callers.close()
+                    self._pools.close()
+                finally:
+                    os.close(self._lock_fd)
 
     def __enter__(self) -> "DB":
         return self

@@ -31,6 +31,10 @@ class Options:
     block_bytes: int = 4096
     # Bloom filter bits per key (~1% false positives at 10).
     bloom_bits_per_key: int = 10
+    # Table files kept open at once (LevelDB's max_open_files): beyond it the
+    # least recently used is closed and reopened when read again.  Half of the
+    # 1,024 descriptors a process usually gets.
+    max_open_files: int = 500
     # Threads running put/get/remove/scan (None: from the CPU topology).
     foreground_threads: int | None = None
     # Threads running flush and compaction (None: from the CPU topology).
@@ -90,6 +94,10 @@ class Options:
             cpus = getattr(self, name)
             if cpus is not None and (not cpus or not all(isinstance(c, int) and c >= 0 for c in cpus)):
                 raise ValueError(f"{name} must be a non-empty sequence of CPU numbers or None")
+        for name in ("l0_compaction_trigger", "l0_slowdown_trigger", "l0_stop_trigger", "max_open_files"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
         if not (self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger):
             raise ValueError("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger")
         if self.direct_io and self.block_cache_bytes == 0:

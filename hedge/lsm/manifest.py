@@ -14,11 +14,12 @@ edit is applied in memory; a failure leaves the in-memory state unchanged
 and is reported to the caller (the engine then enters its background-error
 state; the edit is never retried).
 
-REQUIRES: one task at a time appends (the engine's maintenance task).
+REQUIRES: one task at a time appends (VersionSet.log_and_apply takes turns).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from hedge.errors import CorruptionError
 from hedge.io import ops
@@ -58,10 +59,32 @@ async def read_current(directory: str) -> str | None:
     return name
 
 
-async def load_state(directory: str, manifest: str) -> tuple[VersionSetState, int]:
-    """Fold the edits of ``manifest`` into a state; return it and the
-    manifest's number.  A torn final record (an edit whose append was never
-    acknowledged) is ignored; any other damage raises CorruptionError."""
+# A whole final record whose last bytes are zero may be a torn append
+# (pages of it never reached the disk); no encoded edit ends in this many zeros.
+TORN_ZERO_BYTES = 4
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A manifest read at open: the state its edits fold into, its number,
+    and the damage dropped as a torn final record (None when it ended
+    cleanly)."""
+
+    state: VersionSetState
+    number: int
+    torn_tail: CorruptionError | None
+
+
+async def load_state(directory: str, manifest: str) -> LoadedManifest:
+    """Fold the edits of ``manifest`` into a state.
+
+    A final record cut short by the end of the file, or whole but with its
+    last TORN_ZERO_BYTES bytes zero, may be an append torn by a crash: it is
+    dropped and reported in ``torn_tail`` (the caller checks that nothing
+    acknowledged depended on it).  A whole final record failing its checksum
+    otherwise is damage: an edit is fdatasync'ed before it is acknowledged,
+    so no crash leaves one behind.  That, and any other damage, raises
+    CorruptionError."""
     path = filenames.join(directory, manifest)
     if not os.path.exists(path):
         raise CorruptionError(path, None, "CURRENT names a manifest that does not exist")
@@ -73,9 +96,14 @@ async def load_state(directory: str, manifest: str) -> tuple[VersionSetState, in
         if record.record_type != RecordType.VERSION_EDIT:
             raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a manifest")
         edits.append(VersionEdit.decode(record.payload, path, record.offset))
+    end = reader.damaged_record_end
+    if end is not None and data.count(0, end - TORN_ZERO_BYTES, end) != TORN_ZERO_BYTES:
+        raise CorruptionError(path, reader.end_offset,
+                              f"the final record is whole but damaged ({reader.damage.detail}); an edit is "
+                              "synced before it is acknowledged, so this is not a torn append")
     if not edits:
         raise CorruptionError(path, 0, "the manifest holds no version edit")
-    return VersionSetState.fold(edits, file=path), number
+    return LoadedManifest(VersionSetState.fold(edits, file=path), number, reader.damage)
 
 
 async def fsync_directory(directory: str) -> None:

@@ -1,9 +1,13 @@
 """Opening a database directory: recover the last durable state.
 
+``recover`` returns a ``Recovered``: everything the Engine constructor
+takes (the version set with a new manifest, the open tables, a new empty
+WAL) plus a summary.  It never touches an engine.
+
 Steps (REQUIRES: the directory lock is held; runs on an executor):
-  1. CURRENT -> manifest -> fold its edits into a VersionSetState (a new
-     database starts from the empty state; database files without CURRENT
-     are refused as corruption).
+  1. The version set: CURRENT -> manifest -> fold its edits (VersionSet.
+     recover; a new database starts from the empty state, database files
+     without CURRENT are refused as corruption).
   2. Replay, in number order, every WAL numbered >= the state's wal_number
      into one memtable, under the wal_recovery mode: a torn final record is
      dropped (tolerate_tail), any damage refused (absolute), or replay stops
@@ -15,52 +19,101 @@ Steps (REQUIRES: the directory lock is held; runs on an executor):
   5. Remove what the new state does not reference: older manifests, replayed
      WALs, orphan tables (written by a flush or compaction whose edit never
      became durable), temporary files.
+On failure every file it opened is closed again and the error propagates
+(CorruptionError, HedgeIOError).
 """
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from hedge.errors import CorruptionError
+from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.batch import decode_many
-from hedge.lsm.manifest import ManifestLog, fsync_directory, load_state, read_current, read_file
+from hedge.lsm.cache import BlockCache
+from hedge.lsm.manifest import fsync_directory, read_file
 from hedge.lsm.memtable import Memtable
-from hedge.lsm.table_io import open_table
-from hedge.lsm.version import Version, VersionSetState
+from hedge.lsm.table import TableReader
+from hedge.lsm.table_cache import TableCache
+from hedge.lsm.table_io import write_table
 from hedge.lsm.version_edit import VersionEdit
+from hedge.lsm.version_set import VersionSet
 from hedge.lsm.wal.format import HEADER_BYTES, RecordType
 from hedge.lsm.wal.reader import EndReason, WalReader
 from hedge.lsm.wal.writer import WalWriter
-from hedge.io import ops
+from hedge.options import Options
 
 log = logging.getLogger("hedge")
 
 
-async def recover(engine) -> dict:
-    """Bring ``engine`` to the recovered state; return a summary dict."""
-    directory = engine.directory
-    options = engine.options
-    names = sorted(os.listdir(directory))
-    parsed = {name: filenames.parse(name) for name in names}
-    current = await read_current(directory)
-    if current is None:
-        if any(p is not None for p in parsed.values()):
-            raise CorruptionError(directory, None, "the directory holds database files but no CURRENT file")
-        state = VersionSetState(Version())
-    else:
-        state, _ = await load_state(directory, current)
-    numbers = [p[1] for p in parsed.values() if p is not None]
-    engine.set_next_file(max([state.next_file_number] + [n + 1 for n in numbers]))
+@dataclass(frozen=True)
+class Recovered:
+    """The recovered state of a database, ready for the Engine constructor.
 
-    # 2. Replay the WALs that are not flushed yet.
+    ``versions`` has its new manifest installed and ``last_seq`` set;
+    ``readers`` holds an open reader (through ``tables``) for every table of
+    ``versions.current.version``; ``wal`` is the new, empty WAL named by the
+    state's wal_number.  ``summary``: replayed_wals, recovered_entries,
+    dropped_tail_bytes, removed_files, last_seq."""
+
+    versions: VersionSet
+    tables: TableCache
+    readers: dict[int, TableReader]
+    wal: WalWriter
+    summary: dict
+
+
+async def recover(directory: str, options: Options, block_cache: BlockCache | None) -> Recovered:
+    """Recover the database in ``directory`` (see the module docstring)."""
+    names = sorted(os.listdir(directory))
+    versions = await VersionSet.recover(directory, names)
+    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files)
+    wal = None
+    try:
+        mem, replayed, dropped = await _replay_wals(directory, names, versions, options)
+        readers = await _open_tables(versions, tables)
+
+        # 4. Recovered writes become an L0 table; a new WAL; a new manifest.
+        edit = VersionEdit()
+        if len(mem):
+            number = versions.new_file_number()
+            meta, _ = await write_table(tables.path(number), number, mem.entries(), options.block_bytes,
+                                        options.bloom_bits_per_key)
+            edit.add_file(0, meta)
+            readers[number] = await tables.open(number)
+        wal_number = versions.new_file_number()
+        wal = await WalWriter.create(filenames.join(directory, filenames.wal_name(wal_number)), wal_number)
+        edit.wal_number = wal_number
+        await versions.install_manifest(edit)
+
+        removed = await _remove_obsolete(directory, versions)
+    except BaseException:
+        tables.close()
+        if wal is not None:
+            wal.close()
+        versions.close()
+        raise
+    summary = {"replayed_wals": replayed, "recovered_entries": len(mem), "dropped_tail_bytes": dropped,
+               "removed_files": removed, "last_seq": versions.last_seq}
+    return Recovered(versions=versions, tables=tables, readers=readers, wal=wal, summary=summary)
+
+
+async def _replay_wals(directory: str, names: list[str], versions: VersionSet,
+                       options: Options) -> tuple[Memtable, list[int], int]:
+    """Step 2: the memtable of every WAL not flushed yet; sets
+    ``versions.last_seq`` to the newest sequence seen.  Returns the memtable,
+    the WAL numbers replayed and the bytes dropped as torn tails."""
+    state = versions.current
     mem = Memtable()
     last_seq = state.last_seq
     replayed = []
     dropped = 0
-    wal_numbers = sorted(p[1] for p in parsed.values() if p is not None and p[0] == "wal" and p[1] >= state.wal_number)
+    parsed = [p for p in map(filenames.parse, names) if p is not None]
+    wal_numbers = sorted(number for kind, number in parsed if kind == "wal" and number >= state.wal_number)
     for number in wal_numbers:
-        path = engine.path(filenames.wal_name(number))
+        path = filenames.join(directory, filenames.wal_name(number))
         data = await read_file(path)
         reader = WalReader(data, number, path, options.wal_recovery)
         for record in reader:
@@ -81,40 +134,25 @@ async def recover(engine) -> dict:
             log.warning("hedge: %s: point-in-time recovery stops at offset %d: %s", path,
                         reader.end_offset, reader.damage)
             break
+    versions.last_seq = last_seq
+    return mem, replayed, dropped
 
-    # 3. Open the tables of the version.
-    tables, files = {}, {}
-    try:
-        for _level, meta in state.version.files():
-            path = engine.path(filenames.table_name(meta.number))
-            if not os.path.exists(path):
-                raise CorruptionError(path, None, "a table listed in the manifest is missing")
-            tables[meta.number], files[meta.number] = await open_table(path, meta.number, options.direct_io,
-                                                                      engine.cache)
 
-        # 4. Recovered writes become an L0 table; a new WAL; a new manifest.
-        edit = VersionEdit()
-        if len(mem):
-            meta, _ = await engine.write_table(mem.entries())
-            edit.add_file(0, meta)
-            path = engine.path(filenames.table_name(meta.number))
-            tables[meta.number], files[meta.number] = await open_table(path, meta.number, options.direct_io,
-                                                                      engine.cache)
-        wal_number = engine.new_file_number()
-        wal = await WalWriter.create(engine.path(filenames.wal_name(wal_number)), wal_number)
-        manifest_number = engine.new_file_number()
-        edit.wal_number = wal_number
-        edit.next_file_number = engine.new_file_number()
-        edit.last_seq = last_seq
-        state = state.apply(edit)
-        manifest = await ManifestLog.install(directory, manifest_number, state)
-    except BaseException:
-        for file in files.values():
-            file.close()
-        raise
-    engine.install_initial(state, tables, files, manifest, wal, last_seq)
+async def _open_tables(versions: VersionSet, tables: TableCache) -> dict[int, TableReader]:
+    """Step 3: a reader for every table of the version."""
+    readers = {}
+    for _level, meta in versions.current.version.files():
+        path = tables.path(meta.number)
+        if not os.path.exists(path):
+            raise CorruptionError(path, None, "a table listed in the manifest is missing")
+        readers[meta.number] = await tables.open(meta.number)
+    return readers
 
-    # 5. Clean up.
+
+async def _remove_obsolete(directory: str, versions: VersionSet) -> list[str]:
+    """Step 5: remove every file the new state does not reference; return
+    their names."""
+    state = versions.current
     live = state.version.all_file_numbers()
     removed = []
     for name in os.listdir(directory):
@@ -122,13 +160,12 @@ async def recover(engine) -> dict:
         obsolete = name.endswith(".tmp")
         if p is not None:
             kind, number = p
-            obsolete = ((kind == "manifest" and number != manifest_number) or
-                        (kind == "wal" and number < wal_number) or
+            obsolete = ((kind == "manifest" and number != versions.manifest_number) or
+                        (kind == "wal" and number < state.wal_number) or
                         (kind == "sst" and number not in live))
         if obsolete:
-            await ops.unlink(engine.path(name))
+            await ops.unlink(filenames.join(directory, name))
             removed.append(name)
     if removed:
         await fsync_directory(directory)
-    return {"replayed_wals": replayed, "recovered_entries": len(mem), "dropped_tail_bytes": dropped,
-            "removed_files": removed, "last_seq": last_seq}
+    return removed

@@ -15,8 +15,10 @@ thread, so no locking is needed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from typing import Callable, Iterable
 
 from hedge.exec import gather
 from hedge.io import ops
@@ -27,6 +29,7 @@ from hedge.lsm.version_edit import FileMeta
 
 PAGE = 4096
 WRITE_WINDOW = 4
+WRITE_EVERY = 256          # entries added between two writes of finished chunks
 _FREE_LIMIT = 256
 _local = threading.local()
 
@@ -48,18 +51,20 @@ def _give_back(buf: Buffer) -> None:
             free.append(buf)
 
 
+async def read_at(file: File, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``file`` at ``offset`` (page-aligned for O_DIRECT).
+    Raises HedgeIOError, ShortIOError."""
+    buf = _take_buffer(length)
+    try:
+        await ops.read_exact(file, buf, offset, length)
+        return bytes(buf.view[:length])
+    finally:
+        _give_back(buf)
+
+
 def reader_fn(file: File):
     """An async ``read(offset, length) -> bytes`` over ``file``."""
-
-    async def read(offset: int, length: int) -> bytes:
-        buf = _take_buffer(length)
-        try:
-            await ops.read_exact(file, buf, offset, length)
-            return bytes(buf.view[:length])
-        finally:
-            _give_back(buf)
-
-    return read
+    return functools.partial(read_at, file)
 
 
 async def open_table(path: str, number: int, direct: bool, cache) -> tuple[TableReader, File]:
@@ -136,3 +141,28 @@ class TableWriter:
             await ops.unlink(path)
         except Exception:  # noqa: BLE001 - an orphan is removed on the next open
             pass
+
+
+async def write_table(path: str, number: int, entries: Iterable, block_bytes: int, bloom_bits_per_key: int,
+                      check: Callable[[], None] | None = None) -> tuple[FileMeta, int]:
+    """Write ``entries`` ((key, seq, kind, value) in entry order) as table
+    ``number`` at ``path``, fdatasync it; return its FileMeta and the bytes
+    written.  ``check()``, when given, is called every WRITE_EVERY entries
+    and may raise to abandon the table (a stop request).  On any failure the
+    file is closed and removed, and the error propagates (HedgeIOError, or
+    what ``check`` raised)."""
+    writer = await TableWriter.create(path, number, block_bytes, bloom_bits_per_key)
+    try:
+        n = 0
+        for key, seq, kind, value in entries:
+            writer.add(key, seq, kind, value)
+            n += 1
+            if n % WRITE_EVERY == 0:
+                if check is not None:
+                    check()
+                await writer.write_ready()
+        meta = await writer.finish()
+    except BaseException:
+        await writer.abandon()
+        raise
+    return meta, writer.bytes_written

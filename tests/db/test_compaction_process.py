@@ -92,14 +92,14 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
     with hedge.open(tmp_path / "db", compaction_process=True, io_method=io_method, **opts) as db:
         engine = db._engine
         # Every output gets a number above the inputs' (the version at open).
-        newest_input = max(meta.number for level in engine._sv.version.levels for meta in level)
+        newest_input = max(meta.number for level in engine.super_version.version.levels for meta in level)
         killed = []
 
         def killer() -> None:
             # Kill once the worker has written its first output: mid-merge.
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not killed:
-                worker = engine._worker
+                worker = engine.maintenance.worker
                 if worker is not None and worker.busy and any(
                         p is not None and p[0] == "sst" and p[1] > newest_input
                         for p in map(filenames.parse, os.listdir(tmp_path / "db"))):
@@ -125,7 +125,7 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
         db.compact()
         assert db.stats()["compaction"]["count"] > 0
         assert list(db.scan()) == sorted(expected.items())
-        live = {meta.number for level in db._engine._sv.version.levels for meta in level}
+        live = {meta.number for level in db._engine.super_version.version.levels for meta in level}
     on_disk = {filenames.parse(n)[1] for n in os.listdir(tmp_path / "db")
                if filenames.parse(n) is not None and filenames.parse(n)[0] == "sst"}
     assert on_disk == live
@@ -135,9 +135,10 @@ def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tm
     expected = _load_held_back(tmp_path / "db", "io_uring" if _uring_ok() else "threads")
     db = hedge.open(tmp_path / "db", compaction_process=True, **LONG)
     deadline = time.monotonic() + 30
-    while not (db._engine._worker is not None and db._engine._worker.busy) and time.monotonic() < deadline:
+    maintenance = db._engine.maintenance
+    while not (maintenance.worker is not None and maintenance.worker.busy) and time.monotonic() < deadline:
         time.sleep(0.002)
-    pid = db._engine._worker.pid
+    pid = maintenance.worker.pid
     started = time.monotonic()
     db.close()
     assert time.monotonic() - started < 10
@@ -159,7 +160,7 @@ def test_no_process_or_fd_leak_over_twenty_open_close_cycles(tmp_path):
             for j in range(400):
                 db.put(b"k%05d" % ((j * 31 + i) % 1000), bytes(60))
             db.compact()
-            assert db._engine._worker is not None and db.stats()["compaction"]["count"] > 0
+            assert db._engine.maintenance.worker is not None and db.stats()["compaction"]["count"] > 0
 
     cycle(0)                               # warm-up: lazy imports, caches
     fds = len(os.listdir("/proc/self/fd"))
@@ -232,7 +233,7 @@ def test_forked_child_gets_fork_error_and_leaves_the_parents_worker_alone(tmp_pa
     with hedge.open(tmp_path / "db", compaction_process=True, **SMALL) as db:
         _workload(db, seed=3)
         db.compact()
-        pid = db._engine._worker.pid
+        pid = db._engine.maintenance.worker.pid
         r, w = os.pipe()
         child = os.fork()
         if child == 0:
@@ -245,7 +246,7 @@ def test_forked_child_gets_fork_error_and_leaves_the_parents_worker_alone(tmp_pa
             except BaseException as e:  # noqa: BLE001
                 code = type(e).__name__.encode()
             try:
-                db._engine.stop_worker()       # must not stop the parent's worker
+                db._engine.maintenance.stop_worker()       # must not stop the parent's worker
             except BaseException:  # noqa: BLE001
                 code += b"+stop-failed"
             os.write(w, code)
@@ -257,6 +258,6 @@ def test_forked_child_gets_fork_error_and_leaves_the_parents_worker_alone(tmp_pa
         assert os.WEXITSTATUS(status) == 0 and child_said == b"fork-error"
         more = _workload(db, seed=4)
         db.compact()
-        assert db._engine._worker.pid == pid and db._engine._worker.usable
+        assert db._engine.maintenance.worker.pid == pid and db._engine.maintenance.worker.usable
         assert db.stats()["background_error"] is None
         assert [k for k in more if db.get(k) != more[k]] == []

@@ -74,7 +74,10 @@ def test_scan_over_memtable_and_levels_with_tombstones_matches_a_dict(io_method,
     try:
         random_writes(db, model, rng, 700)
         db.compact()
-        random_writes(db, model, rng, 60)        # a newer table above the compacted level(s)
+        # Where compaction leaves the data depends on timing (all of it may
+        # sit in one level); one small flush on top (a single L0 table, below
+        # the trigger of 2) makes sure scans cross levels.
+        random_writes(db, model, rng, 5)        # < 4 KiB: one memtable, one table
         db.flush()
         assert sum(1 for files, _ in level_summary(db) if files) >= 2, level_summary(db)
         check_scans(db, model, rng, 30)
@@ -109,6 +112,7 @@ def _snapshot_writes(values: dict[bytes, bytes], n_keys: int) -> int | None:
 
 
 N_KEYS = 40
+WRITES_BETWEEN_SCANS = 30
 
 
 def _round_robin_value(n: int) -> bytes:
@@ -118,6 +122,7 @@ def _round_robin_value(n: int) -> bytes:
 def test_scan_sees_the_snapshot_at_its_start_while_a_thread_writes(io_method, tmp_path):
     db = open_db(tmp_path / "db", io_method, **SMALL)
     done = [0]                      # writes completed (the call returned)
+    progress = threading.Condition()
     stop = threading.Event()
     errors = []
 
@@ -127,23 +132,38 @@ def test_scan_sees_the_snapshot_at_its_start_while_a_thread_writes(io_method, tm
             while not stop.is_set():
                 db.put(b"r%03d" % (n % N_KEYS), _round_robin_value(n))
                 n += 1
-                done[0] = n
+                with progress:
+                    done[0] = n
+                    progress.notify_all()
         except BaseException as e:       # noqa: BLE001 - reported below
             errors.append(e)
+        finally:
+            with progress:
+                progress.notify_all()
+
+    def wait_for_writes(count: int) -> None:
+        """Until the writer has completed ``count`` writes (or failed)."""
+        with progress:
+            progress.wait_for(lambda: done[0] >= count or errors)
+        assert not errors, errors
 
     t = threading.Thread(target=writer)
     t.start()
     try:
         checked = 0
         for _ in range(12):
-            time.sleep(0.02)
+            # A memtable holds ~25 of these writes: between two scans the
+            # writer switches memtables, so flushes (and compactions) run
+            # during the scans.
+            wait_for_writes(done[0] + WRITES_BETWEEN_SCANS)
             low = done[0]
             it = db.scan(b"r", b"s")
             high = done[0]
             rows = []
             for row in it:
                 rows.append(row)
-                time.sleep(0.0005)      # let the writer go on (and flush, and compact) meanwhile
+                if len(rows) % 10 == 0:
+                    wait_for_writes(done[0] + 1)     # the writer goes on meanwhile
             c = _snapshot_writes(dict(rows), N_KEYS)
             assert c is not None, f"scan saw no consistent state: {[v[:8] for _, v in rows]}"
             # The write in flight at either end may or may not be in.

@@ -235,6 +235,19 @@ def test_flipped_byte_in_the_last_record_tolerated_as_torn_tail():
         assert reader.dropped_tail_bytes == len(data) - last
 
 
+def test_damaged_record_end_tells_a_whole_damaged_record_from_a_cut_one():
+    items = [b"first" * 10, b"last" * 10]
+    data, offsets = wal_image(items)
+    _, reader = read(flip(data, len(data) - 1))                  # whole, checksum mismatch
+    assert reader.end_reason is EndReason.DAMAGED_TAIL and reader.damaged_record_end == len(data)
+    _, reader = read(data[:-1])                                  # cut by the end of the file
+    assert reader.end_reason is EndReason.DAMAGED_TAIL and reader.damaged_record_end is None
+    _, reader = read(data[:offsets[-1] + HEADER_BYTES - 1])      # cut inside the header
+    assert reader.damaged_record_end is None
+    _, reader = read(data)
+    assert reader.end_reason is EndReason.END_OF_DATA and reader.damaged_record_end is None
+
+
 def test_flipped_byte_in_the_last_record_raises_in_absolute():
     data, offsets = wal_image(payloads(10))
     with pytest.raises(CorruptionError) as info:

@@ -14,7 +14,12 @@ state, callable from any thread.  docs/compaction.md explains the rules.
   level's compaction pointer (wrapping to the first table), plus the Ln+1
   tables overlapping it.
 - When a task has one input table and nothing overlaps it in the next level,
-  it is a trivial move: the table changes level, no data is rewritten.
+  it is a trivial move: the table changes level, no data is rewritten --
+  unless the table is small (below table_bytes / SMALL_TABLE_DIVISOR): then
+  the small tables next to it in the next level (the one just before its
+  range, the one just after) join the task as lower inputs, so that small
+  tables (a flush at each reopen, an explicit flush) merge into bigger ones
+  instead of piling up one per flush.
 - A task is bottommost when no level below its output level overlaps its key
   range; only then may tombstones be dropped.
 
@@ -23,6 +28,7 @@ time); running several needs key-range conflict checks this module lacks.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Sequence
@@ -32,6 +38,7 @@ from hedge.lsm.version_edit import NUM_LEVELS, FileMeta, VersionEdit
 from hedge.options import Options
 
 NO_POINTERS: tuple[bytes | None, ...] = (None,) * NUM_LEVELS
+SMALL_TABLE_DIVISOR = 16    # a table under table_bytes / 16 is merged with small neighbours, not moved alone
 
 
 class Stall(StrEnum):
@@ -114,6 +121,9 @@ def pick(version: Version, options: Options,
     output_level = level + 1
     lower = version.overlapping(output_level, min(m.smallest_key for m in upper),
                                 max(m.largest_key for m in upper))
+    small = options.table_bytes // SMALL_TABLE_DIVISOR
+    if len(upper) == 1 and not lower and upper[0].size < small:
+        lower = _small_neighbours(version.levels[output_level], upper[0], small)
     start = min(m.smallest_key for m in upper + lower)
     end = max(m.largest_key for m in upper + lower)
     bottommost = not any(version.overlapping(deeper, start, end)
@@ -140,6 +150,14 @@ def _l0_inputs(version: Version) -> tuple[FileMeta, ...]:
                 end = max(end, meta.largest_key)
                 grown = True
     return tuple(m for m in l0 if m.number in chosen)
+
+
+def _small_neighbours(files: tuple[FileMeta, ...], meta: FileMeta, small: int) -> tuple[FileMeta, ...]:
+    """The tables of a sorted run just before and just after ``meta``'s
+    range (which overlaps none of them) that are smaller than ``small``, in
+    the run's order."""
+    i = bisect_left(files, meta.smallest_key, key=lambda m: m.smallest_key)
+    return tuple(m for m in files[max(i - 1, 0):i + 1] if m.size < small)
 
 
 def _next_in_round(files: tuple[FileMeta, ...], pointer: bytes | None) -> FileMeta:

@@ -28,12 +28,15 @@ COMPACTION_CHUNK = 512      # merged entries handed to compact_entries at a time
 
 async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldest_snapshot_seq: int,
                        max_output_bytes: int, block_bytes: int, bloom_bits_per_key: int,
-                       new_number: Callable[[], Awaitable[int]]) -> tuple[list[FileMeta], int]:
+                       new_number: Callable[[], Awaitable[int]],
+                       check: Callable[[], None] | None = None) -> tuple[list[FileMeta], int]:
     """Merge the tables of ``readers`` (one source each, any order) into new
     tables in ``directory``; return their FileMeta list (in key order) and
     the bytes written.  ``new_number()`` gives the file number of each output.
-    Raises what the reads, the writes or ``new_number`` raise (HedgeIOError,
-    CorruptionError, ...), after removing every output."""
+    ``check()``, when given, is called before each chunk of COMPACTION_CHUNK
+    entries is written and may raise to abandon the merge (a stop request).
+    Raises what the reads, the writes, ``new_number`` or ``check`` raise
+    (HedgeIOError, CorruptionError, ...), after removing every output."""
     sources = [table_entries([reader], None, None, fill_cache=False) for reader in readers]
     outputs: list[FileMeta] = []
     writer: TableWriter | None = None
@@ -42,6 +45,8 @@ async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldes
 
     async def emit(chunk) -> None:
         nonlocal writer, last_key, written
+        if check is not None:
+            check()
         for key, seq, kind, value in compact_entries(chunk, bottommost, oldest_snapshot_seq):
             if writer is not None and key != last_key and writer.estimated_file_size() >= max_output_bytes:
                 outputs.append(await writer.finish())

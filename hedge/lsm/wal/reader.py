@@ -70,7 +70,11 @@ class WalReader:
     - ``end_reason``: an EndReason;
     - ``dropped_tail_bytes``: bytes from ``end_offset`` to the end of the file
       that were dropped as damage (0 for a clean end);
-    - ``damage``: the CorruptionError describing the dropped damage, or None.
+    - ``damage``: the CorruptionError describing the dropped damage, or None;
+    - ``damaged_record_end``: when that damage is one whole record (it fits
+      in the file but fails its checksum), where the record ends; None when
+      the damage is cut short by the end of the file, or there is none.  The
+      manifest tells a torn append from a damaged record with it.
 
     Iterating again starts over from offset 0.
     """
@@ -86,6 +90,7 @@ class WalReader:
         self.end_reason: EndReason | None = None
         self.dropped_tail_bytes = 0
         self.damage: CorruptionError | None = None
+        self.damaged_record_end: int | None = None
 
     def read_all(self) -> list[Record]:
         """Every record, as a list (raises like iteration)."""
@@ -100,6 +105,7 @@ class WalReader:
         self.end_reason = None
         self.dropped_tail_bytes = 0
         self.damage = None
+        self.damaged_record_end = None
         pos = 0
         while True:
             self.end_offset = pos
@@ -115,7 +121,7 @@ class WalReader:
                 self._stop(pos, f"record of {length} bytes runs {end - n} bytes past the end of the file")
                 return
             if checksum_of(data, pos, end) != checksum:
-                self._stop(pos, "checksum mismatch")
+                self._stop(pos, "checksum mismatch", whole_record_end=end)
                 return
             if file_number != ours:
                 self._stop(pos, f"intact record of file {file_number}", stale=True)
@@ -128,9 +134,10 @@ class WalReader:
             yield Record(pos, rtype, bytes(view[pos + HEADER_BYTES:end]))
             pos = end
 
-    def _stop(self, pos: int, detail: str, stale: bool = False) -> None:
+    def _stop(self, pos: int, detail: str, stale: bool = False, whole_record_end: int | None = None) -> None:
         """Classify what starts at ``pos`` (not a record of this file); set
-        the end attributes or raise as the mode says."""
+        the end attributes or raise as the mode says.  ``whole_record_end``:
+        the damage is a record that fits in the file, ending there."""
         data = self._data
         n = len(data)
         if stale:
@@ -153,6 +160,7 @@ class WalReader:
         else:
             self.end_reason = EndReason.DAMAGED_TAIL
         self.damage = CorruptionError(self.file_name, pos, detail)
+        self.damaged_record_end = whole_record_end
         self.dropped_tail_bytes = n - pos
 
     def _next_intact(self, start: int) -> int | None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from hedge.lsm.compaction.policy import (NO_POINTERS, Stall, apply, level_scores, max_level_bytes,
-                                         pick, write_stall)
+from hedge.lsm.compaction.policy import (NO_POINTERS, SMALL_TABLE_DIVISOR, Stall, apply, level_scores,
+                                         max_level_bytes, pick, write_stall)
 from hedge.lsm.version import Version, apply as apply_edit
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.options import Options
@@ -105,6 +105,32 @@ def test_l0_table_disjoint_from_everything_moves_trivially():
     l0 = l0_tables(("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"))
     task = pick(version_of(l0, (table(1, "i", "j"),)), OPTS)
     assert task.trivial_move and task.upper == (l0[-1],)
+
+
+def test_a_small_table_merges_with_the_small_tables_next_to_it_instead_of_moving():
+    """A small table (under table_bytes / SMALL_TABLE_DIVISOR) that would move
+    down alone takes the small tables just before and after its range along:
+    small flushes merge instead of piling up one table each."""
+    small = OPTS.table_bytes // SMALL_TABLE_DIVISOR - 1
+    l0 = (table(100, "m", "n", size=small),)
+    l1 = (table(1, "a", "c", size=small), table(2, "p", "q", size=small), table(3, "x", "z", size=small))
+    v = version_of(l0, l1)
+    task = pick(v, OPTS.replace(l0_compaction_trigger=1, l0_slowdown_trigger=6))
+    assert not task.trivial_move and task.upper == l0 and task.lower == l1[:2]
+    after = apply_edit(v, apply(v, task, [table(50, "a", "q", size=3 * small)]))
+    assert [m.number for m in after.levels[1]] == [50, 3]
+
+
+def test_a_small_table_next_to_big_tables_or_a_big_table_still_moves_trivially():
+    opts = OPTS.replace(l0_compaction_trigger=1, l0_slowdown_trigger=6)
+    small = OPTS.table_bytes // SMALL_TABLE_DIVISOR
+    big_neighbours = version_of((table(100, "m", "n", size=small - 1),),
+                                (table(1, "a", "c", size=small), table(2, "p", "q", size=small)))
+    big_table = version_of((table(100, "m", "n", size=small),),
+                           (table(1, "a", "c", size=1), table(2, "p", "q", size=1)))
+    for v in (big_neighbours, big_table):
+        task = pick(v, opts)
+        assert task.trivial_move and task.lower == ()
 
 
 def test_trivial_move_with_outputs_is_refused():

@@ -1,0 +1,353 @@
+"""Maintenance: the background scheduler that flushes immutable memtables
+and runs compactions.
+
+One maintenance task per database, on a background executor.  It loops:
+flush the oldest immutable memtable when there is one; otherwise run the
+compaction the pure policy picks (hedge/lsm/compaction/policy.py);
+otherwise sleep until ``wake``.  Each job writes its tables (fdatasync'ed),
+opens them, then hands one edit to ``VersionSet.log_and_apply``, whose
+install callback swaps the engine's super version; files the edit made
+obsolete (the flushed WAL, compaction inputs) are removed afterwards.
+With the compaction worker process (Options.compaction_process) a
+compaction runs as a task of its own beside the loop (one at a time) and
+flushes go on while the worker merges; log_and_apply makes their installs
+take turns.
+
+What it needs from the engine (``tree``): ``super_version`` (the state to
+flush and compact), ``install(version, added, dropped, flushed)`` (called
+inside the install turn), ``oldest_snapshot()``, ``background_error``,
+``record_background_error(error, what)`` and the ``changed`` Signal it
+announces idleness on.
+
+Errors: a failed job becomes the engine's background error (recorded once;
+nothing is retried) and the loop then only waits to be stopped.  Any error
+that would end the task itself is recorded the same way, so callers waiting
+on flushes or compactions see BackgroundError instead of hanging.
+
+Stopping (``stop``, from the thread closing the database): the loop ends
+at its next safe point; a running job gives up at its next chunk boundary
+(``_check_stop``), closing and removing the table it was writing.  The task
+is never cancelled in the middle of I/O that creates a file, so no new
+table's descriptor can be left open; only a compaction waiting on the
+worker process is cancelled, which kills the worker.  Cancelling the task
+is the last resort after STOP_SECONDS.
+
+Threads: the task, and everything named ``_...`` here, run on its
+background executor; ``wake``, ``stop``, ``stats`` and the properties may
+be called from any thread.
+"""
+from __future__ import annotations
+
+import logging
+
+from hedge.errors import Cancelled, ClosedError
+from hedge.exec import forkguard, spawn
+from hedge.exec.signal import Signal
+from hedge.io import ops
+from hedge.lsm import filenames
+from hedge.lsm.compaction import policy
+from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
+from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig, reserve_count
+from hedge.lsm.table_cache import TableCache
+from hedge.lsm.table_io import write_table
+from hedge.lsm.version_edit import VersionEdit
+from hedge.lsm.version_set import VersionSet
+from hedge.options import Options
+
+log = logging.getLogger("hedge")
+
+STOP_SECONDS = 60           # how long stop() waits for the task before cancelling it
+
+
+class _Stopped(ClosedError):
+    """Raised inside a job at its next safe point once a stop is requested."""
+
+
+class Maintenance:
+    def __init__(self, tree, versions: VersionSet, tables: TableCache, options: Options,
+                 worker_config: WorkerConfig):
+        self._tree = tree
+        self._versions = versions
+        self._tables = tables
+        self._options = options
+        self._worker_config = worker_config
+        self._work = Signal()           # something may be due
+        self._stopping = False
+        self._handle = None             # the task's SyncHandle once started
+        self._generation = forkguard.generation()
+        self._idle_epoch = 0            # bumped each time the loop finds nothing to do
+        self._compacting = None         # the compaction Task running beside flushes (worker process)
+        self._on_worker = False         # that task is waiting on the worker (the one safe place to cancel it)
+        self._worker: CompactionWorker | None = None
+        self.counters = {"flushes": 0, "flush_bytes": 0, "compactions": 0, "trivial_moves": 0,
+                         "compaction_bytes_read": 0, "compaction_bytes_written": 0}
+
+    # -- control (any thread) ---------------------------------------------------------
+    def start(self, pool) -> None:
+        """Start the task on ``pool`` (the background pool)."""
+        self._handle = pool.submit(self._run(), name="maintenance")
+
+    def wake(self) -> None:
+        """Something may be due (a memtable to flush, a new version)."""
+        self._work.notify()
+
+    def stop(self) -> None:
+        """Stop the task and wait for it to end (see the module docstring).
+        REQUIRES: called from a thread that is not the task's executor."""
+        self._stopping = True
+        handle = self._handle
+        if handle is None or forkguard.generation() != self._generation:
+            return          # never started, or the task belongs to the parent process
+        self._work.notify()
+        try:
+            try:
+                handle.wait(timeout=STOP_SECONDS)
+            except TimeoutError:
+                log.error("hedge: maintenance did not stop within %d s; cancelling it", STOP_SECONDS)
+                if handle.task is not None:
+                    handle.task.cancel()
+                handle.wait(timeout=STOP_SECONDS)
+        except (Cancelled, ClosedError):
+            pass
+
+    def stop_worker(self) -> None:
+        """Stop the compaction worker, if one runs (never hangs).  REQUIRES:
+        the task has ended."""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop()
+
+    @property
+    def worker(self) -> CompactionWorker | None:
+        """The compaction worker process's handle, once started."""
+        return self._worker
+
+    def settled_since(self, epoch: int) -> bool:
+        """Whether the loop went idle after ``epoch`` (an ``idle_epoch``
+        read earlier) and nothing is due now."""
+        if self._idle_epoch <= epoch or self._compacting is not None:
+            return False
+        sv = self._tree.super_version
+        return not sv.imms and policy.pick(sv.version, self._options,
+                                           self._versions.current.compact_pointers) is None
+
+    @property
+    def idle_epoch(self) -> int:
+        return self._idle_epoch
+
+    def stats(self) -> dict:
+        c = self.counters
+        return {"count": c["compactions"], "trivial_moves": c["trivial_moves"], "flushes": c["flushes"],
+                "flush_bytes": c["flush_bytes"], "bytes_read": c["compaction_bytes_read"],
+                "bytes_written": c["compaction_bytes_written"],
+                "worker_pid": self._worker.pid if self._worker is not None else None}
+
+    # -- the task --------------------------------------------------------------------
+    async def _run(self) -> None:
+        tree = self._tree
+        try:
+            await self._loop()
+        except Cancelled:
+            raise
+        except BaseException as e:  # noqa: BLE001 - a dead task must not leave callers waiting
+            tree.record_background_error(e, "the maintenance task")
+        finally:
+            await self._end_compacting()
+            tree.changed.notify()
+
+    async def _loop(self) -> None:
+        tree = self._tree
+        while not self._stopping:
+            gen = self._work.generation
+            job = self._next_job()
+            if job is None:
+                if self._compacting is None:
+                    self._idle_epoch += 1
+                tree.changed.notify()
+                await self._work.wait(gen)
+                continue
+            try:
+                await job()
+            except Cancelled:
+                raise
+            except _Stopped:
+                break
+            except BaseException as e:  # noqa: BLE001
+                tree.record_background_error(e, "background flush/compaction")
+            tree.changed.notify()
+
+    def _next_job(self):
+        """The job due now (a coroutine function), or None.  A compaction for
+        the worker process starts here as a task beside the loop."""
+        tree = self._tree
+        if tree.background_error is not None:
+            return None
+        sv = tree.super_version
+        if sv.imms:
+            return self._flush_oldest
+        if self._compacting is not None:
+            return None
+        task = policy.pick(sv.version, self._options, self._versions.current.compact_pointers)
+        if task is None:
+            return None
+        if self._options.compaction_process and not task.trivial_move:
+            self._compacting = spawn(self._compact_beside(task), name="compaction")
+            return None
+        return lambda: self._compact(task)
+
+    async def _end_compacting(self) -> None:
+        """Wait for the compaction beside the loop; cancel it only while it
+        waits on the worker process (which kills the worker)."""
+        compacting = self._compacting
+        if compacting is None:
+            return
+        if self._on_worker:
+            compacting.cancel()
+        try:
+            await compacting
+        except BaseException:  # noqa: BLE001 - being stopped
+            pass
+
+    async def _compact_beside(self, task) -> None:
+        try:
+            await self._compact(task)
+        except (Cancelled, _Stopped):
+            pass
+        except BaseException as e:  # noqa: BLE001
+            self._tree.record_background_error(e, "background compaction")
+        finally:
+            self._compacting = None
+            self._work.notify()
+
+    def _check_stop(self) -> None:
+        if self._stopping:
+            raise _Stopped("the database is closing")
+
+    def _path(self, name: str) -> str:
+        return filenames.join(self._versions.directory, name)
+
+    # -- jobs --------------------------------------------------------------------------
+    async def _flush_oldest(self) -> None:
+        sv = self._tree.super_version
+        mem, wal_number = sv.imms[-1]
+        opts = self._options
+        number = self._versions.new_file_number()
+        meta, written = await write_table(self._tables.path(number), number, mem.entries(), opts.block_bytes,
+                                          opts.bloom_bits_per_key, check=self._check_stop)
+        # WALs older than the oldest memtable still unflushed are obsolete.
+        remaining = sv.imms[:-1]
+        next_wal = remaining[-1][1] if remaining else sv.mem_wal
+        edit = VersionEdit(wal_number=next_wal)
+        edit.add_file(0, meta)
+        await self._install(edit, flushed=mem, counts={"flushes": 1, "flush_bytes": written})
+        await _unlink_logged(self._path(filenames.wal_name(wal_number)))
+
+    async def _compact(self, task) -> None:
+        tree = self._tree
+        sv = tree.super_version
+        if task.trivial_move:
+            await self._install(policy.apply(sv.version, task, []), counts={"trivial_moves": 1})
+            return
+        inputs = [meta for _level, files in task.inputs() for meta in files]
+        oldest = tree.oldest_snapshot()
+        opts = self._options
+        if opts.compaction_process:
+            outputs, written = await self._merge_in_worker(task, inputs, oldest)
+        else:
+            versions = self._versions
+
+            async def new_number() -> int:
+                return versions.new_file_number()
+
+            outputs, written = await merge_tables(
+                [sv.tables[meta.number] for meta in inputs], directory=versions.directory,
+                bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
+                block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key, new_number=new_number,
+                check=self._check_stop)
+        # Flushes may have added L0 tables meanwhile (worker process): the
+        # edit is checked against the current version.
+        edit = policy.apply(tree.super_version.version, task, outputs)
+        await self._install(edit, counts={"compactions": 1, "compaction_bytes_written": written,
+                                          "compaction_bytes_read": sum(meta.size for meta in inputs)})
+        cache = self._tables.block_cache
+        for meta in inputs:
+            if cache is not None:
+                cache.erase_table(meta.number)
+            await _unlink_logged(self._tables.path(meta.number))
+
+    async def _merge_in_worker(self, task, inputs: list, oldest: int) -> tuple[list, int]:
+        """The merge of ``_compact`` in the worker process (started on first
+        use); the task waits by polling its socket through the ring.  When
+        the job fails, every output number reserved for it is removed (a
+        dead worker may have left partial tables)."""
+        worker = self._worker
+        if worker is None or not worker.usable:
+            if worker is not None:
+                worker.kill()
+            worker = self._worker = CompactionWorker(self._worker_config)
+        versions = self._versions
+        reserved = [versions.new_file_number()
+                    for _ in range(reserve_count(sum(m.size for m in inputs), task.max_output_bytes))]
+
+        def more(n: int) -> list[int]:
+            extra = [versions.new_file_number() for _ in range(n)]
+            reserved.extend(extra)
+            return extra
+
+        opts = self._options
+        job = CompactionJob(directory=versions.directory, inputs=tuple(m.number for m in inputs),
+                            direct_io=opts.direct_io, bottommost=task.bottommost, oldest_snapshot_seq=oldest,
+                            max_output_bytes=task.max_output_bytes, block_bytes=opts.block_bytes,
+                            bloom_bits_per_key=opts.bloom_bits_per_key, output_numbers=tuple(reserved))
+        self._on_worker = True
+        try:
+            return await worker.run(job, more)
+        except Cancelled:
+            raise               # stopping: partial outputs are orphans, removed at the next open
+        except BaseException:
+            for number in reserved:
+                await unlink_quietly(self._tables.path(number))
+            raise
+        finally:
+            self._on_worker = False
+
+    async def _install(self, edit: VersionEdit, flushed=None, counts: dict | None = None) -> None:
+        """Open the tables ``edit`` adds, make it durable and current, and
+        swap the super version (dropping the ``flushed`` memtable); the
+        tables it deletes leave the table cache.  ``counts`` are added to
+        the counters before the swap, so a caller woken by it sees them."""
+        tables = self._tables
+        current = self._tree.super_version.tables
+        added = {}
+        pinned = []
+        try:
+            for _level, meta in edit.added_files:
+                if meta.number not in current:      # a trivial move keeps its reader
+                    added[meta.number] = await tables.open(meta.number)
+            kept = {meta.number for _level, meta in edit.added_files}
+            dropped = [number for _level, number in edit.deleted_files if number not in kept]
+            # Readers of older super versions may still read the dropped
+            # tables after their files are unlinked: keep the files open.
+            pinned = await tables.pin(dropped)
+
+            def install(state) -> None:
+                for name, n in (counts or {}).items():
+                    self.counters[name] += n
+                self._tree.install(state.version, added, dropped, flushed)
+                for number in dropped:
+                    tables.drop(number)
+
+            await self._versions.log_and_apply(edit, install)
+        except BaseException:
+            for number in added:
+                tables.discard(number)
+            raise
+        finally:
+            tables.unpin(pinned)
+
+
+async def _unlink_logged(path: str) -> None:
+    try:
+        await ops.unlink(path)
+    except Exception as e:  # noqa: BLE001 - an orphan is removed on the next open
+        log.warning("hedge: could not remove %s: %s", path, e)

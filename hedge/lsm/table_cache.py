@@ -1,0 +1,235 @@
+"""TableCache: the open tables of one database, with a bound on their file
+descriptors (LevelDB's table cache and ``max_open_files``).
+
+``open(number)`` reads a table's metadata (footer, index, bloom filter)
+into a TableReader that stays in memory while the table is live.  The
+reader reads its blocks through the cache's handle on the table's file: at
+most ``max_open_files`` table files of live tables are open at once; opening
+one more closes the least recently used file that no read is using, and a
+later read reopens it.  A file with reads in progress (``users``) is never
+closed, so the count may pass the limit by the number of concurrent reads.
+
+A table leaves through ``drop`` once the version no longer holds it, just
+before its file is unlinked.  Readers holding an older super version may
+still read it, so its file must stay open: the caller pins it (``pin``,
+which reopens it when needed) before the edit is installed; a dropped
+file leaves the LRU, is never closed by the cache except at ``close``, and
+otherwise closes when the last reference to its reader goes.  ``discard``
+closes a table that was opened but never published (a failed install).
+
+Invariants: a live table's file is open or closed, never half-way; a file
+with users > 0 is never closed before ``close``; the LRU holds exactly the
+live tables whose file is open.
+
+Threads: any executor thread may read through a reader or call ``open`` /
+``pin``; the bookkeeping is under one lock, never held across an await.
+``drop``/``discard``/``unpin``/``close`` do no I/O and may run anywhere.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+
+from hedge.io import ops
+from hedge.io.file import File
+from hedge.lsm import filenames
+from hedge.lsm.cache import BlockCache
+from hedge.lsm.table import TableReader
+from hedge.lsm.table_io import read_at
+
+
+class _Handle:
+    """One table's file, open or closed, and the reads using it."""
+
+    __slots__ = ("number", "path", "file", "users", "live", "__weakref__")
+
+    def __init__(self, number: int, path: str):
+        self.number = number
+        self.path = path
+        self.file: File | None = None
+        self.users = 0
+        self.live = True
+
+
+class TableCache:
+    def __init__(self, directory: str, direct_io: bool, block_cache: BlockCache | None, max_open_files: int):
+        """REQUIRES: max_open_files >= 1."""
+        self.directory = directory
+        self.direct_io = direct_io
+        self.block_cache = block_cache
+        self.max_open_files = max_open_files
+        self._lock = threading.Lock()
+        self._live: dict[int, _Handle] = {}
+        self._lru: OrderedDict[int, _Handle] = OrderedDict()     # least recently used first
+        self._dropped: weakref.WeakSet[_Handle] = weakref.WeakSet()
+        self.reopens = 0
+
+    def path(self, number: int) -> str:
+        return filenames.join(self.directory, filenames.table_name(number))
+
+    # -- tables ------------------------------------------------------------------------
+    async def open(self, number: int) -> TableReader:
+        """Open table ``number`` and read its metadata; return its reader.
+        Raises CorruptionError, HedgeIOError."""
+        handle = _Handle(number, self.path(number))
+        file = await self._open_file(handle.path)
+        try:
+            size = file.size()
+        except BaseException:
+            file.close()
+            raise
+        self._publish(handle, file)
+        try:
+            return await TableReader.open(self._reader(handle), size, handle.path, number, self.block_cache)
+        except BaseException:
+            self.discard(number)
+            raise
+
+    async def pin(self, numbers) -> list[_Handle]:
+        """Keep the files of tables ``numbers`` open (reopening them when
+        needed) until ``unpin``.  Raises HedgeIOError."""
+        pinned = []
+        try:
+            for number in numbers:
+                handle = self._live[number]
+                if self._acquire(handle) is None:
+                    await self._reopen(handle)
+                pinned.append(handle)
+        except BaseException:
+            self.unpin(pinned)
+            raise
+        return pinned
+
+    def unpin(self, handles: list[_Handle]) -> None:
+        for handle in handles:
+            self._release(handle)
+
+    def drop(self, number: int) -> None:
+        """Table ``number`` left the version: its file leaves the LRU and
+        stays open for readers of older super versions (see the module
+        docstring).  REQUIRES: pinned by the caller."""
+        with self._lock:
+            handle = self._live.pop(number, None)
+            if handle is None:
+                return
+            handle.live = False
+            self._lru.pop(number, None)
+            self._dropped.add(handle)
+
+    def discard(self, number: int) -> None:
+        """Close table ``number`` now (opened, never published)."""
+        with self._lock:
+            handle = self._live.pop(number, None)
+            if handle is None:
+                return
+            handle.live = False
+            self._lru.pop(number, None)
+            file, handle.file = handle.file, None
+        if file is not None:
+            file.close()
+
+    def close(self) -> None:
+        """Close every table file, live or dropped."""
+        with self._lock:
+            handles = list(self._live.values()) + list(self._dropped)
+            self._live.clear()
+            self._lru.clear()
+            files = []
+            for handle in handles:
+                handle.live = False
+                if handle.file is not None:
+                    files.append(handle.file)
+                    handle.file = None
+        for file in files:
+            file.close()
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"tables": len(self._live), "open_files": len(self._lru), "max_open_files": self.max_open_files,
+                    "reopens": self.reopens}
+
+    # -- reads -------------------------------------------------------------------------
+    def _reader(self, handle: _Handle):
+        """The ``read(offset, length)`` a TableReader of ``handle`` uses."""
+        async def read(offset: int, length: int) -> bytes:
+            file = self._acquire(handle)
+            if file is None:
+                file = await self._reopen(handle)
+            try:
+                return await read_at(file, offset, length)
+            finally:
+                self._release(handle)
+
+        return read
+
+    def _acquire(self, handle: _Handle) -> File | None:
+        """The open file of ``handle`` with one more user, or None when it
+        is closed."""
+        with self._lock:
+            file = handle.file
+            if file is not None:
+                handle.users += 1
+                if handle.live:
+                    self._lru.move_to_end(handle.number)
+            return file
+
+    async def _reopen(self, handle: _Handle) -> File:
+        """Open the file of ``handle`` again; return it with one more user."""
+        file = await self._open_file(handle.path)
+        with self._lock:
+            self.reopens += 1
+            spare = None
+            if handle.file is None:
+                handle.file = file
+                if handle.live:
+                    self._lru[handle.number] = handle
+            else:
+                spare = file                    # another reader reopened it meanwhile
+            handle.users += 1
+            current = handle.file
+            victims = self._evict()
+        if spare is not None:
+            spare.close()
+        for victim in victims:
+            victim.close()
+        return current
+
+    def _release(self, handle: _Handle) -> None:
+        with self._lock:
+            handle.users -= 1
+            victims = self._evict() if len(self._lru) > self.max_open_files else ()
+        for victim in victims:
+            victim.close()
+
+    def _publish(self, handle: _Handle, file: File) -> None:
+        with self._lock:
+            old = self._live.get(handle.number)
+            if old is not None:
+                raise ValueError(f"table {handle.number} is open already")
+            handle.file = file
+            self._live[handle.number] = handle
+            self._lru[handle.number] = handle
+            victims = self._evict()
+        for victim in victims:
+            victim.close()
+
+    def _evict(self) -> list[File]:
+        """Take the least recently used idle files beyond the limit out of
+        the LRU; return them for closing.  REQUIRES: the lock is held."""
+        excess = len(self._lru) - self.max_open_files
+        victims = []
+        if excess > 0:
+            for number, handle in list(self._lru.items()):
+                if handle.users == 0:
+                    del self._lru[number]
+                    victims.append(handle.file)
+                    handle.file = None
+                    excess -= 1
+                    if excess == 0:
+                        break
+        return victims
+
+    async def _open_file(self, path: str) -> File:
+        return await ops.open_file(path, os.O_RDONLY, direct=self.direct_io)
