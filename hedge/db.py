@@ -194,6 +194,14 @@ class DB:
                           "memtable_bytes": self.options.memtable_bytes}
         return out
 
+    def snapshot(self) -> "Snapshot":
+        """A read-only view of the database as it is now: get, multi_get and
+        scan on it see no later write.  Release it with ``close()`` (or use
+        it as a context manager); until then compactions keep what it sees."""
+        self._check()
+        sid, seq = self._engine.acquire_snapshot()
+        return Snapshot(self._calls, sid, seq)
+
     # -- the dict face ----------------------------------------------------------------
     def __getitem__(self, key) -> bytes:
         """``db[key]``: the value, or KeyError when absent."""
@@ -273,6 +281,84 @@ class DB:
 
     def __repr__(self) -> str:
         return f"<hedge.DB {self.directory!r} {'closed' if self.closed else 'open'}>"
+
+
+class Snapshot:
+    """The database at one sequence number (``db.snapshot()``).  Blocking
+    ``get``/``multi_get``/``scan`` here; the same as coroutines on ``aio``.
+    Any thread may use it; ``close()`` releases it (idempotent)."""
+
+    def __init__(self, calls: "_Calls", sid: int, seq: int):
+        self._calls = calls
+        self._engine = calls.engine
+        self._sid = sid
+        self.sequence = seq
+        self._closed = False
+        self.aio = _AsyncSnapshot(self)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError("the snapshot is released")
+        self._calls.check()
+
+    def get(self, key, default=None):
+        """The value ``key`` had when the snapshot was taken, or ``default``."""
+        self._check()
+        value = self._calls.call(self._engine.get(key, self.sequence))
+        return default if value is None else value
+
+    def multi_get(self, keys) -> list:
+        self._check()
+        keys = [check_key(k) for k in keys]
+        return self._calls.call(self._engine.multi_get(keys, self.sequence))
+
+    def scan(self, start=None, end=None):
+        """Pairs with start <= key < end as they were at the snapshot."""
+        self._check()
+        start = None if start is None else check_key(start)
+        end = None if end is None else check_key(end)
+        return _ScanIterator(self._calls, self._engine.scan(start, end, self.sequence))
+
+    def close(self) -> None:
+        """Release the snapshot: compactions may drop what only it saw."""
+        if not self._closed:
+            self._closed = True
+            self._engine.release_snapshot(self._sid)
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+class _AsyncSnapshot:
+    """``snapshot.aio``: the snapshot's reads as coroutines (hedge tasks or
+    asyncio tasks, as ``db.aio``)."""
+
+    def __init__(self, snapshot: Snapshot):
+        self._snapshot = snapshot
+
+    def get(self, key):
+        s = self._snapshot
+        s._check()
+        return s._calls.awaitable(s._engine.get(key, s.sequence))
+
+    def multi_get(self, keys):
+        s = self._snapshot
+        s._check()
+        return s._calls.awaitable(s._engine.multi_get(keys, s.sequence))
+
+    def scan(self, start=None, end=None):
+        s = self._snapshot
+        s._check()
+        start = None if start is None else check_key(start)
+        end = None if end is None else check_key(end)
+        return s._calls.aiter(s._engine.scan(start, end, s.sequence))
 
 
 class _ScanIterator:
@@ -369,6 +455,15 @@ class _Calls:
                 return self.in_loop(loop, coro)
         return coro
 
+    def aiter(self, agen):
+        """``agen`` (an engine async iterator) itself for a hedge task; for
+        an asyncio task, one whose steps run on the loop thread's executor."""
+        if current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return _LoopScan(self, loop, agen)
+        return agen
+
     async def in_loop(self, loop, coro):
         try:
             executor = self.callers.current()
@@ -425,12 +520,7 @@ class AsyncDB:
             start = check_key(start)
         if end is not None:
             end = check_key(end)
-        agen = self._engine.scan(start, end)
-        if current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return _LoopScan(self._calls, loop, agen)
-        return agen
+        return self._calls.aiter(self._engine.scan(start, end))
 
     def flush(self):
         self._calls.check()

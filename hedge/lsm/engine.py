@@ -293,10 +293,12 @@ class Engine:
         if self._closing:
             raise ClosedError("the database is closed")
 
-    async def get(self, key) -> bytes | None:
+    async def get(self, key, snap: int | None = None) -> bytes | None:
+        """The value of ``key`` at sequence ``snap`` (None: now), or None."""
         key = check_key(key)
         self.check_open()
-        snap = self.versions.last_seq
+        if snap is None:
+            snap = self.versions.last_seq
         sv = self._sv
         found = sv.mem.get(key, snap)
         if found is None:
@@ -314,23 +316,40 @@ class Engine:
             return None
         return found[2]
 
-    async def multi_get(self, keys) -> list:
+    async def multi_get(self, keys, snap: int | None = None) -> list:
         keys = [check_key(k) for k in keys]
-        return await gather(*(self.get(k) for k in keys))
+        if snap is None:
+            snap = self.versions.last_seq
+        return await gather(*(self.get(k, snap) for k in keys))
 
-    async def scan(self, start=None, end=None):
+    def acquire_snapshot(self) -> tuple[int, int]:
+        """Pin the current sequence number: compactions keep what it sees
+        until ``release_snapshot(id)``.  Returns (id, sequence number)."""
+        self.check_open()
+        sid = next(self._snapshot_ids)
+        with self._snapshot_lock:
+            snap = self.versions.last_seq
+            self._snapshots[sid] = snap
+        return sid, snap
+
+    def release_snapshot(self, sid: int) -> None:
+        with self._snapshot_lock:
+            self._snapshots.pop(sid, None)
+
+    async def scan(self, start=None, end=None, snap: int | None = None):
         """Async iterator of (key, value), start inclusive, end exclusive,
-        over the snapshot taken when iteration begins."""
+        over the snapshot taken when iteration begins (or at ``snap``, a
+        sequence number the caller holds with ``acquire_snapshot``)."""
         if start is not None:
             start = check_key(start)
         if end is not None:
             end = check_key(end)
         self.check_open()
-        snap = self.versions.last_seq
+        if snap is None:
+            sid, snap = self.acquire_snapshot()     # the sequence number first, the super version second
+        else:
+            sid = None
         sv = self._sv
-        sid = next(self._snapshot_ids)
-        with self._snapshot_lock:
-            self._snapshots[sid] = snap
         try:
             if start is not None and end is not None and start >= end:
                 return
@@ -354,8 +373,8 @@ class Engine:
                     raise ClosedError("the database was closed during the scan")
                 yield item
         finally:
-            with self._snapshot_lock:
-                self._snapshots.pop(sid, None)
+            if sid is not None:
+                self.release_snapshot(sid)
 
     # -- requests from the API ----------------------------------------------------
     async def flush(self) -> None:

@@ -338,3 +338,45 @@ def test_a_database_dropped_without_close_releases_its_lock(tmp_path, io_method)
         del db
     with open_db(path, io_method) as again:              # no LockError: the lock went with it
         assert again.get(b"k") == b"v"
+
+
+def test_a_snapshot_sees_no_later_write_even_after_compaction(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    try:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"old%03d" % i)
+        snap = db.snapshot()
+        for i in range(100):
+            if i % 3 == 0:
+                db.remove(b"k%03d" % i)
+            else:
+                db.put(b"k%03d" % i, b"new%03d" % i)
+        db.put(b"later", b"x")
+        db.compact()                                  # compactions keep what the snapshot sees
+        expected = [(b"k%03d" % i, b"old%03d" % i) for i in range(100)]
+        assert list(snap.scan()) == expected
+        assert snap.get(b"k003") == b"old003" and snap.get(b"later") is None
+        assert snap.get(b"later", b"absent") == b"absent"
+        assert snap.multi_get([b"k001", b"k099", b"later"]) == [b"old001", b"old099", None]
+        assert db.get(b"k003") is None and db.get(b"k004") == b"new004"
+
+        async def from_asyncio():
+            got = [item async for item in snap.aio.scan(b"k010", b"k013")]
+            return got, await snap.aio.get(b"k000"), await snap.aio.multi_get([b"k002"])
+
+        assert asyncio.run(from_asyncio()) == ([(b"k010", b"old010"), (b"k011", b"old011"),
+                                               (b"k012", b"old012")], b"old000", [b"old002"])
+
+        async def from_a_hedge_task():
+            return await snap.aio.get(b"k005")
+
+        assert db.run(from_a_hedge_task()) == b"old005"
+        with snap:
+            pass                                          # the context manager releases it
+        with pytest.raises(ClosedError):
+            snap.get(b"k001")
+        db.compact()
+        with db.snapshot() as fresh:
+            assert fresh.get(b"k003") is None and fresh.get(b"k004") == b"new004"
+    finally:
+        db.close()
