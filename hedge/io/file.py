@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from hedge.errors import ClosedError, HedgeIOError
+from hedge.io import powerloss
 from hedge.io.buffer import ALIGN
 
 O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -40,10 +41,13 @@ class File:
             if not O_DIRECT:
                 raise HedgeIOError(22, "open", path, "O_DIRECT is not supported on this platform")
             flags |= O_DIRECT
+        note = powerloss.before_open(path, flags) if powerloss.armed else None
         try:
             fd = os.open(path, flags | os.O_CLOEXEC, mode)
         except OSError as e:
             raise HedgeIOError(e.errno or 5, "open", path) from None
+        if note is not None:
+            powerloss.after_open(note, fd)
         return cls(fd, path, direct)
 
     def check_open(self) -> None:
