@@ -23,17 +23,20 @@ faults.py).  Events, one JSON array per line:
     ["rename", dir, old, new, ino, over]  over: the inode ``new`` named, or null
     ["unlink", dir, name, ino]
     ["patch", ino, offset, shadow]        synced bytes about to be overwritten
-    ["sync", ino, size]                   fsync/fdatasync of a file completed
-                                          (size: the file's size when issued)
+    ["sbegin", id] / ["sync", ino, size, id]
+                                          fsync/fdatasync of a file issued /
+                                          completed (size: when issued)
     ["dbegin", dir, id] / ["dend", id]    fsync of a directory issued / completed
     ["kill", pid, op, path]               the kill point was reached
 
-A name operation is logged after it completed, a directory fsync when it is
-issued and again when it completed; a name operation logged before the
-"dbegin" of a completed directory fsync is durable.  An inode that loses its
-last name (unlink, rename over it) is first hard-linked into the shadow
-directory as ``<ino>``, so its bytes stay readable for an image that undoes
-the operation.  A kill between an operation and its log line makes the
+A name operation is logged after it completed, an fsync when it is issued
+and again when it completed; a name operation logged before the "dbegin" of
+a completed fsync of its directory is durable (under any model), one logged
+before the issue of any completed fsync is durable on a journaling file
+system (the power model: an fsync commits the journal).  An inode that
+loses its last name (unlink, rename over it) is first hard-linked into the
+shadow directory as ``<ino>``, so its bytes stay readable for an image that
+undoes the operation.  A kill between an operation and its log line makes the
 recording lose that one operation: the image is then one of a process killed
 just before it, which is also a possible outcome.
 
@@ -42,12 +45,13 @@ are dead); ``image(directory, dest, model, rng)`` writes into ``dest`` what
 ``directory`` could hold after a power loss at the end of the recording:
 
     crash   every operation kept, every byte written (a process crash)
-    power   name operations kept in order up to a random point (a journaling
-            file system commits them in order), unsynced file tails cut,
-            torn or zero-filled
-    strict  POSIX only: a random subset (``keep`` = its probability; 0:
-            none) of the name operations not made durable kept, unsynced
-            tails as for power
+    power   a journaling file system (ext4, xfs): name operations are
+            committed in order, every fsync commits all before it; of the
+            rest, those up to a random point are kept; file data beyond the
+            file's last fsync is cut, torn or zero-filled
+    strict  POSIX only: a name operation is durable once its directory was
+            fsync'ed; of the rest a random subset (``keep`` = the
+            probability of each; 0: none) is kept; file data as for power
 
 Kill points.  The armed environment may name a kill point: the ``count``-th
 completed event ``op`` ("create", "rename", "unlink", "sync", "dsync" or
@@ -96,6 +100,9 @@ class _Recorder:
                 elif ev[0] == "sync":
                     self.synced[ev[1]] = ev[2]
 
+    def __del__(self):
+        os.close(self.fd)
+
     def write(self, event: list, op: str | None = None, path: str | None = None) -> None:
         with _lock:
             os.write(self.fd, (json.dumps(event) + "\n").encode())
@@ -115,6 +122,12 @@ class _Recorder:
         if os.getpgrp() == os.getsid(0):
             os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
+
+    def ident(self) -> str:
+        """A name unique across the processes of a recording."""
+        with _lock:
+            self.serial += 1
+            return f"{os.getpid()}.{self.serial}"
 
     def watched(self, path: str) -> tuple[str, str] | None:
         path = os.path.abspath(path)
@@ -139,9 +152,7 @@ class _Recorder:
             data = os.pread(src, end - offset, offset)
         finally:
             os.close(src)
-        with _lock:
-            self.serial += 1
-            name = f"patch-{os.getpid()}-{self.serial}"
+        name = f"patch-{self.ident()}"
         with open(os.path.join(self.shadow, name), "wb") as f:
             f.write(data)
         self.write(["patch", ino, offset, name])
@@ -164,11 +175,11 @@ def arm(log: str, shadow: str, dirs, kill: dict | None = None) -> None:
 
 
 def disarm() -> None:
+    """Stop recording in this process.  A hook already running on another
+    thread still finishes its line (the log closes with the last reference)."""
     global armed, _rec
     armed = False
-    rec, _rec = _rec, None
-    if rec is not None:
-        os.close(rec.fd)
+    _rec = None
 
 
 def begin(log: str, directories) -> dict:
@@ -244,14 +255,14 @@ def before_sync(file):
         d = os.path.abspath(file.path)
         if d not in rec.dirs:
             return None
-        with _lock:
-            rec.serial += 1
-            ident = f"{os.getpid()}.{rec.serial}"
+        ident = rec.ident()
         rec.write(["dbegin", d, ident])
         return ("dir", ident, d)
     if rec.watched(file.path) is None:
         return None
-    return ("file", st.st_ino, st.st_size, file.path)
+    ident = rec.ident()
+    rec.write(["sbegin", ident])
+    return ("file", st.st_ino, st.st_size, file.path, ident)
 
 
 def after_sync(note) -> None:
@@ -261,9 +272,9 @@ def after_sync(note) -> None:
     if note[0] == "dir":
         rec.write(["dend", note[1]], "dsync", note[2])
     else:
-        _, ino, size, path = note
+        _, ino, size, path, ident = note
         rec.synced[ino] = size
-        rec.write(["sync", ino, size], "sync", path)
+        rec.write(["sync", ino, size, ident], "sync", path)
 
 
 def before_rename(old: str, new: str):
@@ -361,14 +372,15 @@ class Recording:
     def count(self, kind: str) -> int:
         return sum(1 for ev in self.events if ev[0] == kind)
 
-    def name_ops(self, directory: str) -> tuple[dict, list[tuple[list, bool]]]:
+    def name_ops(self, directory: str) -> tuple[dict, list[tuple[list, bool, bool]]]:
         """The baseline of ``directory`` (name -> ino) and its name operations
-        in order, each with whether a completed directory fsync made it
-        durable."""
+        in order, each with whether it is durable under POSIX (a completed
+        fsync of the directory) and on a journaling file system (any
+        completed fsync issued after it)."""
         directory = os.path.abspath(directory)
         base: dict[str, int] = {}
-        begun: dict[str, int] = {}
-        synced_upto = 0
+        begun: dict[str, tuple[int, str | None]] = {}
+        posix_upto = journal_upto = 0
         ops: list[tuple[int, list]] = []
         for i, ev in enumerate(self.events):
             kind = ev[0]
@@ -376,11 +388,16 @@ class Recording:
                 base = {name: v[0] for name, v in ev[2].items()}
             elif kind in ("create", "rename", "unlink") and ev[1] == directory:
                 ops.append((i, ev))
-            elif kind == "dbegin" and ev[1] == directory:
-                begun[ev[2]] = i
-            elif kind == "dend" and ev[1] in begun:
-                synced_upto = max(synced_upto, begun[ev[1]])
-        return base, [(ev, i < synced_upto) for i, ev in ops]
+            elif kind == "dbegin":
+                begun[ev[2]] = (i, ev[1])
+            elif kind == "sbegin":
+                begun[ev[1]] = (i, None)
+            elif kind in ("dend", "sync"):
+                start, d = begun.get(ev[1] if kind == "dend" else ev[3], (0, None))
+                journal_upto = max(journal_upto, start)
+                if d == directory:
+                    posix_upto = max(posix_upto, start)
+        return base, [(ev, i < posix_upto, i < journal_upto) for i, ev in ops]
 
     def _data(self) -> tuple[dict, dict]:
         """ino -> synced size, ino -> patches since that sync (oldest first)."""
@@ -407,16 +424,16 @@ class Recording:
             raise ValueError(f"model must be one of {MODELS}, not {model!r}")
         directory = os.path.abspath(directory)
         base, ops = self.name_ops(directory)
-        pending = [ev for ev, durable in ops if not durable]
+        pending = [ev for ev, posix, journal in ops if not (posix or model == "power" and journal)]
         if model == "crash":
             kept_pending = len(pending)
-        elif model == "power":
+        else:
             kept_pending = rng.randint(0, len(pending))
         image = Image(dest, model)
         names = dict(base)
         rank = 0
-        for ev, durable in ops:
-            if not durable:
+        for ev, posix, journal in ops:
+            if not (posix or model == "power" and journal):
                 if model == "strict":
                     keep_it = rng.random() < keep
                 else:

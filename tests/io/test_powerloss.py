@@ -153,7 +153,7 @@ def test_power_image_keeps_name_operations_in_order(executor, recording, tmp_pat
 
     async def main():
         for name in names:
-            await write_file(os.path.join(d, name), name.encode(), sync=True)
+            await write_file(os.path.join(d, name), name.encode(), sync=False)
 
     executor.run_sync(main())
     rec = finish(settings)
@@ -266,10 +266,34 @@ def test_a_dir_fsync_issued_before_an_operation_does_not_cover_it(recording, tmp
     # Hand-written: the create is logged after the fsync was issued.
     rec.events += [["dbegin", d, "1.1"], ["create", d, "x", 12345], ["dend", "1.1"]]
     _, ops_ = rec.name_ops(d)
-    assert ops_ == [(["create", d, "x", 12345], False)]
+    assert ops_ == [(["create", d, "x", 12345], False, False)]
     rec.events += [["dbegin", d, "1.2"], ["dend", "1.2"]]
     _, ops_ = rec.name_ops(d)
-    assert ops_ == [(["create", d, "x", 12345], True)]
+    assert ops_ == [(["create", d, "x", 12345], True, True)]
+
+
+def test_a_file_fsync_commits_earlier_names_on_a_journaling_file_system_only(recording, tmp_path):
+    d, settings = recording
+    rec = finish(settings)
+    rec.events += [["create", d, "x", 1], ["sbegin", "1.1"], ["create", d, "y", 2], ["sync", 3, 0, "1.1"]]
+    _, ops_ = rec.name_ops(d)
+    assert ops_ == [(["create", d, "x", 1], False, True), (["create", d, "y", 2], False, False)]
+
+
+def test_power_image_keeps_names_an_fsync_committed(executor, recording, tmp_path):
+    d, settings = recording
+
+    async def main():
+        await write_file(os.path.join(d, "table"), b"t" * 100, sync=True)
+        await write_file(os.path.join(d, "log"), b"record", sync=True)   # commits the journal
+
+    executor.run_sync(main())
+    rec = finish(settings)
+    for seed in range(20):
+        power = rec.image(d, str(tmp_path / f"p{seed}"), "power", random.Random(seed))
+        assert files(power.path)["table"] == b"t" * 100
+    strict = rec.image(d, str(tmp_path / "strict"), "strict", random.Random(0), keep=0.0)
+    assert "table" not in files(strict.path)
 
 
 def test_kill_point_kills_the_process_at_the_chosen_event(tmp_path):
