@@ -214,12 +214,13 @@ class Engine:
     async def _switch_memtable(self) -> None:
         number = self.new_file_number()
         try:
+            await self._wal.sync()   # else a sync write to the new WAL could outlive earlier writes in it
             wal = await WalWriter.create(self.path(filenames.wal_name(number)), number)
             await fsync_directory(self.directory)
         except Cancelled:
             raise
         except BaseException as e:  # noqa: BLE001
-            self._set_bg_error(e, "WAL creation")
+            self._set_bg_error(e, "WAL switch")
             raise
         old = self._wal
         self._wal = wal
