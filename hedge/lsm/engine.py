@@ -509,6 +509,8 @@ class Engine:
                 if meta.number not in tables:
                     opened[meta.number], files[meta.number] = await open_table(
                         self.path(filenames.table_name(meta.number)), meta.number, self.options.direct_io, self.cache)
+            if opened:
+                await fsync_directory(self.directory)   # the new tables' names are durable before the edit
             await self._manifest.append(edit)
         except BaseException:
             for file in files.values():
