@@ -128,3 +128,26 @@ def test_compaction_worker_outputs_are_durable_before_their_edit(tmp_path, monke
     assert len(recording.pids) == 2          # this process and the worker recorded
     for image in strict_images(log, path, tmp_path, range(3)):
         assert read_all(image.path, "threads") == expected, image.describe()
+
+
+def test_every_name_of_a_new_manifest_is_durable_before_current_switches(io_method, tmp_path):
+    """Open recovers the WAL into a table, starts a WAL and installs a
+    manifest naming both.  Killed right after CURRENT's rename (before the
+    directory fsync that follows), no strict image may keep the rename and
+    lose a name the new manifest relies on."""
+    path = tmp_path / "db"
+    writes = [{"ops": [["p", "k%03d" % i, "v%d" % i]], "batch": False, "sync": False} for i in range(50)]
+    assert run_child("write", str(path), io_method, json.dumps(LEAN), json.dumps(writes)) == "D\n"
+    expected = {b"k%03d" % i: b"v%d" % i for i in range(50)}
+    settings = powerloss.begin(str(tmp_path / "rec.log"), [str(path)])
+    child = ChildRun("hold", str(path), io_method, json.dumps(LEAN),
+                     env=powerloss.env(settings, {"op": "rename", "count": 1}))
+    child.kill(timeout=60)
+    recording = powerloss.Recording.load(settings["log"])
+    assert recording.kill_point is not None and recording.kill_point[2] == "rename"
+    assert "R" not in child.lines
+    images = list(strict_images(settings["log"], path, tmp_path, range(12), keep=0.5))
+    renamed = [all(ev[0] != "rename" for ev in image.undone) for image in images]
+    assert any(renamed) and not all(renamed)
+    for image in images:
+        assert read_all(image.path, io_method) == expected, image.describe()
