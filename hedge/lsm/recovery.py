@@ -2,8 +2,9 @@
 
 Steps (REQUIRES: the directory lock is held; runs on an executor):
   1. CURRENT -> manifest -> fold its edits into a VersionSetState (a new
-     database starts from the empty state; database files without CURRENT
-     are refused as corruption).
+     database starts from the empty state, and so does a creation cut short
+     before CURRENT was switched: only empty WALs and manifests; other
+     database files without CURRENT are refused as corruption).
   2. Replay, in number order, every WAL numbered >= the state's wal_number
      into one memtable, under the wal_recovery mode: a torn final record is
      dropped (tolerate_tail), any damage refused (absolute), or replay stops
@@ -37,6 +38,16 @@ from hedge.io import ops
 log = logging.getLogger("hedge")
 
 
+def _may_hold_data(directory: str, parsed: dict) -> bool:
+    """Whether database files without CURRENT could hold writes: a table or
+    a non-empty WAL.  A creation cut short (before CURRENT was switched)
+    leaves only empty WALs and manifests; it starts over."""
+    for name, p in parsed.items():
+        if p is not None and (p[0] == "sst" or p[0] == "wal" and os.path.getsize(filenames.join(directory, name))):
+            return True
+    return False
+
+
 async def recover(engine) -> dict:
     """Bring ``engine`` to the recovered state; return a summary dict."""
     directory = engine.directory
@@ -45,7 +56,7 @@ async def recover(engine) -> dict:
     parsed = {name: filenames.parse(name) for name in names}
     current = await read_current(directory)
     if current is None:
-        if any(p is not None for p in parsed.values()):
+        if _may_hold_data(directory, parsed):
             raise CorruptionError(directory, None, "the directory holds database files but no CURRENT file")
         state = VersionSetState(Version())
     else:
