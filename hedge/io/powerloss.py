@@ -55,9 +55,10 @@ are dead); ``image(directory, dest, model, rng)`` writes into ``dest`` what
 
 Kill points.  The armed environment may name a kill point: the ``count``-th
 completed event ``op`` ("create", "rename", "unlink", "sync", "dsync" or
-"any") on a path containing ``contains``; the process that reaches it
-SIGKILLs its process group (which the test made its own), so a crash lands
-exactly there.
+"any") on a path containing ``contains`` (with ``helper``: only in a
+process that does not lead its process group, e.g. the compaction worker);
+the process that reaches it SIGKILLs its process group (which the test made
+its own), so a crash lands exactly there.
 
 Threads: the hooks run on executor threads of any process; one lock guards
 the recorder.  ``begin``/``Recording`` are for the test process.
@@ -111,7 +112,7 @@ class _Recorder:
 
     def _maybe_kill(self, op: str, path: str | None) -> None:
         kill = self.kill
-        if kill["op"] not in ("any", op):
+        if kill["op"] not in ("any", op) or kill.get("helper") and os.getpid() == os.getpgrp():
             return
         if kill.get("contains") and (path is None or kill["contains"] not in path):
             return

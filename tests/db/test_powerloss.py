@@ -59,8 +59,12 @@ def reaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def kill_point(rng: random.Random) -> dict | None:
-    """Where the child kills itself (None: only after its acknowledgements)."""
+def kill_point(rng: random.Random, worker: bool) -> dict | None:
+    """Where the child kills itself (None: only after its acknowledgements);
+    with the compaction ``worker``, a third of the kill points are in it."""
+    if worker and rng.random() < 0.33:
+        return {"op": rng.choice(("create", "sync", "any")), "contains": ".sst", "count": rng.randint(1, 4),
+                "helper": True}
     r = rng.random()
     if r < 0.2:
         return {"op": "any", "count": rng.randint(1, 14)}              # mostly inside open
@@ -164,9 +168,11 @@ def power_loss_kills(tmp_path, io_method: str, kills: int, options: dict, seed: 
         rec_dir = tmp_path / f"rec{run}"
         rec_dir.mkdir()
         settings = powerloss.begin(str(rec_dir / "log"), [path])
-        kill = kill_point(rng)
+        worker = options.get("compaction_process", False)
+        kill = kill_point(rng, worker)
         child = ChildRun("powerloss", path, io_method, options_json, str(run), str(rng.getrandbits(32)),
-                         env=powerloss.env(settings, kill), kill_after_acks=rng.randint(3, 120))
+                         env=powerloss.env(settings, kill),
+                         kill_after_acks=rng.randint(3, 400 if worker else 150))
         child.kill(timeout=120)
         recording = powerloss.Recording.load(settings["log"])
         for pid in recording.pids:
@@ -178,6 +184,8 @@ def power_loss_kills(tmp_path, io_method: str, kills: int, options: dict, seed: 
         history = History(base, run, child.lines)
         figures["kills"] += 1
         figures["kill points reached"] += recording.kill_point is not None
+        figures["kill points reached in the compaction worker"] += (recording.kill_point is not None and
+                                                                    recording.kill_point[1] != child.proc.pid)
         figures["killed during open"] += "R" not in child.lines
         figures["acknowledged writes"] += history.acked
         where = recording.kill_point or "after acknowledgements"
