@@ -140,6 +140,7 @@ class Engine:
                                   f"{self._bg_error}") from self._bg_error
 
     async def write(self, batch: WriteBatch, sync: bool = False) -> None:
+        batch.check_size()
         self.check_writable()
         if len(batch) == 0:
             return
