@@ -11,20 +11,19 @@ anywhere fails with LockError; the kernel drops the lock of a killed
 process), starts the pools, recovers (hedge/lsm/recovery.py) and starts the
 maintenance task.  ``close`` refuses new calls, waits for in-progress
 writes, syncs the WAL, stops maintenance, closes every file and thread and
-releases the lock.  After close every call raises ClosedError.
+releases the lock.  After close every call raises ClosedError
+(hedge/directory.py checks and locks the directory).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import threading
 
-from hedge.errors import Cancelled, ClosedError, HedgeError, HedgeIOError, LockError
+from hedge import directory as dbdir
+from hedge.errors import Cancelled, ClosedError, HedgeError
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
-from hedge.lsm import filenames
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
@@ -40,22 +39,25 @@ SCAN_CHUNK = 256
 def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
     """Open (or create) the database in directory ``path``.
 
-    Options are keywords (see hedge.Options); an unknown one is a TypeError,
-    a bad value a ValueError.  Raises LockError when the database is open
-    elsewhere, CorruptionError when its files are damaged, HedgeIOError for
-    I/O failures, HedgeError when it does not exist and create=False (or
-    exists and error_if_exists=True).
+    Options are keywords (see hedge.Options); an unknown one or a value of
+    the wrong type is a TypeError, a value out of range a ValueError.
+    Raises LockError when the database is open elsewhere, CorruptionError
+    when its files are damaged, HedgeIOError for I/O failures and for a path
+    that cannot hold a database (errno and path kept), HedgeError when it
+    does not exist and create=False, exists and error_if_exists=True, or
+    would be created among files that are not hedge's (without
+    allow_foreign_files=True).
     """
     opts = Options(create=create, **options).validate()
     return DB._open(os.fspath(path), opts)
 
 
 class DB:
-    def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine,
+    def __init__(self, directory: str, options: Options, lock, pools: Pools, engine: Engine,
                  maintenance, recovery: dict):
         self.directory = directory
         self.options = options
-        self._lock_fd = lock_fd
+        self._lock = lock
         self._pools = pools
         self._fg = pools.foreground
         self._engine = engine
@@ -67,17 +69,8 @@ class DB:
 
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
-        if not os.path.isdir(directory):
-            if os.path.exists(directory):
-                raise HedgeIOError(errno.ENOTDIR, "open", directory, "not a directory")
-            if not options.create:
-                raise HedgeError(f"no database at {directory} (open with create=True to make one)")
-            os.makedirs(directory, exist_ok=True)
-        elif options.error_if_exists and os.path.exists(filenames.join(directory, filenames.CURRENT)):
-            raise HedgeError(f"a database already exists at {directory} (error_if_exists=True)")
-        elif not options.create and not os.path.exists(filenames.join(directory, filenames.CURRENT)):
-            raise HedgeError(f"no database at {directory} (open with create=True to make one)")
-        lock_fd = _lock_directory(directory)
+        dbdir.prepare(directory, options)
+        lock = dbdir.lock(directory)
         pools = None
         try:
             io_method = resolve_method(options.io_method)
@@ -95,9 +88,9 @@ class DB:
         except BaseException:
             if pools is not None:
                 pools.close()
-            os.close(lock_fd)
+            lock.close()
             raise
-        return cls(directory, options, lock_fd, pools, engine, maintenance, summary)
+        return cls(directory, options, lock, pools, engine, maintenance, summary)
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
@@ -214,7 +207,7 @@ class DB:
                 engine.stop_worker()
             finally:
                 self._pools.close()
-            os.close(self._lock_fd)
+            self._lock.close()
 
     def __enter__(self) -> "DB":
         return self
@@ -329,17 +322,3 @@ class AsyncDB:
 
 def _cpu_set(cpus) -> frozenset[int] | None:
     return None if cpus is None else frozenset(cpus)
-
-
-def _lock_directory(directory: str) -> int:
-    path = filenames.join(directory, filenames.LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise LockError(f"the database at {directory} is already open (by this or another process)") from None
-    except OSError as e:
-        os.close(fd)
-        raise HedgeIOError(e.errno or errno.EIO, "flock", path) from None
-    return fd

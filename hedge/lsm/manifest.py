@@ -107,7 +107,7 @@ class ManifestLog:
             record = encode_record(number, snapshot_edit(state).encode(), RecordType.VERSION_EDIT)
             await ops.write(file, record, 0)
             await ops.fdatasync(file)
-            tmp = filenames.join(directory, filenames.CURRENT + ".tmp")
+            tmp = filenames.join(directory, filenames.CURRENT_TMP)
             cur = await ops.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 await ops.write(cur, (name + "\n").encode(), 0)

@@ -130,7 +130,7 @@ async def recover(engine) -> dict:
     removed = []
     for name in os.listdir(directory):
         p = filenames.parse(name)
-        obsolete = name.endswith(".tmp")
+        obsolete = name == filenames.CURRENT_TMP
         if p is not None:
             kind, number = p
             obsolete = ((kind == "manifest" and number != manifest_number) or
