@@ -11,8 +11,9 @@ anywhere fails with LockError; the kernel drops the lock of a killed
 process), starts the pools, recovers (hedge/lsm/recovery.py) and starts the
 maintenance task.  ``close`` refuses new calls, waits for in-progress
 writes, syncs the WAL, stops maintenance, closes every file and thread and
-releases the lock.  After close every call raises ClosedError
-(hedge/directory.py checks and locks the directory).
+releases the lock.  After close every call raises ClosedError.  In a child
+process forked while the database was open every call raises ForkError, and
+close returns at once (hedge/directory.py checks and locks the directory).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import os
 import threading
 
 from hedge import directory as dbdir
-from hedge.errors import Cancelled, ClosedError, HedgeError
+from hedge.errors import Cancelled, ClosedError, ForkError, HedgeError
+from hedge.exec import forkguard
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
@@ -58,6 +60,7 @@ class DB:
         self.directory = directory
         self.options = options
         self._lock = lock
+        self._generation = forkguard.generation()
         self._pools = pools
         self._fg = pools.foreground
         self._engine = engine
@@ -94,12 +97,16 @@ class DB:
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
-        if self._closed:
+        try:
+            self._check()
+        except BaseException:
             coro.close()
-            raise ClosedError("the database is closed")
+            raise
         return self._fg.run_sync(coro)
 
     def _check(self) -> None:
+        if forkguard.generation() != self._generation:
+            raise ForkError("this database was opened before os.fork(); the child process must open its own")
         if self._closed:
             raise ClosedError("the database is closed")
 
@@ -180,7 +187,15 @@ class DB:
         return self._closed
 
     def close(self) -> None:
-        """Close the database (idempotent).  Unsynced writes are synced first."""
+        """Close the database (idempotent).  Unsynced writes are synced first.
+        In a child process forked after open, close returns at once and
+        touches nothing of the parent's: it only closes the child's copy of
+        the lock's descriptor (the parent keeps the lock)."""
+        if forkguard.generation() != self._generation:
+            if not self._closed:
+                self._closed = True
+                self._lock.close()
+            return
         with self._close_lock:
             if self._closed:
                 return
