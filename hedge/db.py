@@ -14,26 +14,27 @@ anywhere fails with LockError; the kernel drops the lock of a killed
 process), starts the pools, recovers (hedge/lsm/recovery.py) and starts the
 maintenance task.  ``close`` refuses new calls, waits for in-progress
 writes, syncs the WAL, stops maintenance, closes every file and thread and
-releases the lock.  After close every call raises ClosedError.
+releases the lock.  After close every call raises ClosedError.  In a child
+process forked while the database was open every call raises ForkError, and
+close returns at once (hedge/directory.py checks and locks the directory).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import sys
 import threading
 import warnings
 
-from hedge.errors import ClosedError, HedgeError, HedgeIOError, LockError
+from hedge import directory as dbdir
+from hedge.errors import ClosedError, ForkError, HedgeError
+from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
-from hedge.lsm import filenames
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
@@ -53,25 +54,29 @@ _running_loop = asyncio._get_running_loop
 def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
     """Open (or create) the database in directory ``path``.
 
-    Options are keywords (see hedge.Options); an unknown one is a TypeError,
-    a bad value a ValueError.  Raises LockError when the database is open
-    elsewhere, CorruptionError when its files are damaged, HedgeIOError for
-    I/O failures, HedgeError when it does not exist and create=False (or
-    exists and error_if_exists=True).
+    Options are keywords (see hedge.Options); an unknown one or a value of
+    the wrong type is a TypeError, a value out of range a ValueError.
+    Raises LockError when the database is open elsewhere, CorruptionError
+    when its files are damaged, HedgeIOError for I/O failures and for a path
+    that cannot hold a database (errno and path kept), HedgeError when it
+    does not exist and create=False, exists and error_if_exists=True, or
+    would be created among files that are not hedge's (without
+    allow_foreign_files=True).
     """
     opts = Options(create=create, **options).validate()
     return DB._open(os.fspath(path), opts)
 
 
 class DB:
-    def __init__(self, directory: str, options: Options, lock_fd: int, pools: Pools, engine: Engine,
-                 io_method: str):
+    def __init__(self, directory: str, options: Options, lock, pools: Pools, engine: Engine, io_method: str):
         self.directory = directory
         self.options = options
-        self._lock_fd = lock_fd
+        self._lock = lock
+        self._generation = forkguard.generation()
         self._pools = pools
         self._fg = pools.foreground
-        self._calls = _Calls(engine, CallerExecutors(io_method, options.ring_entries, options.ring_submit_min))
+        self._calls = _Calls(engine, CallerExecutors(io_method, options.ring_entries, options.ring_submit_min),
+                             self._generation)
         self._callers = self._calls.callers
         self._engine = engine
         self.recovery = engine.recovery
@@ -80,17 +85,8 @@ class DB:
 
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
-        if not os.path.isdir(directory):
-            if os.path.exists(directory):
-                raise HedgeIOError(errno.ENOTDIR, "open", directory, "not a directory")
-            if not options.create:
-                raise HedgeError(f"no database at {directory} (open with create=True to make one)")
-            os.makedirs(directory, exist_ok=True)
-        elif options.error_if_exists and os.path.exists(filenames.join(directory, filenames.CURRENT)):
-            raise HedgeError(f"a database already exists at {directory} (error_if_exists=True)")
-        elif not options.create and not os.path.exists(filenames.join(directory, filenames.CURRENT)):
-            raise HedgeError(f"no database at {directory} (open with create=True to make one)")
-        lock_fd = _lock_directory(directory)
+        dbdir.prepare(directory, options)
+        lock = dbdir.lock(directory)
         pools = None
         try:
             io_method = resolve_method(options.io_method)
@@ -105,9 +101,9 @@ class DB:
         except BaseException:
             if pools is not None:
                 pools.close()
-            os.close(lock_fd)
+            lock.close()
             raise
-        return cls(directory, options, lock_fd, pools, engine, io_method)
+        return cls(directory, options, lock, pools, engine, io_method)
 
     # -- helpers ----------------------------------------------------------------
     def _call(self, coro):
@@ -173,9 +169,11 @@ class DB:
         if not (hasattr(coro, "send") and hasattr(coro, "throw") and hasattr(coro, "close")):
             hint = " (call it: db.run(job()))" if callable(coro) else ""
             raise TypeError(f"db.run() takes a coroutine object, not {type(coro).__name__}{hint}")
-        if self._calls.closed:
+        try:
+            self._check()
+        except BaseException:
             coro.close()
-            raise ClosedError("the database is closed")
+            raise
         return self._fg.run_sync(coro)
 
     def stats(self) -> dict:
@@ -246,7 +244,7 @@ class DB:
         if sys.is_finalizing():
             # Threads may be gone already: release the lock only.  Every
             # acknowledged write has reached the OS.
-            os.close(self._lock_fd)
+            self._lock.close()
             return
         warnings.warn(f"hedge: the database at {self.directory} was not closed; closing it now",
                       ResourceWarning, source=self)
@@ -257,7 +255,15 @@ class DB:
 
     def close(self) -> None:
         """Close the database (idempotent).  Unsynced writes are synced first.
-        Returns, from every caller, only once the directory lock is released."""
+        Returns, from every caller, only once the directory lock is released.
+        In a child process forked after open, close returns at once and
+        touches nothing of the parent's: it only closes the child's copy of
+        the lock's descriptor (the parent keeps the lock)."""
+        if forkguard.generation() != self._generation:
+            if not self._calls.closed:
+                self._calls.closed = True
+                self._lock.close()
+            return
         with self._close_lock:
             if self._calls.closed:
                 return
@@ -271,7 +277,7 @@ class DB:
                     self._callers.close()
                     self._pools.close()
                 finally:
-                    os.close(self._lock_fd)
+                    self._lock.close()
 
     def __enter__(self) -> "DB":
         return self
@@ -423,23 +429,25 @@ class _Calls:
     them holds the DB, so a DB dropped without close is freed (and closed)
     at once."""
 
-    __slots__ = ("engine", "callers", "closed")
+    __slots__ = ("engine", "callers", "closed", "generation")
 
-    def __init__(self, engine: Engine, callers: CallerExecutors):
+    def __init__(self, engine: Engine, callers: CallerExecutors, generation: int):
         self.engine = engine
         self.callers = callers
         self.closed = False
+        self.generation = generation      # the fork generation of the opening process
 
     def check(self) -> None:
+        """Raise ForkError in a child forked after open, ClosedError after close."""
+        if forkguard.generation() != self.generation:
+            raise ForkError("this database was opened before os.fork(); the child process must open its own")
         if self.closed:
             raise ClosedError("the database is closed")
 
     def call(self, coro):
         """Run ``coro`` on the calling thread's executor; return its result."""
-        if self.closed:
-            coro.close()
-            raise ClosedError("the database is closed")
         try:
+            self.check()
             executor = self.callers.current()
         except BaseException:
             coro.close()
@@ -449,6 +457,9 @@ class _Calls:
     def awaitable(self, coro):
         """``coro`` itself for a hedge task; for an asyncio task, a
         coroutine running it on the loop thread's executor."""
+        if forkguard.generation() != self.generation:
+            coro.close()
+            self.check()
         if current_executor_or_none() is None:
             loop = _running_loop()
             if loop is not None:
@@ -552,17 +563,3 @@ class _LoopScan:
 
 def _cpu_set(cpus) -> frozenset[int] | None:
     return None if cpus is None else frozenset(cpus)
-
-
-def _lock_directory(directory: str) -> int:
-    path = filenames.join(directory, filenames.LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise LockError(f"the database at {directory} is already open (by this or another process)") from None
-    except OSError as e:
-        os.close(fd)
-        raise HedgeIOError(e.errno or errno.EIO, "flock", path) from None
-    return fd

@@ -1,7 +1,13 @@
 """Options: every knob of a database, frozen once the database is open.
 
 Options are given as keywords to ``hedge.open``; an unknown keyword is a
-TypeError (dataclass construction), a bad value a ValueError (``validate``).
+TypeError (dataclass construction).  ``validate`` (run by ``hedge.open``
+before anything touches the disk) checks every option, each error naming
+the option: a value of the wrong type is a TypeError (a bool option takes
+only True/False, an int option only an int: not a bool, str or float), a
+value out of range a ValueError.  The ranges (``RANGES``, inclusive) are
+wide but bounded, so a typo cannot ask for a terabyte block or a million
+bloom bits per key.
 """
 from __future__ import annotations
 
@@ -11,6 +17,30 @@ from dataclasses import dataclass
 
 IO_METHODS = ("auto", "io_uring", "threads", "sync")
 WAL_RECOVERY_MODES = ("tolerate_tail", "absolute", "point_in_time")
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+MAX_CPU = 1 << 16
+
+# Inclusive ranges of the int options.
+RANGES = {
+    "block_cache_bytes": (0, TiB),
+    "memtable_bytes": (1, 4 * GiB),
+    "block_bytes": (256, 16 * MiB),        # a lookup reads one block
+    "bloom_bits_per_key": (1, 64),         # ~1% false positives at 10; 43 reaches the probe cap
+    "foreground_threads": (1, 1024),       # or None
+    "background_threads": (1, 1024),       # or None
+    "ring_entries": (4, 32768),            # the kernel's limit; fewer than 4 leave no room in flight
+    "ring_submit_min": (0, 32768),
+    "l0_compaction_trigger": (1, 10000),
+    "l0_slowdown_trigger": (1, 10000),
+    "l0_stop_trigger": (1, 10000),
+    "level1_bytes": (1, 1 << 50),
+    "level_size_ratio": (2, 1000),
+    "table_bytes": (1, 64 * GiB),
+    "max_open_files": (1, 1 << 20),       # table files open at once (LevelDB's max_open_files)
+}
+_OPTIONAL = frozenset({"foreground_threads", "background_threads"})
+_BOOLS = frozenset({"create", "error_if_exists", "direct_io", "pin", "compaction_process", "allow_foreign_files"})
+_CHOICES = {"io_method": IO_METHODS, "wal_recovery": WAL_RECOVERY_MODES}
 
 
 @dataclass(frozen=True)
@@ -71,41 +101,61 @@ class Options:
     # (it has its own GIL).  Off: on a 2-core machine the load measured no
     # faster with it (docs/design.md, "The GIL").
     compaction_process: bool = False
+    # Create a database in a directory that already holds files which are not
+    # hedge's (refused otherwise: a wrong path must not mix a database into
+    # the user's files).  Hedge never removes a file it did not name.
+    allow_foreign_files: bool = False
 
     def validate(self) -> "Options":
-        """Raise ValueError for a value out of range; return self."""
-        if self.io_method not in IO_METHODS:
-            raise ValueError(f"io_method must be one of {IO_METHODS}, not {self.io_method!r}")
-        if self.wal_recovery not in WAL_RECOVERY_MODES:
-            raise ValueError(f"wal_recovery must be one of {WAL_RECOVERY_MODES}, not {self.wal_recovery!r}")
-        for name in ("block_cache_bytes", "ring_submit_min"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        for name in ("memtable_bytes", "block_bytes", "ring_entries", "level1_bytes", "table_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if self.level_size_ratio < 2:
-            raise ValueError("level_size_ratio must be >= 2")
-        for name in ("foreground_threads", "background_threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None")
-        for name in ("foreground_cpus", "background_cpus"):
-            cpus = getattr(self, name)
-            if cpus is not None and (not cpus or not all(isinstance(c, int) and c >= 0 for c in cpus)):
-                raise ValueError(f"{name} must be a non-empty sequence of CPU numbers or None")
-        for name in ("l0_compaction_trigger", "l0_slowdown_trigger", "l0_stop_trigger", "max_open_files"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+        """Raise TypeError for a value of the wrong type, ValueError for one
+        out of range (both naming the option); return self."""
+        for f in dataclasses.fields(self):
+            name, value = f.name, getattr(self, f.name)
+            if name in _BOOLS:
+                if not isinstance(value, bool):
+                    raise TypeError(f"{name} must be True or False, not {_show(value)}")
+            elif name in RANGES:
+                low, high = RANGES[name]
+                if value is None and name in _OPTIONAL:
+                    continue
+                _check_int(name, value, low, high)
+            elif name in _CHOICES:
+                choices = _CHOICES[name]
+                if not isinstance(value, str):
+                    raise TypeError(f"{name} must be a str, one of {choices}, not {_show(value)}")
+                if value not in choices:
+                    raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+            elif name in ("foreground_cpus", "background_cpus"):
+                if value is None:
+                    continue
+                if not isinstance(value, (tuple, list, set, frozenset)):
+                    raise TypeError(f"{name} must be a sequence of CPU numbers or None, not {_show(value)}")
+                if not value:
+                    raise ValueError(f"{name} must be a non-empty sequence of CPU numbers or None")
+                for cpu in value:
+                    _check_int(name, cpu, 0, MAX_CPU, what="a CPU number")
+            else:  # pragma: no cover - a new field needs a rule above
+                raise AssertionError(f"option {name} has no validation rule")
         if not (self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger):
-            raise ValueError("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger")
+            raise ValueError("need l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger, not "
+                             f"{self.l0_compaction_trigger}, {self.l0_slowdown_trigger}, {self.l0_stop_trigger}")
         if self.direct_io and self.block_cache_bytes == 0:
             raise ValueError("direct_io=True needs a block cache (block_cache_bytes > 0)")
         return self
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes).validate()
+
+
+def _show(value) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_int(name: str, value, low: int, high: int, what: str = "an int") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be {what}, not {_show(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value}")
 
 
 def io_method_from_env(requested: str) -> str:

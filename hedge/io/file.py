@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from hedge.errors import ClosedError, HedgeIOError
+from hedge.io import faults, powerloss
 from hedge.io.buffer import ALIGN
 
 O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -34,16 +35,22 @@ class File:
              direct: bool = False) -> "File":
         """Open ``path`` with open(2) on the calling thread (for set-up code
         that is not running on an executor; executor code uses
-        ``hedge.io.ops.open_file``).  Raises HedgeIOError."""
+        ``hedge.io.ops.open_file``).  Raises HedgeIOError (an injected
+        "open" fault too)."""
         path = os.fspath(path)
         if direct:
             if not O_DIRECT:
                 raise HedgeIOError(22, "open", path, "O_DIRECT is not supported on this platform")
             flags |= O_DIRECT
+        if faults.armed:
+            faults.check("open", path)
+        note = powerloss.before_open(path, flags) if powerloss.armed else None
         try:
             fd = os.open(path, flags | os.O_CLOEXEC, mode)
         except OSError as e:
             raise HedgeIOError(e.errno or 5, "open", path) from None
+        if note is not None:
+            powerloss.after_open(note, fd)
         return cls(fd, path, direct)
 
     def check_open(self) -> None:

@@ -9,6 +9,9 @@ ShortIOError at end of file.  Requests on an O_DIRECT file must use a
 hedge.io.Buffer and 4096-aligned address, length and offset, or they raise
 AlignmentError before anything is submitted.
 
+Fault injection (hedge/io/faults.py) and the power-loss recorder
+(hedge/io/powerloss.py) hook in here; each costs one bool test when unarmed.
+
 REQUIRES: awaited by a coroutine running on a hedge executor.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import select
 
 from hedge.errors import HedgeIOError, ShortIOError
-from hedge.io import faults
+from hedge.io import faults, powerloss
 from hedge.io import opcodes as O
 from hedge.io.buffer import Buffer
 from hedge.io.file import File, check_direct_alignment
@@ -101,6 +104,8 @@ async def write(file: File, data, offset: int, start: int = 0, length: int | Non
     """Write ``data[start:start+length]`` at ``offset``, retrying short writes
     until all is written; return the byte count."""
     length = _checked_length(file, data, offset, start, length, "write")
+    if powerloss.armed:
+        powerloss.before_write(file, offset, length)
     done = 0
     while done < length:
         res = await io_request(O.WRITE, file, file.fd, data, start + done, length - done, offset + done, 0)
@@ -146,6 +151,8 @@ async def writev(file: File, bufs, offset: int) -> int:
     writing the remaining bytes.  Return the total byte count."""
     bufs, sizes = _checked_vector(file, bufs, offset, "writev")
     total = sum(sizes)
+    if powerloss.armed:
+        powerloss.before_write(file, offset, total)
     res = await io_request(O.WRITEV, file, file.fd, bufs, 0, len(bufs), offset, 0)
     if res < 0:
         raise _fail(res, "writev", file)
@@ -166,9 +173,12 @@ async def _sync(file: File, opcode: int, op: str) -> None:
     file.check_open()
     if faults.armed:
         faults.check(op, file.path)
+    note = powerloss.before_sync(file) if powerloss.armed else None
     res = await io_request(opcode, file, file.fd, None, 0, 0, 0, 0)
     if res < 0:
         raise _fail(res, op, file)
+    if note is not None:
+        powerloss.after_sync(note)
 
 
 async def fsync(file: File) -> None:
@@ -216,9 +226,12 @@ async def open_file(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int
         flags |= O_DIRECT
     if faults.armed:
         faults.check("open", path)
+    note = powerloss.before_open(path, flags) if powerloss.armed else None
     res = await io_request(O.OPENAT, None, O.AT_FDCWD, os.fsencode(path), 0, mode, 0, flags | os.O_CLOEXEC)
     if res < 0:
         raise HedgeIOError(-res, "open", path)
+    if note is not None:
+        powerloss.after_open(note, res)
     return File(res, path, direct)
 
 
@@ -227,9 +240,12 @@ async def rename(old: str | os.PathLike, new: str | os.PathLike) -> None:
     old, new = os.fspath(old), os.fspath(new)
     if faults.armed:
         faults.check("rename", old)
+    note = powerloss.before_rename(old, new) if powerloss.armed else None
     res = await io_request(O.RENAMEAT, None, O.AT_FDCWD, (os.fsencode(old), os.fsencode(new)), 0, 0, 0, 0)
     if res < 0:
         raise HedgeIOError(-res, "rename", old, f"to {new}")
+    if note is not None:
+        powerloss.after_rename(note)
 
 
 async def unlink(path: str | os.PathLike) -> None:
@@ -237,6 +253,9 @@ async def unlink(path: str | os.PathLike) -> None:
     path = os.fspath(path)
     if faults.armed:
         faults.check("unlink", path)
+    note = powerloss.before_unlink(path) if powerloss.armed else None
     res = await io_request(O.UNLINKAT, None, O.AT_FDCWD, os.fsencode(path), 0, 0, 0, 0)
     if res < 0:
         raise HedgeIOError(-res, "unlink", path)
+    if note is not None:
+        powerloss.after_unlink(note)

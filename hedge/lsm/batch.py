@@ -29,6 +29,11 @@ OP_HEADER_BYTES = _OP.size
 
 _KIND_BY_BYTE = {int(k): k for k in Kind}
 
+# The largest encoded batch a write takes.  A group commit joins batches into
+# one WAL record (at most wal.format.MAX_PAYLOAD_BYTES, 4 GiB - 1) and a group
+# holds under 4 MiB besides its last batch, so every group fits one record.
+MAX_BATCH_BYTES = 2 << 30
+
 Op = tuple[Kind, bytes, bytes]
 
 
@@ -78,6 +83,12 @@ class WriteBatch:
     def byte_size(self) -> int:
         """Length in bytes of ``encode(...)``'s result."""
         return self._bytes
+
+    def check_size(self) -> None:
+        """Raise ValueError when the batch is too large for one write
+        (MAX_BATCH_BYTES encoded); the engine asks before queueing it."""
+        if self._bytes > MAX_BATCH_BYTES:
+            raise ValueError(f"the batch encodes to {self._bytes} bytes; one write takes at most {MAX_BATCH_BYTES}")
 
     def encode(self, first_seq: int) -> bytes:
         """The batch as bytes, its operations numbered from ``first_seq``.

@@ -189,6 +189,7 @@ class Engine:
                                   f"{self._bg_error}") from self._bg_error
 
     async def write(self, batch: WriteBatch, sync: bool = False) -> None:
+        batch.check_size()
         self.check_writable()
         if len(batch) == 0:
             return
@@ -272,12 +273,13 @@ class Engine:
     async def _switch_memtable(self) -> None:
         number = self.versions.new_file_number()
         try:
+            await self._wal.sync()   # else a sync write to the new WAL could outlive earlier writes in it
             wal = await WalWriter.create(self.path(filenames.wal_name(number)), number)
             await fsync_directory(self.directory)
         except Cancelled:
             raise
         except BaseException as e:  # noqa: BLE001
-            self.record_background_error(e, "WAL creation")
+            self.record_background_error(e, "WAL switch")
             raise
         old = self._wal
         self._wal = wal

@@ -5,10 +5,12 @@
     MANIFEST-NNNNNN       version edits (docs/format/manifest.md)
     NNNNNN.wal            write-ahead log (docs/format/wal.md)
     NNNNNN.sst            table (docs/format/table.md)
-    *.tmp                 a file being installed; removed on open
+    CURRENT.tmp           CURRENT being replaced; removed on open
 
 All numbers come from one counter (the manifest's next_file_number), so a
-number names one file for the life of the database.
+number names one file for the life of the database.  These are the only
+names hedge creates, and the only ones it ever removes: other files in the
+directory are the user's.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import re
 
 LOCK = "LOCK"
 CURRENT = "CURRENT"
+CURRENT_TMP = "CURRENT.tmp"
 MANIFEST_PREFIX = "MANIFEST-"
 
 _PATTERN = re.compile(r"^(?:MANIFEST-(\d+)|(\d+)\.(wal|sst))$")
@@ -42,6 +45,11 @@ def parse(name: str) -> tuple[str, int] | None:
     if m.group(1) is not None:
         return "manifest", int(m.group(1))
     return m.group(3), int(m.group(2))
+
+
+def is_hedge_name(name: str) -> bool:
+    """Whether hedge creates files named ``name``."""
+    return name in (LOCK, CURRENT, CURRENT_TMP) or parse(name) is not None
 
 
 def join(directory: str, name: str) -> str:

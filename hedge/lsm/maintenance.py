@@ -48,6 +48,7 @@ from hedge.lsm import filenames
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
 from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig, reserve_count
+from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.table_cache import TableCache
 from hedge.lsm.table_io import write_table
 from hedge.lsm.version_edit import VersionEdit
@@ -329,6 +330,10 @@ class Maintenance:
             # Readers of older super versions may still read the dropped
             # tables after their files are unlinked: keep the files open.
             pinned = await tables.pin(dropped)
+            if added:
+                # The new tables' names are durable before the edit naming
+                # them (a power loss must not keep the edit and lose a name).
+                await fsync_directory(self._versions.directory)
 
             def install(state) -> None:
                 for name, n in (counts or {}).items():

@@ -6,7 +6,10 @@ file number = the manifest's number), each an encoded VersionEdit.  The
 first record of a new manifest describes the whole state (snapshot_edit).
 
 Installing a manifest: write MANIFEST-N (snapshot edit), fdatasync; write
-CURRENT.tmp naming it, fdatasync; rename over CURRENT; fsync the directory.
+CURRENT.tmp naming it, fdatasync; fsync the directory (MANIFEST-N and the
+files the new state names, e.g. the table and WAL recovery made, must not
+be lost while CURRENT's switch survives); rename over CURRENT; fsync the
+directory.
 A crash at any point leaves CURRENT naming a complete manifest.
 
 Appending: the record is written at the end and fdatasync'ed before the
@@ -132,13 +135,14 @@ class ManifestLog:
             record = encode_record(number, snapshot_edit(state).encode(), RecordType.VERSION_EDIT)
             await ops.write(file, record, 0)
             await ops.fdatasync(file)
-            tmp = filenames.join(directory, filenames.CURRENT + ".tmp")
+            tmp = filenames.join(directory, filenames.CURRENT_TMP)
             cur = await ops.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 await ops.write(cur, (name + "\n").encode(), 0)
                 await ops.fdatasync(cur)
             finally:
                 cur.close()
+            await fsync_directory(directory)     # every name CURRENT's switch relies on is durable first
             await ops.rename(tmp, filenames.join(directory, filenames.CURRENT))
             await fsync_directory(directory)
         except BaseException:

@@ -6,8 +6,10 @@ WAL) plus a summary.  It never touches an engine.
 
 Steps (REQUIRES: the directory lock is held; runs on an executor):
   1. The version set: CURRENT -> manifest -> fold its edits (VersionSet.
-     recover; a new database starts from the empty state, database files
-     without CURRENT are refused as corruption).
+     recover; a new database starts from the empty state, and so does a
+     creation cut short before CURRENT was switched: only empty WALs and
+     manifests; other database files without CURRENT are refused as
+     corruption).
   2. Replay, in number order, every WAL numbered >= the state's wal_number
      into one memtable, under the wal_recovery mode: a torn final record is
      dropped (tolerate_tail), any damage refused (absolute), or replay stops
@@ -157,7 +159,7 @@ async def _remove_obsolete(directory: str, versions: VersionSet) -> list[str]:
     removed = []
     for name in os.listdir(directory):
         p = filenames.parse(name)
-        obsolete = name.endswith(".tmp")
+        obsolete = name == filenames.CURRENT_TMP
         if p is not None:
             kind, number = p
             obsolete = ((kind == "manifest" and number != versions.manifest_number) or

@@ -34,6 +34,7 @@ once, during open, on the executor that opens the database;
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -68,14 +69,15 @@ class VersionSet:
         is marked used.  No manifest is open for appends yet: recovery ends
         with ``install_manifest``.
 
-        Raises CorruptionError when the directory holds database files but
-        no CURRENT, when CURRENT or its manifest is damaged, or when the
+        A creation cut short before CURRENT was switched (only empty WALs
+        and manifests) starts over.  Raises CorruptionError when the
+        directory holds a table or a non-empty WAL but no CURRENT, when CURRENT or its manifest is damaged, or when the
         manifest's final record is torn or damaged although its edit had
         been acknowledged (``_check_torn_manifest_tail``)."""
         parsed = [p for p in map(filenames.parse, names) if p is not None]
         current = await read_current(directory)
         if current is None:
-            if parsed:
+            if _may_hold_data(directory, parsed):
                 raise CorruptionError(directory, None, "the directory holds database files but no CURRENT file")
             state = VersionSetState(Version())
         else:
@@ -187,3 +189,15 @@ def _check_torn_manifest_tail(directory: str, names: list[str], state: VersionSe
                               "it needs, is gone: that record's edit was acknowledged; refusing to open with "
                               "older data")
     log.warning("hedge: %s: dropped a torn final record at offset %s (%s)", torn.file, torn.offset, torn.detail)
+
+
+def _may_hold_data(directory: str, parsed: list[tuple[str, int]]) -> bool:
+    """Whether database files without CURRENT could hold writes: a table or
+    a non-empty WAL.  A creation cut short (before CURRENT was switched)
+    leaves only empty WALs and manifests."""
+    for kind, number in parsed:
+        if kind == "sst":
+            return True
+        if kind == "wal" and os.path.getsize(filenames.join(directory, filenames.wal_name(number))):
+            return True
+    return False

@@ -11,12 +11,16 @@
     child.py crash PATH IO_METHOD OPTIONS_JSON RUN SEED
         open, print "R", then write forever (the line protocol is in
         Workload's docstring; tests/db/test_crash.py reads it) until killed.
+    child.py powerloss PATH IO_METHOD OPTIONS_JSON RUN SEED
+        open, print "R", then one writer forever (SequentialWorkload's
+        docstring; tests/db/test_powerloss.py reads it) until killed.
 
 Every line goes out with one os.write, so a line is never interleaved with
 another and is in the pipe before the operation it announces starts.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -151,6 +155,72 @@ class Workload:
                 self.db.flush()          # changes no data; a kill may land inside it
 
 
+class SequentialWorkload:
+    """One writer: puts, removes and batches on a few keys, a quarter of
+    them sync, with now and then a flush or a close and reopen.  Lines:
+
+    I <op_id> <json [["p", key, pad] | ["d", key], ...]> <sync 0|1>
+                    before the write (value: crash_value(run, op_id, i, pad))
+    A <op_id>       after it returned
+    F               after db.flush() returned (every write before is durable)
+    C               after db.close() returned (every write before is durable)
+    R               after (re)open
+    """
+
+    KEYS = [b"p%02d" % i for i in range(30)]
+
+    def __init__(self, db, reopen, run: int, seed: int):
+        self.db = db
+        self.reopen = reopen
+        self.run = run
+        self.rng = random.Random(seed)
+
+    def forever(self) -> None:
+        rng = self.rng
+        for op_id in itertools.count():
+            n = rng.randint(2, 5) if rng.random() < 0.25 else 1
+            ops = []
+            for _ in range(n):
+                key = rng.choice(self.KEYS).decode()
+                if rng.random() < 0.2:
+                    ops.append(["d", key])
+                else:
+                    ops.append(["p", key, rng.choice((0, rng.randint(1, 80), rng.randint(100, 700)))])
+            sync = rng.random() < 0.25
+            emit(f"I {op_id} {json.dumps(ops, separators=(',', ':'))} {int(sync)}")
+            if n == 1 and ops[0][0] == "d":
+                self.db.remove(ops[0][1].encode(), sync=sync)
+            elif n == 1:
+                self.db.put(ops[0][1].encode(), crash_value(self.run, op_id, 0, ops[0][2]), sync=sync)
+            else:
+                b = hedge.WriteBatch()
+                for i, op in enumerate(ops):
+                    if op[0] == "p":
+                        b.put(op[1].encode(), crash_value(self.run, op_id, i, op[2]))
+                    else:
+                        b.remove(op[1].encode())
+                self.db.write(b, sync=sync)
+            emit(f"A {op_id}")
+            r = rng.random()
+            if r < 0.02:
+                self.db.flush()
+                emit("F")
+            elif r < 0.03:
+                self.db.close()
+                emit("C")
+                self.db = self.reopen()
+                emit("R")
+
+
+def powerloss(path, io_method, options_json, run, seed) -> None:
+    def reopen():
+        return open_db(path, io_method, options_json)
+
+    db = reopen()
+    emit("R")
+    SequentialWorkload(db, reopen, int(run), int(seed)).forever()
+
+
 def crash(path, io_method, options_json, run, seed) -> None:
     db = open_db(path, io_method, options_json)
     emit("R")
@@ -158,4 +228,4 @@ def crash(path, io_method, options_json, run, seed) -> None:
 
 
 if __name__ == "__main__":
-    {"hold": hold, "write": write, "crash": crash}[sys.argv[1]](*sys.argv[2:])
+    {"hold": hold, "write": write, "crash": crash, "powerloss": powerloss}[sys.argv[1]](*sys.argv[2:])

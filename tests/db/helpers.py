@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 
 import hedge
 
@@ -84,11 +86,82 @@ def child_env() -> dict:
     return env
 
 
-def start_child(*args: str, stderr=None) -> subprocess.Popen:
-    """Start tests/db/child.py with ``args``; stdout is a pipe of lines."""
+def start_child(*args: str, stderr=None, env: dict | None = None, new_session: bool = False) -> subprocess.Popen:
+    """Start tests/db/child.py with ``args``; stdout is a pipe of lines.
+    ``env``: extra environment variables; ``new_session``: the child leads
+    a process group of its own (and of the processes it starts)."""
     return subprocess.Popen([sys.executable, CHILD, *args], stdout=subprocess.PIPE,
                             stderr=stderr if stderr is not None else subprocess.PIPE,
-                            env=child_env(), cwd=ROOT)
+                            env={**child_env(), **(env or {})}, cwd=ROOT, start_new_session=new_session)
+
+
+class ChildRun:
+    """One child process and the lines it wrote, read by a thread so the
+    child never blocks on a full pipe.
+
+    ``kill_after_acks``: SIGKILL the child (and its process group, which it
+    then leads) as soon as this many "A" lines arrived."""
+
+    def __init__(self, *args: str, env: dict | None = None, kill_after_acks: int | None = None):
+        self.group = kill_after_acks is not None or env is not None
+        self.proc = start_child(*args, env=env, new_session=self.group)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self._acks_left = kill_after_acks
+        self._tail = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        while True:
+            chunk = out.read1(65536)
+            if not chunk:
+                break
+            data = self._tail + chunk
+            *complete, self._tail = data.split(b"\n")
+            for line in complete:
+                text = line.decode()
+                if text == "R":
+                    self.ready.set()
+                self.lines.append(text)
+                if self._acks_left is not None and text.startswith("A "):
+                    self._acks_left -= 1
+                    if self._acks_left == 0:
+                        self._kill_now()
+        # A last line without its newline was cut by the kill: ignored (an
+        # announcement cut short means the write had not started; an
+        # acknowledgement cut short counts as not received).
+
+    def _kill_now(self) -> None:
+        try:
+            if self.group:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, timeout: float | None = None) -> None:
+        """SIGKILL the child unless it is dead already (``timeout``: wait
+        that long for it to die by itself first), reap it and check that a
+        SIGKILL ended it."""
+        if timeout is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            self._kill_now()
+        elif self.group:
+            self._kill_now()        # what the child started may still run
+        self.proc.wait()
+        self._reader.join()
+        err = self.proc.stderr.read().decode()
+        self.proc.stderr.close()
+        self.proc.stdout.close()
+        assert self.proc.returncode == -signal.SIGKILL, (
+            f"child ended by itself with {self.proc.returncode} before the kill:\n{err}")
 
 
 def run_child(*args: str, timeout: float = 60) -> str:

@@ -19,60 +19,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-import signal
-import threading
 import time
 
 import pytest
 
 import hedge
-from tests.db.helpers import LEAN, SMALL, SOAK, crash_value, open_db, start_child
+from tests.db.helpers import LEAN, SMALL, SOAK, ChildRun, crash_value, open_db
 
 KILLS_PER_METHOD = 200 if SOAK else 25
 CRASH_OPTIONS = dict(SMALL)
-
-
-class ChildRun:
-    """One child process and the lines it wrote, read by a thread so the
-    child never blocks on a full pipe."""
-
-    def __init__(self, *args: str):
-        self.proc = start_child(*args)
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self._tail = b""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        while True:
-            chunk = out.read1(65536)
-            if not chunk:
-                break
-            data = self._tail + chunk
-            *complete, self._tail = data.split(b"\n")
-            for line in complete:
-                text = line.decode()
-                if text == "R":
-                    self.ready.set()
-                self.lines.append(text)
-        # A last line without its newline was cut by the kill: ignored (an
-        # announcement cut short means the write had not started; an
-        # acknowledgement cut short counts as not received).
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self._reader.join()
-        err = self.proc.stderr.read().decode()
-        self.proc.stderr.close()
-        self.proc.stdout.close()
-        assert self.proc.returncode == -signal.SIGKILL, (
-            f"child ended by itself with {self.proc.returncode} before the kill:\n{err}")
 
 
 class Expectation:

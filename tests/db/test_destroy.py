@@ -8,7 +8,7 @@ import os
 import pytest
 
 import hedge
-from hedge.directory import is_database_file
+from hedge.lsm.filenames import is_hedge_name
 from tests.db.helpers import LEAN, SMALL, open_db, start_child
 
 
@@ -107,8 +107,8 @@ def test_destroy_finishes_a_destroy_cut_short(tmp_path, io_method):
 
 @pytest.mark.parametrize("name, ours", [
     ("LOCK", True), ("CURRENT", True), ("CURRENT.tmp", True), ("MANIFEST-000002", True),
-    ("000004.wal", True), ("000005.sst", True), ("000005.sst.tmp", True),
+    ("000004.wal", True), ("000005.sst", True), ("000005.sst.tmp", False),
     ("notes.tmp", False), ("LOCK2", False), ("table.sst", False), ("000005.sst.bak", False), ("MANIFEST", False),
 ])
 def test_database_file_names(name, ours):
-    assert is_database_file(name) is ours
+    assert is_hedge_name(name) is ours

@@ -94,3 +94,75 @@ def test_database_used_in_a_forked_child_raises_fork_error(tmp_path, io_method):
         assert child_said == b"fork-error"
         db.put(b"k2", b"v2")                     # the parent is unaffected
         assert db.get(b"k") == b"v" and db.get(b"k2") == b"v2"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_forked_child_gets_fork_error_from_every_call_and_close_returns_at_once(tmp_path, io_method):
+    """Issue 10, finding 4: in a forked child stats() returned the parent's
+    stale figures and close() blocked 60 s, then raised the built-in
+    TimeoutError.  Every call is a ForkError; close returns at once,
+    touching none of the parent's threads, rings or lock."""
+    import json
+    import time
+
+    from hedge.exec import Executor
+
+    path = tmp_path / "db"
+    with hedge.open(path, io_method=io_method, pin=False) as db:
+        db.put(b"k", b"v")
+        calls = {
+            "stats": db.stats, "get": lambda: db.get(b"k"), "put": lambda: db.put(b"k", b"x"),
+            "remove": lambda: db.remove(b"k"), "write": lambda: db.write(hedge.WriteBatch()),
+            "multi_get": lambda: db.multi_get([b"k"]), "scan": lambda: list(db.scan()),
+            "flush": db.flush, "compact": db.compact, "run": lambda: db.run(db.aio.get(b"k")),
+        }
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            out = {}
+            try:
+                os.close(r)
+                for name, call in calls.items():
+                    try:
+                        call()
+                        out[name] = "no error"
+                    except BaseException as e:  # noqa: BLE001
+                        out[name] = type(e).__name__
+                ex = Executor(io_method="sync").start()     # the child's own executor, for db.aio
+                try:
+                    ex.run_sync(db.aio.get(b"k"))
+                    out["aio"] = "no error"
+                except BaseException as e:  # noqa: BLE001
+                    out["aio"] = type(e).__name__
+                ex.close()
+                start = time.monotonic()
+                try:
+                    db.close()
+                    db.close()
+                    out["close"] = "returned"
+                except BaseException as e:  # noqa: BLE001
+                    out["close"] = type(e).__name__
+                out["close_seconds"] = time.monotonic() - start
+                try:
+                    db.get(b"k")
+                    out["after_close"] = "no error"
+                except BaseException as e:  # noqa: BLE001
+                    out["after_close"] = type(e).__name__
+            finally:
+                os.write(w, json.dumps(out).encode())
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            child = json.loads(f.read())
+        os.waitpid(pid, 0)
+        seconds = child.pop("close_seconds")
+        assert child == {**dict.fromkeys(calls, "ForkError"), "aio": "ForkError", "close": "returned",
+                         "after_close": "ForkError"}
+        assert seconds < 5
+        # The parent is unaffected: its threads run, and it still holds the lock.
+        db.put(b"k2", b"v2", sync=True)
+        assert db.get(b"k") == b"v" and db.get(b"k2") == b"v2"
+        with pytest.raises(hedge.LockError):
+            hedge.open(path, io_method=io_method, pin=False)
+    with hedge.open(path, io_method=io_method, pin=False) as db:
+        assert db.get(b"k2") == b"v2"

@@ -370,3 +370,27 @@ def test_open_holds_at_most_max_open_files_table_descriptors(tmp_path, io_method
         assert _fd_count() <= baseline + limit
         stats = db.stats()["table_cache"]
         assert stats["tables"] == tables and stats["open_files"] <= limit and stats["reopens"] > 0
+
+
+def test_batch_over_the_write_limit_is_a_value_error_and_writes_nothing(tmp_path, io_method, monkeypatch):
+    """Issue 10, finding 7: a batch too large for one WAL record failed in
+    the group-commit leader and became a background error that refused every
+    later write; it is a ValueError at write(), before anything is written."""
+    import pytest
+
+    from hedge.lsm import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MAX_BATCH_BYTES", 64 << 10)
+    with hedge.open(tmp_path / "db", io_method=io_method) as db:
+        big = hedge.WriteBatch()
+        for i in range(100):
+            big.put(b"big%03d" % i, b"x" * 1000)
+        wal_bytes = db.stats()["wal"]["bytes"]
+        with pytest.raises(ValueError, match="at most 65536"):
+            db.write(big, sync=True)
+        with pytest.raises(ValueError, match="at most 65536"):
+            db.run(db.aio.write(big))
+        assert db.stats()["wal"]["bytes"] == wal_bytes
+        assert db.get(b"big000") is None and db.stats()["background_error"] is None
+        db.put(b"after", b"ok", sync=True)              # the database still takes writes
+        assert db.get(b"after") == b"ok"

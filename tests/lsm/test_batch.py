@@ -155,3 +155,24 @@ def test_empty_key_raises_corruption():
     data += bytes([Kind.PUT]) + bytes(8)
     with pytest.raises(CorruptionError):
         decode(bytes(data))
+
+
+def test_check_size_refuses_a_batch_over_the_write_limit(monkeypatch):
+    from hedge.lsm import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "MAX_BATCH_BYTES", 1000)
+    b = WriteBatch()
+    b.put(b"k", b"v" * 900)
+    b.check_size()
+    b.put(b"k2", b"v" * 200)
+    with pytest.raises(ValueError, match="at most 1000"):
+        b.check_size()
+
+
+def test_the_largest_batch_and_a_full_group_fit_one_wal_record():
+    from hedge.lsm.batch import MAX_BATCH_BYTES
+    from hedge.lsm.commit import CommitQueue
+    from hedge.lsm.wal.format import MAX_PAYLOAD_BYTES
+
+    group_cap = CommitQueue(None)._max_group_bytes
+    assert group_cap + MAX_BATCH_BYTES <= MAX_PAYLOAD_BYTES
