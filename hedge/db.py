@@ -29,7 +29,7 @@ import threading
 import warnings
 
 from hedge import directory as dbdir
-from hedge.errors import ClosedError, ForkError, HedgeError
+from hedge.errors import ClosedError, ForkError, HedgeError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
@@ -37,7 +37,7 @@ from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
-from hedge.lsm.engine import Engine
+from hedge.lsm.engine import NEEDS_IO, Engine
 from hedge.lsm.keys import check_key
 from hedge.options import Options
 
@@ -112,6 +112,15 @@ class DB:
     def _check(self) -> None:
         self._calls.check()
 
+    def _write(self, batch: WriteBatch, sync: bool) -> None:
+        """Commit ``batch`` in place when nothing needs to wait (no sync, no
+        other writer, no memtable switch or stall: Engine.write_now), else
+        through the engine coroutine on this thread's executor."""
+        calls = self._calls
+        calls.check_blocking()
+        if sync or not self._engine.write_now(batch):
+            calls.call(self._engine.write(batch, sync))
+
     # -- the API --------------------------------------------------------------------
     def put(self, key, value, sync: bool = False) -> None:
         """Store ``value`` under ``key``.  With sync=True the write is on
@@ -119,24 +128,27 @@ class DB:
         (survives a process crash, not a power loss)."""
         batch = WriteBatch()
         batch.put(key, value)
-        self._call(self._engine.write(batch, sync))
+        self._write(batch, sync)
 
     def get(self, key, default=None):
         """The value stored under ``key``, or ``default`` (None) when absent."""
-        value = self._calls.call(self._engine.get(key))
+        self._calls.check_blocking()
+        value = self._engine.get_now(key)
+        if value is NEEDS_IO:
+            value = self._calls.call(self._engine.get(key))
         return default if value is None else value
 
     def remove(self, key, sync: bool = False) -> None:
         """Delete ``key`` (a tombstone; absent keys are fine)."""
         batch = WriteBatch()
         batch.remove(key)
-        self._call(self._engine.write(batch, sync))
+        self._write(batch, sync)
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every operation of ``batch`` atomically."""
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
-        self._call(self._engine.write(batch, sync))
+        self._write(batch, sync)
 
     def multi_get(self, keys) -> list:
         """Values for ``keys`` (None where absent), looked up concurrently."""
@@ -443,6 +455,14 @@ class _Calls:
             raise ForkError("this database was opened before os.fork(); the child process must open its own")
         if self.closed:
             raise ClosedError("the database is closed")
+
+    def check_blocking(self) -> None:
+        """``check``, and WrongThreadError on a thread running a hedge task
+        (a blocking call there would block its executor)."""
+        self.check()
+        if current_executor_or_none() is not None:
+            raise WrongThreadError("a blocking hedge call from code running on a hedge executor would "
+                                   "block that executor; await the db.aio form instead")
 
     def call(self, coro):
         """Run ``coro`` on the calling thread's executor; return its result."""

@@ -16,6 +16,7 @@ REQUIRES: awaited by a coroutine running on a hedge executor.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 
@@ -24,7 +25,6 @@ from hedge.io import faults, powerloss
 from hedge.io import opcodes as O
 from hedge.io.buffer import Buffer
 from hedge.io.file import File, check_direct_alignment
-from hedge.io.syscalls import perform
 from hedge.io.traps import io_request
 
 ETIME = 62
@@ -125,14 +125,21 @@ def write_inline(file: File, data, offset: int) -> int:
     130-byte WAL append measured 44 us that way against 1.7 us inline
     (docs/design.md, "Inline WAL appends").  Raises like ``write``."""
     length = _checked_length(file, data, offset, 0, None, "write")
-    done = 0
-    while done < length:
-        res = perform(O.WRITE, file.fd, data, done, length - done, offset + done, 0)
-        if res < 0:
-            raise _fail(res, "write", file)
-        if res == 0:
-            raise ShortIOError("write", file.path, length, done)
-        done += res
+    if powerloss.armed:
+        powerloss.before_write(file, offset, length)
+    try:
+        done = os.pwrite(file.fd, data, offset)
+        if done < length:
+            view = memoryview(data).cast("B")
+            while done < length:
+                n = os.pwrite(file.fd, view[done:], offset + done)
+                if n == 0:
+                    raise ShortIOError("write", file.path, length, done)
+                done += n
+    except OSError as e:
+        if isinstance(e, HedgeIOError):
+            raise
+        raise HedgeIOError(e.errno or errno.EIO, "write", file.path) from None
     return done
 
 

@@ -89,17 +89,13 @@ class CommitQueue:
         raise the group's error.  A queued write cannot be withdrawn: a
         writer cancelled while queued waits for its outcome, then raises
         Cancelled."""
-        with self._lock:
-            lead_now = not self._leader_busy and not self._queue
-            if lead_now:
-                self._leader_busy = True
-                writer.role = _LEAD
-                self._queue.append(writer)
-        if lead_now:
-            # Nobody else is writing: lead without parking.
-            await self._lead(writer)
-            if writer.error is not None:
-                raise writer.error
+        if self.try_lead():
+            # Nobody else is writing: lead a group of one, without parking
+            # and without the queue; its error is the caller's own.
+            try:
+                await self._commit_group((writer,))
+            finally:
+                self.release_lead()
             return
         cancelled = None
         try:
@@ -144,9 +140,30 @@ class CommitQueue:
             self.writers += len(group)
             for w in group[1:]:
                 self._decide(w, _DONE)
-            with self._lock:
-                nxt = self._queue[0] if self._queue else None
-                if nxt is None:
-                    self._leader_busy = False
-            if nxt is not None:
-                self._decide(nxt, _LEAD)
+            self._hand_over()
+
+    def try_lead(self) -> bool:
+        """Become the leader of a group of one at once, when nobody leads and
+        nobody waits; then ``release_lead`` must follow.  For a writer that
+        commits without awaiting (Engine.write_now)."""
+        with self._lock:
+            if self._leader_busy or self._queue:
+                return False
+            self._leader_busy = True
+            return True
+
+    def release_lead(self) -> None:
+        """End a ``try_lead`` group of one."""
+        self.groups += 1
+        self.writers += 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The leader is done: the first queued writer leads next, or
+        nobody does."""
+        with self._lock:
+            nxt = self._queue[0] if self._queue else None
+            if nxt is None:
+                self._leader_busy = False
+        if nxt is not None:
+            self._decide(nxt, _LEAD)

@@ -66,6 +66,18 @@ from hedge.options import Options
 log = logging.getLogger("hedge")
 
 DELETE = Kind.DELETE
+
+
+class _NeedsIO:
+    """The type of NEEDS_IO: Engine.get_now's "ask ``get`` instead"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEEDS_IO"
+
+
+NEEDS_IO = _NeedsIO()
 MAX_IMMUTABLES = 2          # writers wait when this many memtables await flush
 SLOWDOWN_SECONDS = 0.001    # delay per write group while L0 is backing up
 
@@ -113,6 +125,8 @@ class Engine:
         self._snapshot_ids = itertools.count(1)
         self._snapshot_lock = threading.Lock()
         self.counters = {"wal_bytes": 0, "wal_syncs": 0, "stall_slowdowns": 0, "stall_stops": 0}
+        # L0 tables at which writers start to be held back (the stop trigger is higher).
+        self._slowdown_at = min(options.l0_slowdown_trigger, options.l0_stop_trigger)
         layout = pools.layout
         worker_config = WorkerConfig(
             io_method=io_method, ring_entries=options.ring_entries, submit_min=options.ring_submit_min,
@@ -214,38 +228,88 @@ class Engine:
                 # last writer out has already left the queue here.
                 self.changed.notify()
 
-    async def _commit_group(self, group: list[Writer]) -> None:
+    def write_now(self, batch: WriteBatch) -> bool:
+        """Commit ``batch`` (sync=False) on the calling thread without
+        awaiting anything, when nothing needs to wait: no other writer, no
+        memtable switch, no stall.  Returns False, having done nothing, when
+        one of those is due (the caller then awaits ``write``).  Raises like
+        ``write``."""
+        batch.check_size()
+        self.check_writable()
+        if not len(batch):
+            return True
+        sv = self._sv
+        if sv.mem.approximate_bytes() >= self.options.memtable_bytes or len(sv.version.levels[0]) >= self._slowdown_at:
+            return False
+        commit = self._commit
+        if not commit.try_lead():
+            return False
+        try:
+            writers = (Writer(batch, False),)
+            payload, seq, _sync = self._number(writers)
+            self._log(payload)
+            self._apply(writers, seq)
+        finally:
+            commit.release_lead()
+        return True
+
+    async def _commit_group(self, group) -> None:
         """The leader's job (see commit.py).  REQUIRES: the only caller."""
         self.check_writable()
-        rotate = any(w.rotate for w in group)
-        await self._make_room(rotate)
-        writers = [w for w in group if len(w.batch)]
+        sv = self._sv
+        rotate = any(w.rotate for w in group) if len(group) > 1 else group[0].rotate
+        if (rotate or sv.mem.approximate_bytes() >= self.options.memtable_bytes
+                or len(sv.version.levels[0]) >= self._slowdown_at):
+            await self._make_room(rotate)
+        writers = group if len(group) == 1 and len(group[0].batch) else [w for w in group if len(w.batch)]
         if not writers:
             return
-        versions = self.versions
-        seq = versions.last_seq + 1
+        payload, seq, sync = self._number(writers)
+        self._log(payload)
+        if sync:
+            try:
+                await self._wal.sync()
+            except Cancelled:
+                raise
+            except BaseException as e:  # noqa: BLE001
+                self.record_background_error(e, "WAL sync")
+                raise
+            self.counters["wal_syncs"] += 1
+        self._apply(writers, seq)
+
+    def _number(self, writers) -> tuple[bytes, int, bool]:
+        """Give the writers' batches consecutive sequence numbers after the
+        published one; return the WAL payload, the next free number and
+        whether any writer asked for sync."""
+        seq = self.versions.last_seq + 1
+        if len(writers) == 1:
+            w = writers[0]
+            w.first_seq = seq
+            return w.batch.encode(seq), seq + len(w.batch), w.sync
         payloads = []
         for w in writers:
             w.first_seq = seq
             payloads.append(w.batch.encode(seq))
             seq += len(w.batch)
-        payload = payloads[0] if len(payloads) == 1 else b"".join(payloads)
-        wal = self._wal
+        return b"".join(payloads), seq, any(w.sync for w in writers)
+
+    def _log(self, payload: bytes) -> None:
+        """Append ``payload`` as one WAL record (inline; the OS has it on
+        return).  A failure becomes the background error."""
         try:
-            self.counters["wal_bytes"] += await wal.append(payload)
-            if any(w.sync for w in writers):
-                await wal.sync()
-                self.counters["wal_syncs"] += 1
-        except Cancelled:
-            raise
+            self.counters["wal_bytes"] += self._wal.append(payload)
         except BaseException as e:  # noqa: BLE001
             self.record_background_error(e, "WAL write")
             raise
+
+    def _apply(self, writers, next_seq: int) -> None:
+        """Insert the logged batches into the memtable and publish their
+        sequence numbers (readers see them from then on)."""
         add = self._sv.mem.add
         for w in writers:
             for key, s, kind, value in w.batch.entries(w.first_seq):
                 add(key, s, kind, value)
-        versions.last_seq = seq - 1
+        self.versions.last_seq = next_seq - 1
 
     async def _make_room(self, force_rotate: bool) -> None:
         """Switch memtables when full (or asked), and hold writers back while
@@ -294,6 +358,26 @@ class Engine:
     def check_open(self) -> None:
         if self._closing:
             raise ClosedError("the database is closed")
+
+    def get_now(self, key, snap: int | None = None):
+        """``get``'s answer when it needs no I/O (the key is in a memtable),
+        else NEEDS_IO (then await ``get``).  Never suspends; any thread."""
+        key = check_key(key)
+        self.check_open()
+        if snap is None:
+            snap = self.versions.last_seq
+        sv = self._sv
+        found = sv.mem.get(key, snap)
+        if found is None:
+            for mem, _ in sv.imms:
+                found = mem.get(key, snap)
+                if found is not None:
+                    break
+            else:
+                return NEEDS_IO
+        if found[1] == DELETE:
+            return None
+        return found[2]
 
     async def get(self, key, snap: int | None = None) -> bytes | None:
         """The value of ``key`` at sequence ``snap`` (None: now), or None."""

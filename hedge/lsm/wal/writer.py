@@ -27,9 +27,9 @@ class WalWriter:
         file = await ops.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         return cls(file, number)
 
-    async def append(self, payload) -> int:
-        """Write one record holding ``payload`` (the OS has it on return);
-        return the record's size in bytes."""
+    def append(self, payload) -> int:
+        """Write one record holding ``payload`` (the OS has it on return, an
+        inline write: no await); return the record's size in bytes."""
         record = encode_record(self.number, payload, RecordType.BATCHES)
         ops.write_inline(self.file, record, self.offset)
         self.offset += len(record)
