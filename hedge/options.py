@@ -98,9 +98,10 @@ class Options:
     # Target size of one table written by flush or compaction.
     table_bytes: int = 32 << 20
     # Run compaction merges in a worker process pinned to the background cores
-    # (it has its own GIL).  Off: on a 2-core machine the load measured no
-    # faster with it (docs/design.md, "The GIL").
-    compaction_process: bool = False
+    # (it has its own GIL).  On: during a compaction, gets from a caller's
+    # thread measured p99.9 0.41 ms / max 4.3 ms with it against 5.2 / 20 ms
+    # with merges on the foreground's GIL (docs/design.md, "The GIL").
+    compaction_process: bool = True
     # Create a database in a directory that already holds files which are not
     # hedge's (refused otherwise: a wrong path must not mix a database into
     # the user's files).  Hedge never removes a file it did not name.

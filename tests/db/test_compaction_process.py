@@ -42,7 +42,7 @@ def _workload(db, seed: int) -> dict:
 def test_results_are_identical_with_and_without_the_worker_process(tmp_path, io_method):
     results = {}
     for on in (True, False):
-        with hedge.open(tmp_path / f"db-{on}", io_method=io_method, compaction_process=on, **SMALL) as db:
+        with hedge.open(tmp_path / f"db-{on}", io_method=io_method, **{**SMALL, "compaction_process": on}) as db:
             expected = _workload(db, seed=7)
             db.compact()
             stats = db.stats()
@@ -76,7 +76,7 @@ def _load_held_back(path, io_method: str) -> dict:
     """Load with compaction held back: many L0 tables."""
     held = dict(l0_compaction_trigger=64, l0_slowdown_trigger=64, l0_stop_trigger=64)
     expected = {}
-    with hedge.open(path, compaction_process=False, io_method=io_method, **LONG, **held) as db:
+    with hedge.open(path, io_method=io_method, **{**LONG, **held, "compaction_process": False}) as db:
         for i in range(15000):
             key = b"key%07d" % ((i * 7919) % 15000)
             db.put(key, b"v%d-" % i + bytes(100))
@@ -89,7 +89,7 @@ def _load_held_back(path, io_method: str) -> dict:
 def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method):
     opts = dict(LONG)
     expected = _load_held_back(tmp_path / "db", io_method)
-    with hedge.open(tmp_path / "db", compaction_process=True, io_method=io_method, **opts) as db:
+    with hedge.open(tmp_path / "db", io_method=io_method, **{**opts, "compaction_process": True}) as db:
         engine = db._engine
         # Every output gets a number above the inputs' (the version at open).
         newest_input = max(meta.number for level in engine.super_version.version.levels for meta in level)
@@ -120,7 +120,7 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
         with pytest.raises(BackgroundError):
             db.put(b"after", b"x")
         assert killed[0] not in _children()
-    with hedge.open(tmp_path / "db", compaction_process=True, io_method=io_method, **opts) as db:
+    with hedge.open(tmp_path / "db", io_method=io_method, **{**opts, "compaction_process": True}) as db:
         assert [k for k in expected if db.get(k) != expected[k]] == []
         db.compact()
         assert db.stats()["compaction"]["count"] > 0
@@ -133,7 +133,7 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
 
 def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tmp_path):
     expected = _load_held_back(tmp_path / "db", "io_uring" if _uring_ok() else "threads")
-    db = hedge.open(tmp_path / "db", compaction_process=True, **LONG)
+    db = hedge.open(tmp_path / "db", **{**LONG, "compaction_process": True})
     deadline = time.monotonic() + 30
     maintenance = db._engine.maintenance
     while not (maintenance.worker is not None and maintenance.worker.busy) and time.monotonic() < deadline:
@@ -143,7 +143,7 @@ def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tm
     db.close()
     assert time.monotonic() - started < 10
     assert pid not in _children()
-    with hedge.open(tmp_path / "db", compaction_process=True, **LONG) as db:
+    with hedge.open(tmp_path / "db", **{**LONG, "compaction_process": True}) as db:
         assert [k for k in expected if db.get(k) != expected[k]] == []
         assert db.stats()["background_error"] is None
 
@@ -156,7 +156,7 @@ def _uring_ok() -> bool:
 
 def test_no_process_or_fd_leak_over_twenty_open_close_cycles(tmp_path):
     def cycle(i: int) -> None:
-        with hedge.open(tmp_path / "db", compaction_process=True, **SMALL) as db:
+        with hedge.open(tmp_path / "db", **{**SMALL, "compaction_process": True}) as db:
             for j in range(400):
                 db.put(b"k%05d" % ((j * 31 + i) % 1000), bytes(60))
             db.compact()
@@ -230,7 +230,7 @@ def test_corruption_in_the_worker_reaches_the_parent_as_corruption_error(tmp_pat
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_forked_child_gets_fork_error_and_leaves_the_parents_worker_alone(tmp_path):
-    with hedge.open(tmp_path / "db", compaction_process=True, **SMALL) as db:
+    with hedge.open(tmp_path / "db", **{**SMALL, "compaction_process": True}) as db:
         _workload(db, seed=3)
         db.compact()
         pid = db._engine.maintenance.worker.pid
