@@ -50,6 +50,9 @@ SCAN_CHUNK_MIN = 16
 SCAN_CHUNK_MAX = 256
 _running_loop = asyncio._get_running_loop
 
+# What a scan yields.
+PAIRS, KEYS, VALUES = 0, 1, 2
+
 
 def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
     """Open (or create) the database in directory ``path``.
@@ -155,16 +158,18 @@ class DB:
         keys = [check_key(k) for k in keys]
         return self._call(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None):
-        """Iterate (key, value) pairs with start <= key < end (None:
-        unbounded) in key order, over the snapshot taken now."""
+    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True):
+        """Iterate (key, value) pairs in key order over the snapshot taken
+        now: keys from ``start`` (inclusive unless include_start=False) to
+        ``end`` (exclusive unless include_end=True), None meaning unbounded,
+        and starting with ``prefix`` when given.  With include_value=False
+        it yields keys only, with include_key=False values only (plyvel's
+        names).  ``close()`` the iterator to stop early."""
         self._check()
-        if start is not None:
-            start = check_key(start)
-        if end is not None:
-            end = check_key(end)
+        start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         # The first chunk takes the snapshot now, not at the first next().
-        return _ScanIterator(self._calls, self._engine.scan(start, end))
+        return _ScanIterator(self._calls, self._engine.scan(start, end), shape)
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
@@ -330,12 +335,12 @@ class Snapshot:
         keys = [check_key(k) for k in keys]
         return self._calls.call(self._engine.multi_get(keys, self.sequence))
 
-    def scan(self, start=None, end=None):
-        """Pairs with start <= key < end as they were at the snapshot."""
+    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True):
+        """``DB.scan`` as the database was at the snapshot."""
         self._check()
-        start = None if start is None else check_key(start)
-        end = None if end is None else check_key(end)
-        return _ScanIterator(self._calls, self._engine.scan(start, end, self.sequence))
+        start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
+        return _ScanIterator(self._calls, self._engine.scan(start, end, self.sequence), shape)
 
     def close(self) -> None:
         """Release the snapshot: compactions may drop what only it saw."""
@@ -371,12 +376,12 @@ class _AsyncSnapshot:
         s._check()
         return s._calls.awaitable(s._engine.multi_get(keys, s.sequence))
 
-    def scan(self, start=None, end=None):
+    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True):
         s = self._snapshot
         s._check()
-        start = None if start is None else check_key(start)
-        end = None if end is None else check_key(end)
-        return s._calls.aiter(s._engine.scan(start, end, s.sequence))
+        start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
+        return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence), shape))
 
 
 class _ScanIterator:
@@ -385,9 +390,10 @@ class _ScanIterator:
     from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
     which takes the snapshot."""
 
-    def __init__(self, calls: "_Calls", agen):
+    def __init__(self, calls: "_Calls", agen, shape: int = PAIRS):
         self._calls = calls
         self._agen = agen
+        self._shape = shape
         self._size = SCAN_CHUNK_MIN
         self._chunk: list = []
         self._pos = 0
@@ -403,6 +409,10 @@ class _ScanIterator:
         return self
 
     def __next__(self):
+        if self._calls.closed:
+            self._exhausted = True
+            self._chunk = []
+            raise ClosedError("the database is closed")
         if self._pos >= len(self._chunk):
             if self._exhausted:
                 raise StopIteration
@@ -411,7 +421,14 @@ class _ScanIterator:
                 raise StopIteration
         item = self._chunk[self._pos]
         self._pos += 1
-        return item
+        shape = self._shape
+        return item if shape == PAIRS else item[0] if shape == KEYS else item[1]
+
+    def __enter__(self) -> "_ScanIterator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop the scan and release its snapshot."""
@@ -422,6 +439,55 @@ class _ScanIterator:
                 self._calls.call(self._agen.aclose())
             except HedgeError:
                 pass
+
+
+def _scan_args(start, end, prefix, include_start: bool, include_end: bool, include_key: bool,
+               include_value: bool) -> tuple[bytes | None, bytes | None, int]:
+    """The engine's half-open range [start, end) and the shape of a scan
+    with ``DB.scan``'s options.  The key right after ``k`` is ``k + 0x00``,
+    so bounds become half-open without filtering."""
+    if start is not None:
+        start = check_key(start)
+        if not include_start:
+            start += b"\x00"
+    if end is not None:
+        end = check_key(end)
+        if include_end:
+            end += b"\x00"
+    if prefix is not None:
+        prefix = check_key(prefix)
+        if start is None or start < prefix:
+            start = prefix
+        after = _prefix_end(prefix)
+        if after is not None and (end is None or after < end):
+            end = after
+    if not include_key and not include_value:
+        raise ValueError("a scan needs include_key or include_value")
+    shape = PAIRS if include_key and include_value else KEYS if include_key else VALUES
+    return start, end, shape
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix``
+    (None when there is none: the prefix is all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _shaped(agen, shape: int):
+    """``agen`` itself for pairs, else an async iterator of their keys or
+    values."""
+    return agen if shape == PAIRS else _project(agen, 0 if shape == KEYS else 1)
+
+
+async def _project(agen, i: int):
+    try:
+        async for item in agen:
+            yield item[i]
+    finally:
+        await agen.aclose()
 
 
 async def _take(agen, n: int) -> tuple[list, bool]:
@@ -544,14 +610,13 @@ class AsyncDB:
         self._calls.check()
         return self._calls.awaitable(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None):
-        """``async for key, value in db.aio.scan(a, b)``."""
+    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True):
+        """``async for key, value in db.aio.scan(a, b)``; the options of
+        ``DB.scan``."""
         self._calls.check()
-        if start is not None:
-            start = check_key(start)
-        if end is not None:
-            end = check_key(end)
-        return self._calls.aiter(self._engine.scan(start, end))
+        start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
+        return self._calls.aiter(_shaped(self._engine.scan(start, end), shape))
 
     def flush(self):
         self._calls.check()

@@ -381,3 +381,49 @@ def test_a_snapshot_sees_no_later_write_even_after_compaction(tmp_path, io_metho
             assert fresh.get(b"k003") is None and fresh.get(b"k004") == b"new004"
     finally:
         db.close()
+
+
+def test_scan_bounds_prefix_and_shapes(db):
+    for k in [b"a", b"ab", b"abc", b"abd", b"ac", b"b", b"\xff", b"\xff\xff"]:
+        db.put(k, b"v-" + k)
+    keys = lambda it: [k for k, _ in it]  # noqa: E731
+    assert keys(db.scan(b"ab", b"ac")) == [b"ab", b"abc", b"abd"]
+    assert keys(db.scan(b"ab", b"ac", include_start=False)) == [b"abc", b"abd"]
+    assert keys(db.scan(b"ab", b"ac", include_end=True)) == [b"ab", b"abc", b"abd", b"ac"]
+    assert keys(db.scan(prefix=b"ab")) == [b"ab", b"abc", b"abd"]
+    assert keys(db.scan(b"abc", prefix=b"ab")) == [b"abc", b"abd"]
+    assert keys(db.scan(prefix=b"\xff")) == [b"\xff", b"\xff\xff"]
+    assert list(db.scan(prefix=b"a", include_value=False)) == [b"a", b"ab", b"abc", b"abd", b"ac"]
+    assert list(db.scan(b"b", include_key=False)) == [b"v-b", b"v-\xff", b"v-\xff\xff"]
+    with pytest.raises(ValueError):
+        db.scan(include_key=False, include_value=False)
+    with db.snapshot() as snap:
+        db.put(b"abb", b"later")
+        assert list(snap.scan(prefix=b"ab", include_value=False)) == [b"ab", b"abc", b"abd"]
+
+    async def from_asyncio():
+        return [k async for k in db.aio.scan(prefix=b"ab", include_value=False)]
+
+    assert asyncio.run(from_asyncio()) == [b"ab", b"abb", b"abc", b"abd"]
+
+    async def from_a_hedge_task():
+        return [v async for v in db.aio.scan(b"ac", b"b", include_end=True, include_key=False)]
+
+    assert db.run(from_a_hedge_task()) == [b"v-ac", b"v-b"]
+
+
+def test_a_scan_stops_at_close_and_at_the_databases_close(tmp_path, io_method):
+    db = open_db(tmp_path / "db", io_method)
+    for i in range(600):
+        db.put(b"k%03d" % i, b"v")
+    it = db.scan()
+    assert next(it) == (b"k000", b"v")
+    it.close()
+    assert list(it) == []                          # nothing buffered comes out after close()
+    with db.scan() as it2:
+        assert next(it2)[0] == b"k000"
+    it3 = db.scan()
+    next(it3)
+    db.close()
+    with pytest.raises(ClosedError):
+        next(it3)                                  # not the pairs it had buffered
