@@ -1,6 +1,8 @@
 """CPU per operation inside the LSM data structures (no disk, no executor).
 
-Every figure is microseconds of Python per operation, on in-memory data:
+Every figure is microseconds of CPU per operation (the best of a few
+timings, in process CPU time so that waiting for a core on a shared machine
+does not count), on in-memory data:
 tables are built with TableBuilder and read through a ``read`` function that
 returns bytes without suspending, so each coroutine is driven by hand and
 nothing waits for a device.
@@ -26,6 +28,7 @@ Rows (16-byte keys, 100-byte values):
     python -m perf.lsm_micro --against main   # A/B: REV's hedge/ vs this tree,
                                               # alternated in subprocesses
     python -m perf.lsm_micro --against main --rounds 7 --json out.json
+    python -m perf.lsm_micro --only reads,writes   # some groups: GROUPS below
 
 With ``--against`` the named revision's ``hedge/`` is exported to a temporary
 directory (plus this tree's built I/O extension, which the LSM code does not
@@ -63,6 +66,7 @@ ROWS = (
 )
 
 VALUE = b"v" * 100
+GROUPS = ("reads", "version", "writes", "scans", "build", "merge")
 
 
 def key(i: int) -> bytes:
@@ -80,12 +84,14 @@ def drive(coro):
 
 
 def best_us(fn, n: int, repeat: int = 5) -> float:
-    """Best of ``repeat`` timings of ``fn(n)`` (which performs n operations)."""
+    """Best of ``repeat`` timings of ``fn(n)`` (which performs n operations),
+    in CPU time of this process: on a shared machine the time spent waiting
+    for a core is not counted."""
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn(n)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best / n * 1e6
 
 
@@ -107,7 +113,7 @@ def open_reader(data: bytes, table_id: int, cache=None):
     return drive(TableReader.open(read, len(data), f"t{table_id}.sst", table_id, cache))
 
 
-def measure(quick: bool = False) -> dict[str, float]:
+def measure(quick: bool = False, groups=GROUPS) -> dict[str, float]:
     from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
     from hedge.lsm.batch import WriteBatch
     from hedge.lsm.cache import BlockCache
@@ -119,143 +125,152 @@ def measure(quick: bool = False) -> dict[str, float]:
 
     scale = 4 if quick else 1
     PUT = Kind.PUT
-    rng = random.Random(1)
     out: dict[str, float] = {}
+    ops_n = 20_000 // scale
+    krng = random.Random(2)
+    skeys = sorted({krng.randbytes(16) for _ in range(60_000 // scale)})
 
     # --- point reads on one table -------------------------------------------------
-    n_table = 20_000 // scale
-    data = build_table([(key(i), 5, PUT, VALUE) for i in range(n_table)])
-    cache = BlockCache(64 << 20)
-    reader = open_reader(data, 1, cache)
-    uncached = open_reader(data, 2)
-    present = [key(rng.randrange(n_table)) for _ in range(4096)]
-    absent = [key(rng.randrange(n_table)) + b"-" for _ in range(4096)]
-    for _ in range(2):                      # fill, then first hit (lazy work)
-        for k in present:
-            assert drive(reader.get(k, 10)) is not None
-    ops_n = 20_000 // scale
+    if "reads" in groups:
+        rng = random.Random(1)
+        n_table = 20_000 // scale
+        data = build_table([(key(i), 5, PUT, VALUE) for i in range(n_table)])
+        cache = BlockCache(64 << 20)
+        reader = open_reader(data, 1, cache)
+        uncached = open_reader(data, 2)
+        present = [key(rng.randrange(n_table)) for _ in range(4096)]
+        absent = [key(rng.randrange(n_table)) + b"-" for _ in range(4096)]
+        for _ in range(2):                      # fill, then first hit (lazy work)
+            for k in present:
+                assert drive(reader.get(k, 10)) is not None
 
-    def loop_get(r, keys):
-        def run(n):
-            g = r.get
-            for i in range(n):
-                drive(g(keys[i & 4095], 10))
-        return run
+        def loop_get(r, keys):
+            def run(n):
+                g = r.get
+                for i in range(n):
+                    drive(g(keys[i & 4095], 10))
+            return run
 
-    out["get_cached"] = best_us(loop_get(reader, present), ops_n)
-    if hasattr(reader, "get_cached"):
-        def run_sync(n):
-            g = reader.get_cached
-            for i in range(n):
-                g(present[i & 4095], 10)
-        out["get_cached_sync"] = best_us(run_sync, ops_n)
-    out["get_absent"] = best_us(loop_get(reader, absent), ops_n)
-    out["get_read"] = best_us(loop_get(uncached, present), ops_n // 2)
+        out["get_cached"] = best_us(loop_get(reader, present), ops_n)
+        if hasattr(reader, "get_cached"):
+            def run_sync(n):
+                g = reader.get_cached
+                for i in range(n):
+                    g(present[i & 4095], 10)
+            out["get_cached_sync"] = best_us(run_sync, ops_n)
+        out["get_absent"] = best_us(loop_get(reader, absent), ops_n)
+        out["get_read"] = best_us(loop_get(uncached, present), ops_n // 2)
 
     # --- files_for_key --------------------------------------------------------------
-    def meta(number, lo, hi, seq):
-        return FileMeta(number=number, size=1 << 20, smallest_key=key(lo), largest_key=key(hi),
-                        smallest_seq=seq, largest_seq=seq, entries=10, deletes=0)
-    l0 = [meta(10**7 + j, 0, 10**6, 10**6 - j) for j in range(4)]
-    levels = [l0]
-    number = 1
-    for level, count in ((1, 10), (2, 100), (3, 1000)):
-        width = 10**6 // count
-        files = []
-        for j in range(count):
-            files.append(meta(number, j * width, j * width + width - 1, 5))
-            number += 1
-        levels.append(files)
-    levels += [[]] * (7 - len(levels))
-    version = Version(levels)
-    probe = [key(rng.randrange(10**6)) for _ in range(4096)]
+    if "version" in groups:
+        rng = random.Random(3)
+        def meta(number, lo, hi, seq):
+            return FileMeta(number=number, size=1 << 20, smallest_key=key(lo), largest_key=key(hi),
+                            smallest_seq=seq, largest_seq=seq, entries=10, deletes=0)
+        l0 = [meta(10**7 + j, 0, 10**6, 10**6 - j) for j in range(4)]
+        levels = [l0]
+        number = 1
+        for level, count in ((1, 10), (2, 100), (3, 1000)):
+            width = 10**6 // count
+            files = []
+            for j in range(count):
+                files.append(meta(number, j * width, j * width + width - 1, 5))
+                number += 1
+            levels.append(files)
+        levels += [[]] * (7 - len(levels))
+        version = Version(levels)
+        probe = [key(rng.randrange(10**6)) for _ in range(4096)]
 
-    def run_ffk(n):
-        f = version.files_for_key
-        for i in range(n):
-            f(probe[i & 4095])
-    out["files_for_key"] = best_us(run_ffk, ops_n)
+        def run_ffk(n):
+            f = version.files_for_key
+            for i in range(n):
+                f(probe[i & 4095])
+        out["files_for_key"] = best_us(run_ffk, ops_n)
 
     # --- memtable -------------------------------------------------------------------
-    n_mem = 100_000 // scale
-    mkeys = [rng.randbytes(16) for _ in range(n_mem)]
-    mem = Memtable()
-    for seq, k in enumerate(mkeys, 1):
-        mem.add(k, seq, PUT, VALUE)
-    lookups = [mkeys[rng.randrange(n_mem)] for _ in range(4096)]
+    if "writes" in groups:
+        rng = random.Random(4)
+        n_mem = 100_000 // scale
+        mkeys = [rng.randbytes(16) for _ in range(n_mem)]
+        mem = Memtable()
+        for seq, k in enumerate(mkeys, 1):
+            mem.add(k, seq, PUT, VALUE)
+        lookups = [mkeys[rng.randrange(n_mem)] for _ in range(4096)]
 
-    def run_mget(n):
-        g = mem.get
-        for i in range(n):
-            g(lookups[i & 4095], n_mem)
-    out["mem_get"] = best_us(run_mget, ops_n)
+        def run_mget(n):
+            g = mem.get
+            for i in range(n):
+                g(lookups[i & 4095], n_mem)
+        out["mem_get"] = best_us(run_mget, ops_n)
 
-    def run_madd(n):
-        m = Memtable()
-        for seq in range(n):
-            m.add(mkeys[seq], seq + 1, PUT, VALUE)
-    out["mem_add"] = best_us(run_madd, n_mem // 2, repeat=3)
+        def run_madd(n):
+            m = Memtable()
+            for seq in range(n):
+                m.add(mkeys[seq], seq + 1, PUT, VALUE)
+        out["mem_add"] = best_us(run_madd, n_mem // 2, repeat=3)
 
-    def run_put(n):
-        m = Memtable()
-        for seq in range(1, n + 1):
-            batch = WriteBatch()
-            batch.put(mkeys[seq], VALUE)
-            payload = batch.encode(seq)
-            encode_record(7, payload)
-            for k, s, kind, v in batch.entries(seq):
-                m.add(k, s, kind, v)
-    out["put"] = best_us(run_put, n_mem // 2, repeat=3)
+        def run_put(n):
+            m = Memtable()
+            for seq in range(1, n + 1):
+                batch = WriteBatch()
+                batch.put(mkeys[seq], VALUE)
+                payload = batch.encode(seq)
+                encode_record(7, payload)
+                for k, s, kind, v in batch.entries(seq):
+                    m.add(k, s, kind, v)
+        out["put"] = best_us(run_put, n_mem // 2, repeat=3)
 
     # --- scans ------------------------------------------------------------------------
-    n_scan = 60_000 // scale
-    skeys = sorted({rng.randbytes(16) for _ in range(n_scan)})
-    l1_entries = [(k, 10, PUT, VALUE) for k in skeys[0::2]]
-    l0_entries = [(k, 20, PUT, VALUE) for k in skeys[1::4]]
-    mem_keys = skeys[3::4]
-    scan_cache = BlockCache(256 << 20)
-    l1 = []
-    for j in range(4):
-        part = l1_entries[j * len(l1_entries) // 4:(j + 1) * len(l1_entries) // 4]
-        l1.append(open_reader(build_table(part), 100 + j, scan_cache))
-    l0r = open_reader(build_table(l0_entries), 200, scan_cache)
-    smem = Memtable()
-    for seq, k in enumerate(mem_keys, 30):
-        smem.add(k, seq, PUT, VALUE)
-    total = len(l1_entries) + len(l0_entries) + len(mem_keys)
+    if "scans" in groups:
+        rng = random.Random(5)
+        l1_entries = [(k, 10, PUT, VALUE) for k in skeys[0::2]]
+        l0_entries = [(k, 20, PUT, VALUE) for k in skeys[1::4]]
+        mem_keys = skeys[3::4]
+        scan_cache = BlockCache(256 << 20)
+        l1 = []
+        for j in range(4):
+            part = l1_entries[j * len(l1_entries) // 4:(j + 1) * len(l1_entries) // 4]
+            l1.append(open_reader(build_table(part), 100 + j, scan_cache))
+        l0r = open_reader(build_table(l0_entries), 200, scan_cache)
+        smem = Memtable()
+        for seq, k in enumerate(mem_keys, 30):
+            smem.add(k, seq, PUT, VALUE)
+        total = len(l1_entries) + len(l0_entries) + len(mem_keys)
 
-    async def scan(start, end, limit):
-        sources = [ListCursor(smem.iter_from(start, end)), TableCursor([l0r], start, end),
-                   TableCursor(l1, start, end)]
-        count = 0
-        async for _ in visible_merge(sources, 10**9):
-            count += 1
-            if count == limit:
-                break
-        return count
+        async def scan(start, end, limit):
+            sources = [ListCursor(smem.iter_from(start, end)), TableCursor([l0r], start, end),
+                       TableCursor(l1, start, end)]
+            count = 0
+            async for _ in visible_merge(sources, 10**9):
+                count += 1
+                if count == limit:
+                    break
+            return count
 
-    assert drive(scan(None, None, -1)) == total      # warms the cache
+        assert drive(scan(None, None, -1)) == total      # warms the cache
 
-    def run_scan(n):
-        for _ in range(n):
-            drive(scan(None, None, -1))
-    out["scan_entry"] = best_us(run_scan, 1, repeat=3) / total
-    starts = [skeys[rng.randrange(len(skeys) - 200)] for _ in range(512)]
+        def run_scan(n):
+            for _ in range(n):
+                drive(scan(None, None, -1))
+        out["scan_entry"] = best_us(run_scan, 1, repeat=3) / total
+        starts = [skeys[rng.randrange(len(skeys) - 200)] for _ in range(512)]
 
-    def run_short(n):
-        for i in range(n):
-            drive(scan(starts[i & 511], None, 50))
-    out["short_scan"] = best_us(run_short, 2000 // scale)
+        def run_short(n):
+            for i in range(n):
+                drive(scan(starts[i & 511], None, 50))
+        out["short_scan"] = best_us(run_short, 2000 // scale)
 
     # --- table build ----------------------------------------------------------------
-    build_entries = [(k, 10, PUT, VALUE) for k in skeys]
+    if "build" in groups:
+        build_entries = [(k, 10, PUT, VALUE) for k in skeys]
 
-    def run_build(n):
-        build_table(build_entries[:n])
-    out["build_entry"] = best_us(run_build, len(build_entries), repeat=3)
+        def run_build(n):
+            build_table(build_entries[:n])
+        out["build_entry"] = best_us(run_build, len(build_entries), repeat=3)
 
     # --- compaction merge -------------------------------------------------------------
-    out["merge_entry"] = merge_per_entry(skeys, scale)
+    if "merge" in groups:
+        out["merge_entry"] = merge_per_entry(skeys, scale)
     return out
 
 
@@ -342,9 +357,11 @@ def environment() -> str:
 
 
 def child(argv) -> int:
-    """One measurement in this process; JSON on stdout."""
+    """One measurement in this process; JSON on stdout.  argv: [--quick]
+    GROUP..."""
     quick = "--quick" in argv
-    json.dump(measure(quick), sys.stdout)
+    groups = [a for a in argv if a in GROUPS] or GROUPS
+    json.dump(measure(quick, groups), sys.stdout)
     return 0
 
 
@@ -362,12 +379,13 @@ def export_tree(rev: str, repo: str) -> str:
     return tmp
 
 
-def run_child(tree: str, repo: str, quick: bool) -> dict[str, float]:
+def run_child(tree: str, repo: str, quick: bool, groups) -> dict[str, float]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([tree, repo])
     cmd = [sys.executable, "-c", "import sys; from perf.lsm_micro import child; sys.exit(child(sys.argv[1:]))"]
     if quick:
         cmd.append("--quick")
+    cmd += list(groups)
     out = subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -377,12 +395,18 @@ def main(argv=None) -> int:
     p.add_argument("--against", metavar="REV", help="compare with REV's hedge/ (A/B alternated)")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds (default 5)")
     p.add_argument("--quick", action="store_true", help="smaller data (a quarter), for a fast look")
+    p.add_argument("--only", metavar="GROUPS", default=",".join(GROUPS),
+                   help=f"comma-separated subset of {','.join(GROUPS)} (default: all)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = p.parse_args(argv)
+    groups = [g for g in args.only.split(",") if g]
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        p.error(f"unknown group(s): {', '.join(sorted(unknown))}")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     print(environment())
     if not args.against:
-        res = measure(args.quick)
+        res = measure(args.quick, groups)
         for name, label in ROWS:
             if name in res:
                 print(f"{label:52s} {res[name]:8.2f} us")
@@ -401,7 +425,7 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             order = [(base_tree, a), (repo, b)] if r % 2 == 0 else [(repo, b), (base_tree, a)]
             for tree, sink in order:
-                sink.append(run_child(tree, repo, args.quick))
+                sink.append(run_child(tree, repo, args.quick, groups))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         shutil.rmtree(base_tree, ignore_errors=True)
@@ -410,6 +434,8 @@ def main(argv=None) -> int:
     print(f"{'':52s} {'A':>8s} {'B':>8s} {'B/A':>6s}")
     table = {}
     for name, label in ROWS:
+        if not any(name in x for x in a + b):
+            continue
         av = [x[name] for x in a if name in x]
         bv = [x[name] for x in b if name in x]
         am = statistics.median(av) if av else None
