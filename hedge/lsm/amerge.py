@@ -104,7 +104,7 @@ class TableCursor:
                 self._ranges = None
                 continue
             block = await self._reader.read_block(rng[0], rng[1], self._fill)
-            entries = list(block.iter_from(self._start if self._first else None))
+            entries = block.entries(self._start if self._first else None)
             self._first = False
             if end is not None and entries and entries[-1][0] >= end:
                 entries = entries[:bisect.bisect_left(entries, end, key=_user_key)]

@@ -1,6 +1,7 @@
 """BlockCache: decoded blocks kept in memory, bounded by bytes, CLOCK eviction.
 
-Keys are ``(table_id, block_offset)``; each block is charged ``block.nbytes``.
+Keys are ``(table_id, block_offset)``; each block is charged ``block.nbytes``
+(when inserted, and again when ``replace`` swaps in its decoded copy).
 The sum of charges never exceeds ``capacity`` (a block larger than the whole
 capacity is not cached; capacity 0 caches nothing).
 
@@ -73,6 +74,28 @@ class BlockCache:
             self._clock.append(entry)
             self._bytes += charge
             self._inserts += 1
+
+    def replace(self, key: CacheKey, old: Block, new: Block) -> None:
+        """Put ``new`` in place of ``old`` under ``key`` (a decoded copy of the
+        same block: ``Block.with_keys``) and charge its size, evicting as
+        needed; nothing happens unless ``old`` is still the resident block.
+        The entry keeps its reference bit.  When ``new`` is larger than the
+        whole capacity the entry is dropped."""
+        charge = new.nbytes
+        with self._lock:
+            entry = self._map.get(key)
+            if entry is None or entry[_BLOCK] is not old:
+                return
+            if charge > self.capacity:
+                del self._map[key]
+                self._clock.remove(entry)
+                self._bytes -= entry[_CHARGE]
+                self._evictions += 1
+                return
+            entry[_BLOCK] = new
+            self._bytes += charge - entry[_CHARGE]
+            entry[_CHARGE] = charge
+            self._make_room(0)
 
     def _make_room(self, charge: int) -> None:
         clock = self._clock

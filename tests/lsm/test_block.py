@@ -137,3 +137,35 @@ def test_impossible_count_with_valid_checksum_raises_corruption():
     data = body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
     with pytest.raises(CorruptionError, match="count"):
         Block(data, file="x.sst", offset=0)
+
+
+# ---- the copy with decoded keys (Block.with_keys) answers like the block ----
+
+@pytest.mark.parametrize("seed", range(6))
+def test_with_keys_answers_exactly_like_the_plain_block(seed):
+    rng = random.Random(500 + seed)
+    entries = random_entries(rng, rng.choice((1, 5, 60, 200)))
+    plain = Block(build(entries, pad_to=rng.choice((1, 4096))))
+    decoded = plain.with_keys()
+    assert decoded.has_keys and not plain.has_keys
+    assert decoded.with_keys() is decoded
+    assert len(decoded) == len(plain)
+    seqs = sorted({e[1] for e in entries})
+    snapshots = [0, 1 << 55] + rng.sample(seqs, min(10, len(seqs))) + [s - 1 for s in rng.sample(seqs, min(10, len(seqs)))]
+    probes = [e[0] for e in entries] + [b"", b"\x00", b"a\x00", b"zzz", b"ab\xff", b"f" * 7]
+    for key in probes:
+        for snap in snapshots:
+            assert decoded.get(key, snap) == plain.get(key, snap) == model_get(entries, key, snap), (key, snap)
+    for start in [None, b"", b"zz", b"c"] + [e[0] for e in rng.sample(entries, min(8, len(entries)))]:
+        expected = [e for e in entries if start is None or e[0] >= start]
+        assert decoded.entries(start) == plain.entries(start) == expected
+        assert list(decoded.iter_from(start)) == expected
+
+
+def test_with_keys_charges_the_decoded_keys():
+    entries = [(b"k%05d" % i, 9, Kind.PUT, b"x" * 10) for i in range(100)]
+    plain = Block(build(entries, pad_to=4096))
+    decoded = plain.with_keys()
+    assert plain.nbytes == 4096
+    # Each key costs at least its bytes and a list slot.
+    assert decoded.nbytes >= 4096 + 100 * (6 + 8)

@@ -142,3 +142,50 @@ def test_concurrent_threads_keep_bound_and_exact_counts():
 def test_negative_capacity_is_rejected():
     with pytest.raises(ValueError):
         BlockCache(-1)
+
+
+def decoded_pair():
+    builder = BlockBuilder(4096)
+    for i in range(50):
+        builder.add(b"key%04d" % i, 1, Kind.PUT, b"v")
+    plain = Block(builder.finish(pad_to=4096))
+    return plain, plain.with_keys()
+
+
+def test_replace_swaps_in_the_decoded_copy_and_charges_it():
+    plain, decoded = decoded_pair()
+    cache = BlockCache(1 << 20)
+    cache.insert((1, 0), plain)
+    cache.replace((1, 0), plain, decoded)
+    assert cache.get((1, 0)) is decoded
+    assert cache.stats()["bytes"] == decoded.nbytes > plain.nbytes
+    cache.replace((1, 0), plain, decoded)          # no longer resident: nothing happens
+    assert cache.stats()["bytes"] == decoded.nbytes
+
+
+def test_replace_of_an_absent_block_does_nothing():
+    plain, decoded = decoded_pair()
+    cache = BlockCache(1 << 20)
+    cache.replace((1, 0), plain, decoded)
+    assert len(cache) == 0 and cache.stats()["bytes"] == 0
+
+
+def test_replace_evicts_to_stay_within_the_bound():
+    plain, decoded = decoded_pair()
+    cache = BlockCache(3 * 4096)
+    for i in range(3):
+        cache.insert((1, i * 4096), plain)
+    cache.replace((1, 4096), plain, decoded)
+    s = cache.stats()
+    assert s["bytes"] <= s["capacity"] and s["evictions"] >= 1
+    assert sum(b.nbytes for b in (cache.get((1, i * 4096)) for i in range(3)) if b is not None) == s["bytes"]
+
+
+def test_replace_with_a_copy_larger_than_the_capacity_drops_the_entry():
+    plain, decoded = decoded_pair()
+    cache = BlockCache(decoded.nbytes - 1)
+    cache.insert((1, 0), plain)
+    cache.replace((1, 0), plain, decoded)
+    assert cache.get((1, 0)) is None
+    assert cache.stats()["bytes"] == 0 and len(cache) == 0
+

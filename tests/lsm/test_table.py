@@ -13,6 +13,7 @@ from hedge.errors import CorruptionError
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, Kind
 from hedge.lsm.table import PAGE, TableBuilder, TableReader
+from hedge.lsm.table.reader import NOT_CACHED
 from hedge.lsm.table.format import FOOTER_BYTES, Footer
 from tests.lsm._drive import collect, memory_reader, run
 
@@ -230,6 +231,71 @@ def test_cached_block_is_not_read_again():
     assert cache.get((7, log[0][0])) is not None
     reader.evict()
     assert cache.stats()["bytes"] == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cache_on_and_off_give_identical_answers(seed):
+    """The same lookups and scans on one table with no cache, a large cache
+    and a cache of three blocks (constant eviction); every answer is checked
+    against the model, and get_cached against get."""
+    rng = random.Random(70 + seed)
+    entries = random_entries(rng, 1200)
+    model = SortedModel(entries)
+    data, _ = build(entries, block_bytes=rng.choice((1024, 4096)))
+    readers = [open_table(data), open_table(data, cache=BlockCache(64 << 20), table_id=2),
+               open_table(data, cache=BlockCache(3 * 4096 + 100), table_id=3)]
+    seqs = [e[1] for e in entries]
+    keys = [e[0] for e in entries]
+    probes = rng.sample(keys, 250) + [b"user%d" % rng.randrange(10**6) for _ in range(50)] + [b"a", b"zzzz"]
+    for _round in range(3):                  # miss, first hit (decodes), later hits
+        for key in probes:
+            snap = rng.choice((MAX_SEQ, 0, rng.choice(seqs), rng.choice(seqs) - 1))
+            expected = model.get(key, snap)
+            for reader in readers:
+                cached = reader.get_cached(key, snap)
+                assert cached is NOT_CACHED or cached == expected, (key, snap)
+                assert run(reader.get(key, snap)) == expected, (key, snap)
+        for _ in range(8):
+            start = rng.choice([None] + rng.sample(keys, 3))
+            end = rng.choice([None] + rng.sample(keys, 3))
+            for reader in readers:
+                assert collect(reader.iter_from(start, end)) == model.scan(start, end)
+
+
+def test_get_cached_answers_from_memory_or_says_not_cached():
+    entries = [(b"key%06d" % i, 1, Kind.PUT, b"v%d" % i) for i in range(1000)]
+    data, _ = build(entries)
+    log = []
+    cache = BlockCache(1 << 20)
+    reader = open_table(data, cache=cache, log=log)
+    del log[:]
+    assert reader.get_cached(b"key000500", 1) is NOT_CACHED
+    assert reader.get_cached(b"key999999", 1) is None        # outside the key range
+    assert reader.get_cached(b"key000999", 0) is None        # the index says: no version old enough
+    assert run(reader.get(b"key000500", 1)) == (1, Kind.PUT, b"v500")
+    assert len(log) == 1
+    assert reader.get_cached(b"key000500", 1) == (1, Kind.PUT, b"v500")
+    assert reader.get_cached(b"key000501", 1) == (1, Kind.PUT, b"v501")
+    assert len(log) == 1
+    uncached = open_table(data)
+    assert uncached.get_cached(b"key000500", 1) is NOT_CACHED
+
+
+def test_first_cache_hit_swaps_in_the_block_with_decoded_keys():
+    entries = [(b"key%06d" % i, 1, Kind.PUT, b"v") for i in range(1000)]
+    data, _ = build(entries)
+    log = []
+    cache = BlockCache(1 << 20)
+    reader = open_table(data, cache=cache, log=log, table_id=7)
+    del log[:]
+    run(reader.get(b"key000500", 1))
+    (offset, _), = log
+    assert not cache.get((7, offset)).has_keys
+    charged = cache.stats()["bytes"]
+    assert reader.get_cached(b"key000501", 1) == (1, Kind.PUT, b"v")
+    block = cache.get((7, offset))
+    assert block.has_keys and cache.stats()["bytes"] == block.nbytes > charged
+    assert run(reader.read_block(offset, 4096)) is block
 
 
 def test_iter_without_fill_cache_leaves_cache_empty():

@@ -7,6 +7,13 @@ lookup is a bloom check, a bisect over the in-memory index and at most one
 block: from the block cache, or one page-aligned read of whole pages
 (O_DIRECT-friendly).  Layout: docs/format/table.md.
 
+``get_cached`` is the synchronous part of ``get``: it answers from memory
+(key range, bloom filter, index, cached block) or returns ``NOT_CACHED``
+when the answer needs a block read; ``get`` awaits only in that case.  A block found
+in the cache for a point lookup or a scan is replaced there, on that first
+hit, by its copy with decoded keys (``Block.with_keys``), so later lookups
+in it search with ``bisect``.
+
 The reader does no I/O of its own: it is given ``read(offset, length)``, an
 async callable returning ``length`` bytes at ``offset`` (the engine passes one
 that goes through the ring).  Every offset and length it asks for is a
@@ -35,6 +42,19 @@ from hedge.lsm.table.format import (
 )
 
 ReadFn = Callable[[int, int], Awaitable[bytes]]
+
+
+class _NotCached:
+    """The type of ``NOT_CACHED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_CACHED"
+
+
+# What get_cached returns when the answer needs a block that is not cached.
+NOT_CACHED = _NotCached()
 
 
 class TableReader:
@@ -181,29 +201,55 @@ class TableReader:
         last = bisect_left(keys, end_key) + 1
         return first, min(last, len(keys))
 
-    async def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
-        """The newest version of ``key`` with seq <= snapshot_seq as ``(seq,
-        kind, value)``, or None when the table has none.  A DELETE result
-        means the key is deleted as of that version.  Reads at most one
-        block.  Raises CorruptionError for a damaged block."""
+    def get_cached(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None | _NotCached:
+        """``get``'s answer when it needs no I/O, else NOT_CACHED: the key's
+        block must be read (``await get`` reads it).  Never suspends; safe on
+        any thread."""
         if not (self._smallest <= key <= self._largest) or not self._may_contain(key):
             return None
         keys = self._keys
         i = bisect_left(keys, key)
-        n = len(keys)
-        # Inlined _block_index: this is the hot path.
-        while i < n and self._seqs[i] > snapshot_seq and keys[i] == key:
-            i += 1
-        if i == n:
-            return None
-        offset = self._offsets[i]
+        # Inlined _block_index (this is the hot path).  i < len(keys): key
+        # is at most the largest key, the last block's last key.
+        if keys[i] == key:
+            n = len(keys)
+            seqs = self._seqs
+            while seqs[i] > snapshot_seq:
+                i += 1
+                if i == n or keys[i] != key:
+                    break
+            if i == n:
+                return None
         cache = self._cache
-        if cache is not None:
-            block = cache.get((self.table_id, offset))
-            if block is not None:
-                return block.get(key, snapshot_seq)
-        block = await self._load(offset, self._lengths[i], True)
+        if cache is None:
+            return NOT_CACHED
+        ckey = (self.table_id, self._offsets[i])
+        block = cache.get(ckey)
+        if block is None:
+            return NOT_CACHED
+        if not block.has_keys:
+            block = self._decode_cached(ckey, block)
         return block.get(key, snapshot_seq)
+
+    async def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
+        """The newest version of ``key`` with seq <= snapshot_seq as ``(seq,
+        kind, value)``, or None when the table has none.  A DELETE result
+        means the key is deleted as of that version.  Reads at most one
+        block, and awaits nothing when the answer is in memory.  Raises
+        CorruptionError for a damaged block."""
+        found = self.get_cached(key, snapshot_seq)
+        if found is not NOT_CACHED:
+            return found
+        i = self._block_index(key, snapshot_seq)
+        block = await self._load(self._offsets[i], self._lengths[i], True)
+        return block.get(key, snapshot_seq)
+
+    def _decode_cached(self, ckey: tuple[int, int], block: Block) -> Block:
+        """On a block's first cache hit: its copy with decoded keys, put in
+        the cache in its place."""
+        decoded = block.with_keys()
+        self._cache.replace(ckey, block, decoded)
+        return decoded
 
     async def _load(self, offset: int, length: int, fill_cache: bool) -> Block:
         data = await _read_exact(self._read, offset, length, self.file_name)
@@ -223,8 +269,11 @@ class TableReader:
         the cache or read and verified."""
         cache = self._cache
         if cache is not None:
-            block = cache.get((self.table_id, offset))
+            ckey = (self.table_id, offset)
+            block = cache.get(ckey)
             if block is not None:
+                if not block.has_keys:
+                    block = self._decode_cached(ckey, block)
                 return block
         return await self._load(offset, length, fill_cache)
 
