@@ -59,6 +59,7 @@ from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.recovery import Recovered, recover
+from hedge.lsm.table.reader import NOT_CACHED
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.lsm.wal.writer import WalWriter
 from hedge.options import Options
@@ -69,7 +70,8 @@ DELETE = Kind.DELETE
 
 
 class _NeedsIO:
-    """The type of NEEDS_IO: Engine.get_now's "ask ``get`` instead"."""
+    """The type of NEEDS_IO: Engine.get_now's "a block must be read: await
+    ``get`` instead"."""
 
     __slots__ = ()
 
@@ -360,8 +362,9 @@ class Engine:
             raise ClosedError("the database is closed")
 
     def get_now(self, key, snap: int | None = None):
-        """``get``'s answer when it needs no I/O (the key is in a memtable),
-        else NEEDS_IO (then await ``get``).  Never suspends; any thread."""
+        """``get``'s answer when it needs no I/O (the key is in a memtable,
+        or its table block is cached, or no table can hold it), else
+        NEEDS_IO (then await ``get``).  Never suspends; any thread."""
         key = check_key(key)
         self.check_open()
         if snap is None:
@@ -374,7 +377,15 @@ class Engine:
                 if found is not None:
                     break
             else:
-                return NEEDS_IO
+                tables = sv.tables
+                for _level, meta in sv.version.files_for_key(key):
+                    found = tables[meta.number].get_cached(key, snap)
+                    if found is NOT_CACHED:
+                        return NEEDS_IO
+                    if found is not None:
+                        break
+                else:
+                    return None
         if found[1] == DELETE:
             return None
         return found[2]

@@ -171,8 +171,8 @@ def test_check_size_refuses_a_batch_over_the_write_limit(monkeypatch):
 
 def test_the_largest_batch_and_a_full_group_fit_one_wal_record():
     from hedge.lsm.batch import MAX_BATCH_BYTES
-    from hedge.lsm.commit import CommitQueue
+    from hedge.lsm.commit import MAX_GROUP_BYTES
     from hedge.lsm.wal.format import MAX_PAYLOAD_BYTES
 
-    group_cap = CommitQueue(None)._max_group_bytes
+    group_cap = MAX_GROUP_BYTES
     assert group_cap + MAX_BATCH_BYTES <= MAX_PAYLOAD_BYTES
