@@ -7,7 +7,7 @@
     hedge scan DB              print key/value pairs in key order
     hedge check DB             verify every checksum without opening the database
     hedge dump FILE            print a table's entries or a WAL's or manifest's records
-    hedge compact DB           flush, then compact until no compaction is due
+    hedge compact DB           flush, compact a key range (--start/--end), then until none is due
     hedge bench [ARGS...]      the YCSB benchmark (python -m perf.ycsb) from a source checkout
 
 Exit status: 0 on success; 1 on a failure (an error, damage found by check
@@ -333,9 +333,11 @@ def _describe_edit(edit, out: Output) -> str:
 
 
 def cmd_compact(args) -> int:
+    start = parse_bytes(args.start, args.input, "--start") if args.start is not None else None
+    end = parse_bytes(args.end, args.input, "--end") if args.end is not None else None
     with open_database(args, background_threads=None) as db:
         before = [lv["files"] for lv in db.stats()["levels"]]
-        db.compact()
+        db.compact(start, end)
         after = [lv["files"] for lv in db.stats()["levels"]]
     print(f"compacted: files per level {_levels(before)} -> {_levels(after)}")
     return EXIT_OK
@@ -438,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("sst", "wal", "manifest"), help="the file's kind, when its name does not say")
     p.add_argument("--limit", metavar="N", type=int, help="print at most N entries")
 
-    opens(command("compact", "flush the memtables, then compact until no compaction is due", cmd_compact))
+    p = opens(command("compact", "flush the memtables; with --start/--end, merge every table overlapping "
+                                 "that key range down to the deepest level holding it; then compact until no "
+                                 "compaction is due", cmd_compact, keys=True))
+    p.add_argument("--start", metavar="KEY", help="first key of the range (default: unbounded)")
+    p.add_argument("--end", metavar="KEY", help="last key of the range (default: unbounded)")
 
     sub.add_parser("bench", help="run the YCSB benchmark (python -m perf.ycsb; needs a source checkout); "
                                  "`hedge bench --help` lists its flags", add_help=False)

@@ -39,6 +39,7 @@ from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
 from hedge.lsm.keys import check_key
+from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
@@ -158,9 +159,27 @@ class DB:
         """Write the memtable(s) to tables now; return when durable."""
         self._call(self._engine.flush())
 
-    def compact(self) -> None:
-        """Flush, then run compactions until none is due."""
-        self._call(self._engine.compact())
+    def compact(self, start=None, end=None) -> None:
+        """Flush, then compact.  With no range, run the compactions the
+        policy finds due until none is.  With a range (either bound given;
+        None: unbounded on that side), first merge every table overlapping
+        [start, end] level by level, from L0 down to the deepest level
+        holding any of the range (LevelDB's CompactRange), dropping its
+        tombstones there when nothing lies below; then as without a range.
+        Raises ValueError when start > end."""
+        start, end = _key_range(start, end)
+        self._call(self._engine.compact(start, end))
+
+    def approximate_size(self, start=None, end=None, include_memtables: bool = True) -> int:
+        """Approximate bytes the keys in [start, end) take (None: unbounded):
+        the table blocks that may hold them (whole tables when the range
+        covers them; from the tables' in-memory indexes, no I/O) plus, with
+        ``include_memtables``, a share of the memtables' approximate bytes.
+        Old versions and tombstones count until compaction drops them."""
+        self._check()
+        start, end = _key_range(start, end)
+        return approximate_size(self._engine.super_version, start, end, include_memtables)
+
 
     def run(self, coro):
         """Run the coroutine ``coro`` on a foreground executor thread (where
@@ -287,6 +306,15 @@ class DB:
 
     def __repr__(self) -> str:
         return f"<hedge.DB {self.directory!r} {'closed' if self.closed else 'open'}>"
+
+    # Last in the class: the name ``property`` shadows the builtin below it.
+    def property(self, name: str) -> int | float:
+        """The named property ``name`` (see hedge/lsm/properties.py and
+        docs/api.md: level counts and sizes, table counts and bytes,
+        memtable bytes, key estimate, write and space amplification).
+        Raises ValueError for an unknown name."""
+        self._check()
+        return get_property(self._engine, name)
 
 
 class Snapshot:
@@ -537,9 +565,11 @@ class AsyncDB:
         self._calls.check()
         return self._calls.awaitable(self._engine.flush())
 
-    def compact(self):
+    def compact(self, start=None, end=None):
+        """As ``DB.compact``."""
         self._calls.check()
-        return self._calls.awaitable(self._engine.compact())
+        start, end = _key_range(start, end)
+        return self._calls.awaitable(self._engine.compact(start, end))
 
 
 class _LoopScan:
@@ -559,6 +589,16 @@ class _LoopScan:
 
     def aclose(self):
         return self._calls.in_loop(self._loop, self._agen.aclose())
+
+
+def _key_range(start, end) -> tuple[bytes | None, bytes | None]:
+    """Checked bounds of a key range.  Raises TypeError/ValueError for a bad
+    key, ValueError when start > end."""
+    start = None if start is None else check_key(start)
+    end = None if end is None else check_key(end)
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"the range's start {start!r} is above its end {end!r}")
+    return start, end
 
 
 def _cpu_set(cpus) -> frozenset[int] | None:

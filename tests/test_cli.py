@@ -169,6 +169,27 @@ def test_compact(tmp_path):
         assert dict(h.scan()) == {b"k%03d" % i: b"4" for i in range(50)}
 
 
+def test_compact_a_key_range(tmp_path):
+    db = tmp_path / "db"
+    manual = dict(l0_compaction_trigger=20, l0_slowdown_trigger=20, l0_stop_trigger=20)
+    with open_db(db, "sync", **manual) as h:
+        for prefix in (b"a", b"m", b"m"):                # below the default L0 trigger the command opens with
+            for i in range(50):
+                h.put(prefix + b"%03d" % i, prefix)
+            h.flush()
+    tables = {p.name for p in db.glob("*.sst")}
+    out = ok("compact", db, "--start", "m", "--end", "m999")
+    assert out.startswith("compacted: files per level L0:3 -> L0:1 L1:1"), out
+    left = {p.name for p in db.glob("*.sst")}
+    assert len(tables & left) == 1                       # the a table is untouched
+    ok("compact", db, "-x", "--start", b"a".hex())        # a..: everything down to L1
+    with hedge.open(str(db), create=False, **LEAN, **manual) as h:
+        assert [h.property(f"hedge.num-files-at-level{n}") for n in (0, 1)] == [0, 2]
+        assert h.get(b"m007") == b"m" and len(dict(h.scan())) == 100
+    assert "not hex" in fails("compact", db, "-x", "--start", "zz")
+    assert "above its end" in fails("compact", db, "--start", "z", "--end", "a")
+
+
 # -- check ------------------------------------------------------------------------------
 def db_with_every_file(path) -> None:
     """A closed database with a table, a manifest of several edits and a WAL

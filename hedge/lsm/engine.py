@@ -387,10 +387,17 @@ class Engine:
         await self.changed.wait_for(lambda: not self._sv.imms or self._bg_error is not None or self._closing)
         self._raise_bg_error()
 
-    async def compact(self) -> None:
-        """Flush, then wait until the compaction policy has nothing to do."""
+    async def compact(self, start: bytes | None = None, end: bytes | None = None) -> None:
+        """Flush; with a range (either bound given), compact every table
+        overlapping [start, end] level by level down to the deepest level
+        holding any of it (Maintenance.request_range); then wait until the
+        compaction policy has nothing to do."""
         await self.flush()
         maintenance = self.maintenance
+        if start is not None or end is not None:
+            request = maintenance.request_range(start, end)
+            await self.changed.wait_for(lambda: request.done or self._bg_error is not None or self._closing)
+            self._raise_bg_error()
         epoch = maintenance.idle_epoch
         maintenance.wake()
         # Maintenance went idle after our wake-up, and nothing is due now (a
