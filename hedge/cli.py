@@ -8,6 +8,7 @@
     hedge check DB             verify every checksum without opening the database
     hedge dump FILE            print a table's entries or a WAL's or manifest's records
     hedge compact DB           flush, compact a key range (--start/--end), then until none is due
+    hedge checkpoint DB TARGET a copy of DB that opens as a database of its own
     hedge bench [ARGS...]      the YCSB benchmark (python -m perf.ycsb) from a source checkout
 
 Exit status: 0 on success; 1 on a failure (an error, damage found by check
@@ -343,6 +344,13 @@ def cmd_compact(args) -> int:
     return EXIT_OK
 
 
+def cmd_checkpoint(args) -> int:
+    with open_database(args) as db:
+        db.checkpoint(args.target)
+    print(f"checkpoint written to {args.target}")
+    return EXIT_OK
+
+
 def _levels(files: list[int]) -> str:
     return " ".join(f"L{i}:{n}" for i, n in enumerate(files) if n) or "none"
 
@@ -445,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "compaction is due", cmd_compact, keys=True))
     p.add_argument("--start", metavar="KEY", help="first key of the range (default: unbounded)")
     p.add_argument("--end", metavar="KEY", help="last key of the range (default: unbounded)")
+
+    p = opens(command("checkpoint", "write a consistent copy of DB into TARGET (missing or empty) that opens as "
+                                    "a database of its own: tables hard-linked, a fresh manifest", cmd_checkpoint))
+    p.add_argument("target", metavar="TARGET", help="the new database's directory")
 
     sub.add_parser("bench", help="run the YCSB benchmark (python -m perf.ycsb; needs a source checkout); "
                                  "`hedge bench --help` lists its flags", add_help=False)

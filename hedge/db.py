@@ -170,6 +170,17 @@ class DB:
         start, end = _key_range(start, end)
         self._call(self._engine.compact(start, end))
 
+    def checkpoint(self, path) -> None:
+        """Write a consistent copy of the database into directory ``path``
+        (missing or empty) that opens as a database of its own, while this
+        one goes on: every write acknowledged before the call is in it.
+        Flushes first, then hard-links the tables (copies them across file
+        systems) and writes a fresh manifest and CURRENT; no WAL is copied.
+        Raises HedgeError when ``path`` is not an empty directory,
+        HedgeIOError, BackgroundError."""
+        target = os.fspath(path)
+        self._call(self._engine.checkpoint(target))
+
     def approximate_size(self, start=None, end=None, include_memtables: bool = True) -> int:
         """Approximate bytes the keys in [start, end) take (None: unbounded):
         the table blocks that may hold them (whole tables when the range
@@ -564,6 +575,11 @@ class AsyncDB:
     def flush(self):
         self._calls.check()
         return self._calls.awaitable(self._engine.flush())
+
+    def checkpoint(self, path):
+        """As ``DB.checkpoint``."""
+        self._calls.check()
+        return self._calls.awaitable(self._engine.checkpoint(os.fspath(path)))
 
     def compact(self, start=None, end=None):
         """As ``DB.compact``."""

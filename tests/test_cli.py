@@ -62,7 +62,7 @@ def read_db(path) -> dict:
 # -- the data commands ----------------------------------------------------------------
 def test_help_and_version():
     out = ok("--help")
-    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "bench"):
+    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "bench"):
         assert command in out
     assert ok("--version").strip() == f"hedge {hedge.__version__}"
     fails("nonsense", status=2)
@@ -188,6 +188,20 @@ def test_compact_a_key_range(tmp_path):
         assert h.get(b"m007") == b"m" and len(dict(h.scan())) == 100
     assert "not hex" in fails("compact", db, "-x", "--start", "zz")
     assert "above its end" in fails("compact", db, "--start", "z", "--end", "a")
+
+
+def test_checkpoint(tmp_path, io_method):
+    db = tmp_path / "db"
+    make_db(db, io_method, pairs={b"k%02d" % i: b"v" for i in range(20)}, flush=True)
+    with open_db(db, io_method) as h:
+        h.put(b"mem", b"in the WAL only")
+    out = ok("checkpoint", "--io-method", io_method, db, tmp_path / "ckpt")
+    assert "ckpt" in out
+    assert read_db(tmp_path / "ckpt") == read_db(db)
+    assert read_db(tmp_path / "ckpt")[b"mem"] == b"in the WAL only"
+    assert "not empty" in fails("checkpoint", db, tmp_path / "ckpt")
+    assert "no database" in fails("checkpoint", tmp_path / "none", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 # -- check ------------------------------------------------------------------------------

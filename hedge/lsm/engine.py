@@ -50,6 +50,7 @@ from hedge.lsm import filenames
 from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
+from hedge.lsm.checkpoint import write_checkpoint
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
@@ -405,6 +406,18 @@ class Engine:
         await self.changed.wait_for(lambda: self._bg_error is not None or self._closing or
                                     maintenance.settled_since(epoch))
         self._raise_bg_error()
+
+    async def checkpoint(self, target: str) -> dict:
+        """Write a consistent copy of the database into ``target`` that
+        opens as a database of its own (hedge/lsm/checkpoint.py): flush, hold
+        table deletions, link (or copy) the tables of the current version
+        and write a manifest describing it.  Every write acknowledged before
+        the call is in it.  Raises HedgeError for a target that is not
+        empty, HedgeIOError, BackgroundError."""
+        await self.flush()
+        with self.maintenance.hold_deletions():
+            version = self._sv.version
+            return await write_checkpoint(target, version, self.versions, None, self.options)
 
     def _raise_bg_error(self) -> None:
         if self._bg_error is not None:
