@@ -10,6 +10,7 @@ from hedge.errors import (
     HedgeError,
     HedgeIOError,
     LockError,
+    ReadOnlyError,
     ShortIOError,
     WrongThreadError,
 )
@@ -24,5 +25,5 @@ from hedge.lsm.batch import WriteBatch  # noqa: E402
 __all__ = [
     "open", "destroy", "DB", "AsyncDB", "Snapshot", "WriteBatch", "Options", "spawn", "gather",
     "HedgeError", "HedgeIOError", "ShortIOError", "AlignmentError", "CorruptionError", "LockError",
-    "ClosedError", "ForkError", "BackgroundError", "WrongThreadError", "Cancelled",
+    "ReadOnlyError", "ClosedError", "ForkError", "BackgroundError", "WrongThreadError", "Cancelled",
 ]

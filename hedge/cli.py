@@ -140,7 +140,9 @@ COMMAND_OPTIONS = dict(pin=False, foreground_threads=1, background_threads=1)
 
 
 def open_database(args, create: bool = False, **options):
-    """The database at args.db, opened for writing (it takes the LOCK)."""
+    """The database at args.db, opened for writing (it takes the LOCK), or
+    with read_only=True for the commands that only read (the LOCK shared:
+    beside other readers, not beside a writer; nothing written)."""
     return hedge.open(args.db, create=create, io_method=args.io_method, **{**COMMAND_OPTIONS, **options})
 
 
@@ -186,7 +188,7 @@ def format_stats(stats: dict) -> str:
 
 
 def cmd_stats(args) -> int:
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         stats = db.stats()
     print(json.dumps(stats, indent=2, default=str) if args.json else format_stats(stats))
     return EXIT_OK
@@ -194,7 +196,7 @@ def cmd_stats(args) -> int:
 
 def cmd_get(args) -> int:
     key = parse_bytes(args.key, args.input, "key")
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         value = db.get(key)
     if value is None:
         raise CommandError(f"not found: {args.key}")
@@ -233,7 +235,7 @@ def cmd_scan(args) -> int:
     if args.limit is not None and args.limit < 0:
         raise CommandError("--limit must be >= 0")
     out = Output(args.output)
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         pairs = db.scan(start or None, end)
         if args.reverse:
             # The API scans forward only: keep the last --limit pairs (all of

@@ -17,6 +17,14 @@ writes, syncs the WAL, stops maintenance, closes every file and thread and
 releases the lock.  After close every call raises ClosedError.  In a child
 process forked while the database was open every call raises ForkError, and
 close returns at once (hedge/directory.py checks and locks the directory).
+
+Read-only (``read_only=True``): the lock is taken shared (other read-only
+opens, in any process, may hold it too; a writer's exclusive lock fails
+while any does, and a read-only open fails while a writer holds it);
+recovery replays the WALs into memory and writes nothing; no maintenance
+task runs; every write (put, remove, write, write_batch, flush, compact,
+on the blocking API and db.aio) raises ReadOnlyError before anything
+changes.  Reads, snapshots, properties and checkpoint work.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ import threading
 import warnings
 
 from hedge import directory as dbdir
-from hedge.errors import ClosedError, ForkError, HedgeError
+from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError
 from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
@@ -57,7 +65,10 @@ def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API'
 
     Options are keywords (see hedge.Options); an unknown one or a value of
     the wrong type is a TypeError, a value out of range a ValueError.
-    Raises LockError when the database is open elsewhere, CorruptionError
+    With read_only=True the database must exist (it is never created) and
+    nothing is written (see the module docstring).
+    Raises LockError when the database is open elsewhere (for read_only,
+    when a writer has it open), CorruptionError
     when its files are damaged, HedgeIOError for I/O failures and for a path
     that cannot hold a database (errno and path kept), HedgeError when it
     does not exist and create=False, exists and error_if_exists=True, or
@@ -87,7 +98,7 @@ class DB:
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
         dbdir.prepare(directory, options)
-        lock = dbdir.lock(directory)
+        lock = dbdir.lock(directory, shared=options.read_only)
         pools = None
         try:
             io_method = resolve_method(options.io_method)
@@ -113,11 +124,20 @@ class DB:
     def _check(self) -> None:
         self._calls.check()
 
+    def _check_writable(self) -> None:
+        self._calls.check_writable()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the database was opened with ``read_only=True``."""
+        return self.options.read_only
+
     # -- the API --------------------------------------------------------------------
     def put(self, key, value, sync: bool = False) -> None:
         """Store ``value`` under ``key``.  With sync=True the write is on
         stable storage when put returns; otherwise it has reached the OS
         (survives a process crash, not a power loss)."""
+        self._check_writable()
         batch = WriteBatch()
         batch.put(key, value)
         self._call(self._engine.write(batch, sync))
@@ -129,12 +149,14 @@ class DB:
 
     def remove(self, key, sync: bool = False) -> None:
         """Delete ``key`` (a tombstone; absent keys are fine)."""
+        self._check_writable()
         batch = WriteBatch()
         batch.remove(key)
         self._call(self._engine.write(batch, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every operation of ``batch`` atomically."""
+        self._check_writable()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         self._call(self._engine.write(batch, sync))
@@ -157,6 +179,7 @@ class DB:
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
+        self._check_writable()
         self._call(self._engine.flush())
 
     def compact(self, start=None, end=None) -> None:
@@ -167,6 +190,7 @@ class DB:
         holding any of the range (LevelDB's CompactRange), dropping its
         tombstones there when nothing lies below; then as without a range.
         Raises ValueError when start > end."""
+        self._check_writable()
         start, end = _key_range(start, end)
         self._call(self._engine.compact(start, end))
 
@@ -259,6 +283,7 @@ class DB:
         """``with db.write_batch(sync=...) as batch:`` collects puts and
         removes and applies them atomically when the block ends, unless an
         exception escaped it (then nothing is written)."""
+        self._check_writable()
         batch = WriteBatch()
         yield batch
         self.write(batch, sync)
@@ -483,6 +508,12 @@ class _Calls:
         if self.closed:
             raise ClosedError("the database is closed")
 
+    def check_writable(self) -> None:
+        """``check``, then raise ReadOnlyError for a read-only database."""
+        self.check()
+        if self.engine.read_only:
+            raise ReadOnlyError("the database was opened with read_only=True")
+
     def call(self, coro):
         """Run ``coro`` on the calling thread's executor; return its result."""
         try:
@@ -542,7 +573,7 @@ class AsyncDB:
         self._engine = calls.engine
 
     def put(self, key, value, sync: bool = False):
-        self._calls.check()
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.put(key, value, sync))
 
     def get(self, key):
@@ -550,11 +581,11 @@ class AsyncDB:
         return self._calls.awaitable(self._engine.get(key))
 
     def remove(self, key, sync: bool = False):
-        self._calls.check()
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.remove(key, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False):
-        self._calls.check()
+        self._calls.check_writable()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         return self._calls.awaitable(self._engine.write(batch, sync))
@@ -573,7 +604,7 @@ class AsyncDB:
         return self._calls.aiter(self._engine.scan(start, end))
 
     def flush(self):
-        self._calls.check()
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.flush())
 
     def checkpoint(self, path):
@@ -583,7 +614,7 @@ class AsyncDB:
 
     def compact(self, start=None, end=None):
         """As ``DB.compact``."""
-        self._calls.check()
+        self._calls.check_writable()
         start, end = _key_range(start, end)
         return self._calls.awaitable(self._engine.compact(start, end))
 

@@ -137,12 +137,27 @@ def test_stats(tmp_path):
     assert stats["levels"][0]["files"] == 1
 
 
+def test_reading_commands_open_read_only_beside_other_readers(tmp_path):
+    db = tmp_path / "db"
+    make_db(db, pairs={b"k%03d" % i: b"v" for i in range(10)}, flush=False)     # in the WAL only
+    before = sorted(os.listdir(db))
+    with hedge.open(str(db), read_only=True, **LEAN) as reader:
+        assert ok("get", db, "k003") == "v\n"
+        assert ok("scan", db, "--limit", "2") == "k000\tv\nk001\tv\n"
+        assert json.loads(ok("stats", "--json", db))["memtable_entries"] == 10
+        assert "already open" in fails("put", db, "k", "v")
+        assert "already open" in fails("compact", db)
+        assert reader.get(b"k009") == b"v"
+    assert sorted(os.listdir(db)) == before             # nothing written, the WAL not even flushed
+
+
 def test_errors_are_one_line(tmp_path):
     db = tmp_path / "db"
     assert "no database" in fails("get", tmp_path / "missing", "k")
     make_db(db, pairs={b"k": b"v"})
     with hedge.open(str(db), create=False, **LEAN):
-        assert "already open" in fails("get", db, "k")
+        assert "open for writing" in fails("get", db, "k")
+        assert "already open" in fails("put", db, "k", "v")
         assert "is open" in fails("check", db)
     assert "not hex" in fails("get", "-x", db, "xyz")
     assert "no hedge database" in fails("check", tmp_path)
