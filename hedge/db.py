@@ -35,6 +35,8 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator
+from typing import Any, Self, TypeAlias, TypeVar, overload
 
 from hedge import directory as dbdir
 from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError
@@ -59,8 +61,12 @@ SCAN_CHUNK_MIN = 16
 SCAN_CHUNK_MAX = 256
 _running_loop = asyncio._get_running_loop
 
+BytesLike: TypeAlias = bytes | bytearray | memoryview      # keys and values; stored and returned as bytes
+StrPath: TypeAlias = str | os.PathLike[str]
+T = TypeVar("T")
 
-def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
+
+def open(path: StrPath, create: bool = True, **options: Any) -> "DB":  # noqa: A001 - the API's name
     """Open (or create) the database in directory ``path``.
 
     Options are keywords (see hedge.Options); an unknown one or a value of
@@ -133,7 +139,7 @@ class DB:
         return self.options.read_only
 
     # -- the API --------------------------------------------------------------------
-    def put(self, key, value, sync: bool = False) -> None:
+    def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> None:
         """Store ``value`` under ``key``.  With sync=True the write is on
         stable storage when put returns; otherwise it has reached the OS
         (survives a process crash, not a power loss)."""
@@ -142,12 +148,17 @@ class DB:
         batch.put(key, value)
         self._call(self._engine.write(batch, sync))
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: BytesLike) -> bytes | None: ...
+    @overload
+    def get(self, key: BytesLike, default: T) -> bytes | T: ...
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` (None) when absent."""
         value = self._calls.call(self._engine.get(key))
         return default if value is None else value
 
-    def remove(self, key, sync: bool = False) -> None:
+    def remove(self, key: BytesLike, sync: bool = False) -> None:
         """Delete ``key`` (a tombstone; absent keys are fine)."""
         self._check_writable()
         batch = WriteBatch()
@@ -161,12 +172,12 @@ class DB:
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         self._call(self._engine.write(batch, sync))
 
-    def multi_get(self, keys) -> list:
+    def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
         """Values for ``keys`` (None where absent), looked up concurrently."""
         keys = [check_key(k) for k in keys]
         return self._call(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None) -> ScanIterator:
         """Iterate (key, value) pairs with start <= key < end (None:
         unbounded) in key order, over the snapshot taken now."""
         self._check()
@@ -175,14 +186,14 @@ class DB:
         if end is not None:
             end = check_key(end)
         # The first chunk takes the snapshot now, not at the first next().
-        return _ScanIterator(self._calls, self._engine.scan(start, end))
+        return ScanIterator(self._calls, self._engine.scan(start, end))
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
         self._check_writable()
         self._call(self._engine.flush())
 
-    def compact(self, start=None, end=None) -> None:
+    def compact(self, start: BytesLike | None = None, end: BytesLike | None = None) -> None:
         """Flush, then compact.  With no range, run the compactions the
         policy finds due until none is.  With a range (either bound given;
         None: unbounded on that side), first merge every table overlapping
@@ -194,7 +205,7 @@ class DB:
         start, end = _key_range(start, end)
         self._call(self._engine.compact(start, end))
 
-    def checkpoint(self, path) -> None:
+    def checkpoint(self, path: StrPath) -> None:
         """Write a consistent copy of the database into directory ``path``
         (missing or empty) that opens as a database of its own, while this
         one goes on: every write acknowledged before the call is in it.
@@ -205,7 +216,8 @@ class DB:
         target = os.fspath(path)
         self._call(self._engine.checkpoint(target))
 
-    def approximate_size(self, start=None, end=None, include_memtables: bool = True) -> int:
+    def approximate_size(self, start: BytesLike | None = None, end: BytesLike | None = None,
+                         include_memtables: bool = True) -> int:
         """Approximate bytes the keys in [start, end) take (None: unbounded):
         the table blocks that may hold them (whole tables when the range
         covers them; from the tables' in-memory indexes, no I/O) plus, with
@@ -216,7 +228,7 @@ class DB:
         return approximate_size(self._engine.super_version, start, end, include_memtables)
 
 
-    def run(self, coro):
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run the coroutine ``coro`` on a foreground executor thread (where
         it may spawn and gather hedge tasks) and return its result.  Raises
         TypeError for anything but a coroutine object."""
@@ -230,7 +242,7 @@ class DB:
             raise
         return self._fg.run_sync(coro)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Levels, memtables, WAL and compaction counters, cache and
         per-executor I/O counters, and the pinning layout."""
         self._check()
@@ -255,31 +267,31 @@ class DB:
         return Snapshot(self._calls, sid, seq)
 
     # -- the dict face ----------------------------------------------------------------
-    def __getitem__(self, key) -> bytes:
+    def __getitem__(self, key: BytesLike) -> bytes:
         """``db[key]``: the value, or KeyError when absent."""
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
         """``db[key] = value``: ``put(key, value)``."""
         self.put(key, value)
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: BytesLike) -> None:
         """``del db[key]``: ``remove(key)``; an absent key is no error (as in
         rocksdict: a tombstone is written without a lookup)."""
         self.remove(key)
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: BytesLike) -> bool:
         return self.get(key) is not None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         """The keys, in order, over a snapshot taken now."""
         return (key for key, _ in self.scan())
 
     @contextlib.contextmanager
-    def write_batch(self, sync: bool = False):
+    def write_batch(self, sync: bool = False) -> Iterator[WriteBatch]:
         """``with db.write_batch(sync=...) as batch:`` collects puts and
         removes and applies them atomically when the block ends, unless an
         exception escaped it (then nothing is written)."""
@@ -334,10 +346,10 @@ class DB:
                 finally:
                     self._lock.close()
 
-    def __enter__(self) -> "DB":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -371,23 +383,29 @@ class Snapshot:
             raise ClosedError("the snapshot is released")
         self._calls.check()
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: BytesLike) -> bytes | None: ...
+    @overload
+    def get(self, key: BytesLike, default: T) -> bytes | T: ...
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         """The value ``key`` had when the snapshot was taken, or ``default``."""
         self._check()
         value = self._calls.call(self._engine.get(key, self.sequence))
         return default if value is None else value
 
-    def multi_get(self, keys) -> list:
+    def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
+        """The values ``keys`` had at the snapshot (None where absent)."""
         self._check()
         keys = [check_key(k) for k in keys]
         return self._calls.call(self._engine.multi_get(keys, self.sequence))
 
-    def scan(self, start=None, end=None):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None) -> ScanIterator:
         """Pairs with start <= key < end as they were at the snapshot."""
         self._check()
         start = None if start is None else check_key(start)
         end = None if end is None else check_key(end)
-        return _ScanIterator(self._calls, self._engine.scan(start, end, self.sequence))
+        return ScanIterator(self._calls, self._engine.scan(start, end, self.sequence))
 
     def close(self) -> None:
         """Release the snapshot: compactions may drop what only it saw."""
@@ -395,10 +413,10 @@ class Snapshot:
             self._closed = True
             self._engine.release_snapshot(self._sid)
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self):
@@ -413,17 +431,18 @@ class _AsyncSnapshot:
     def __init__(self, snapshot: Snapshot):
         self._snapshot = snapshot
 
-    def get(self, key):
+    def get(self, key: BytesLike) -> Awaitable[bytes | None]:
         s = self._snapshot
         s._check()
         return s._calls.awaitable(s._engine.get(key, s.sequence))
 
-    def multi_get(self, keys):
+    def multi_get(self, keys: Iterable[BytesLike]) -> Awaitable[list[bytes | None]]:
         s = self._snapshot
         s._check()
         return s._calls.awaitable(s._engine.multi_get(keys, s.sequence))
 
-    def scan(self, start=None, end=None):
+    def scan(self, start: BytesLike | None = None,
+             end: BytesLike | None = None) -> AsyncIterator[tuple[bytes, bytes]]:
         s = self._snapshot
         s._check()
         start = None if start is None else check_key(start)
@@ -431,7 +450,7 @@ class _AsyncSnapshot:
         return s._calls.aiter(s._engine.scan(start, end, s.sequence))
 
 
-class _ScanIterator:
+class ScanIterator(Iterator[tuple[bytes, bytes]]):
     """Blocking iterator over an engine scan.  Each refill runs the scan on
     the calling thread's executor for the next chunk of pairs (chunks grow
     from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
@@ -451,10 +470,10 @@ class _ScanIterator:
         self._pos = 0
         self._size = min(self._size * 2, SCAN_CHUNK_MAX)
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> tuple[bytes, bytes]:
         if self._pos >= len(self._chunk):
             if self._exhausted:
                 raise StopIteration
@@ -477,7 +496,7 @@ class _ScanIterator:
 
 
 async def _take(agen, n: int) -> tuple[list, bool]:
-    out = []
+    out: list[Any] = []
     try:
         while len(out) < n:
             out.append(await agen.__anext__())
@@ -572,29 +591,30 @@ class AsyncDB:
         self._calls = calls
         self._engine = calls.engine
 
-    def put(self, key, value, sync: bool = False):
+    def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
         return self._calls.awaitable(self._engine.put(key, value, sync))
 
-    def get(self, key):
+    def get(self, key: BytesLike) -> Awaitable[bytes | None]:
         self._calls.check()
         return self._calls.awaitable(self._engine.get(key))
 
-    def remove(self, key, sync: bool = False):
+    def remove(self, key: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
         return self._calls.awaitable(self._engine.remove(key, sync))
 
-    def write(self, batch: WriteBatch, sync: bool = False):
+    def write(self, batch: WriteBatch, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         return self._calls.awaitable(self._engine.write(batch, sync))
 
-    def multi_get(self, keys):
+    def multi_get(self, keys: Iterable[BytesLike]) -> Awaitable[list[bytes | None]]:
         self._calls.check()
         return self._calls.awaitable(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None):
+    def scan(self, start: BytesLike | None = None,
+             end: BytesLike | None = None) -> AsyncIterator[tuple[bytes, bytes]]:
         """``async for key, value in db.aio.scan(a, b)``."""
         self._calls.check()
         if start is not None:
@@ -603,16 +623,16 @@ class AsyncDB:
             end = check_key(end)
         return self._calls.aiter(self._engine.scan(start, end))
 
-    def flush(self):
+    def flush(self) -> Awaitable[None]:
         self._calls.check_writable()
         return self._calls.awaitable(self._engine.flush())
 
-    def checkpoint(self, path):
+    def checkpoint(self, path: StrPath) -> Awaitable[None]:
         """As ``DB.checkpoint``."""
         self._calls.check()
         return self._calls.awaitable(self._engine.checkpoint(os.fspath(path)))
 
-    def compact(self, start=None, end=None):
+    def compact(self, start: BytesLike | None = None, end: BytesLike | None = None) -> Awaitable[None]:
         """As ``DB.compact``."""
         self._calls.check_writable()
         start, end = _key_range(start, end)
@@ -638,7 +658,7 @@ class _LoopScan:
         return self._calls.in_loop(self._loop, self._agen.aclose())
 
 
-def _key_range(start, end) -> tuple[bytes | None, bytes | None]:
+def _key_range(start: BytesLike | None, end: BytesLike | None) -> tuple[bytes | None, bytes | None]:
     """Checked bounds of a key range.  Raises TypeError/ValueError for a bad
     key, ValueError when start > end."""
     start = None if start is None else check_key(start)

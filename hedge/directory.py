@@ -131,7 +131,7 @@ def database_files(directory: str) -> list[str]:
     return sorted(name for name in names if filenames.is_hedge_name(name))
 
 
-def destroy(path) -> None:
+def destroy(path: str | os.PathLike[str]) -> None:
     """Delete the database in directory ``path``: every file hedge creates
     there (CURRENT first, so a destroy cut short leaves no half database
     that opens), then the directory itself when nothing else is left in it;

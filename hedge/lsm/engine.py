@@ -421,7 +421,7 @@ class Engine:
                                     maintenance.settled_since(epoch))
         self._raise_bg_error()
 
-    async def checkpoint(self, target: str) -> dict:
+    async def checkpoint(self, target: str) -> None:
         """Write a consistent copy of the database into ``target`` that
         opens as a database of its own (hedge/lsm/checkpoint.py): flush, hold
         table deletions, link (or copy) the tables of the current version
@@ -433,11 +433,12 @@ class Engine:
             # table of the copy) are the database.
             self.check_open()
             sv = self._sv
-            return await write_checkpoint(target, sv.version, self.versions, sv.mem, self.options)
+            await write_checkpoint(target, sv.version, self.versions, sv.mem, self.options)
+            return
         await self.flush()
         with self.maintenance.hold_deletions():
             version = self._sv.version
-            return await write_checkpoint(target, version, self.versions, None, self.options)
+            await write_checkpoint(target, version, self.versions, None, self.options)
 
     def _raise_bg_error(self) -> None:
         if self._bg_error is not None:
