@@ -10,19 +10,20 @@ from hedge.errors import (
     HedgeError,
     HedgeIOError,
     LockError,
+    ReadOnlyError,
     ShortIOError,
     WrongThreadError,
 )
 from hedge.options import Options
 
 __version__ = "0.1.0"
-from hedge.db import DB, AsyncDB, Snapshot, open  # noqa: E402,A004
+from hedge.db import DB, AsyncDB, ScanIterator, Snapshot, open  # noqa: E402,A004
 from hedge.directory import destroy  # noqa: E402
 from hedge.exec import gather, spawn  # noqa: E402
 from hedge.lsm.batch import WriteBatch  # noqa: E402
 
 __all__ = [
-    "open", "destroy", "DB", "AsyncDB", "Snapshot", "WriteBatch", "Options", "spawn", "gather",
+    "open", "destroy", "DB", "AsyncDB", "Snapshot", "ScanIterator", "WriteBatch", "Options", "spawn", "gather",
     "HedgeError", "HedgeIOError", "ShortIOError", "AlignmentError", "CorruptionError", "LockError",
-    "ClosedError", "ForkError", "BackgroundError", "WrongThreadError", "Cancelled",
+    "ReadOnlyError", "ClosedError", "ForkError", "BackgroundError", "WrongThreadError", "Cancelled",
 ]

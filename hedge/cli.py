@@ -7,7 +7,8 @@
     hedge scan DB              print key/value pairs in key order
     hedge check DB             verify every checksum without opening the database
     hedge dump FILE            print a table's entries or a WAL's or manifest's records
-    hedge compact DB           flush, then compact until no compaction is due
+    hedge compact DB           flush, compact a key range (--start/--end), then until none is due
+    hedge checkpoint DB TARGET a copy of DB that opens as a database of its own
     hedge bench [ARGS...]      the YCSB benchmark (python -m perf.ycsb) from a source checkout
 
 Exit status: 0 on success; 1 on a failure (an error, damage found by check
@@ -139,7 +140,9 @@ COMMAND_OPTIONS = dict(pin=False, foreground_threads=1, background_threads=1)
 
 
 def open_database(args, create: bool = False, **options):
-    """The database at args.db, opened for writing (it takes the LOCK)."""
+    """The database at args.db, opened for writing (it takes the LOCK), or
+    with read_only=True for the commands that only read (the LOCK shared:
+    beside other readers, not beside a writer; nothing written)."""
     return hedge.open(args.db, create=create, io_method=args.io_method, **{**COMMAND_OPTIONS, **options})
 
 
@@ -185,7 +188,7 @@ def format_stats(stats: dict) -> str:
 
 
 def cmd_stats(args) -> int:
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         stats = db.stats()
     print(json.dumps(stats, indent=2, default=str) if args.json else format_stats(stats))
     return EXIT_OK
@@ -193,7 +196,7 @@ def cmd_stats(args) -> int:
 
 def cmd_get(args) -> int:
     key = parse_bytes(args.key, args.input, "key")
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         value = db.get(key)
     if value is None:
         raise CommandError(f"not found: {args.key}")
@@ -232,7 +235,7 @@ def cmd_scan(args) -> int:
     if args.limit is not None and args.limit < 0:
         raise CommandError("--limit must be >= 0")
     out = Output(args.output)
-    with open_database(args) as db:
+    with open_database(args, read_only=True) as db:
         pairs = db.scan(start or None, end)
         if args.reverse:
             # The API scans forward only: keep the last --limit pairs (all of
@@ -333,11 +336,20 @@ def _describe_edit(edit, out: Output) -> str:
 
 
 def cmd_compact(args) -> int:
+    start = parse_bytes(args.start, args.input, "--start") if args.start is not None else None
+    end = parse_bytes(args.end, args.input, "--end") if args.end is not None else None
     with open_database(args, background_threads=None) as db:
         before = [lv["files"] for lv in db.stats()["levels"]]
-        db.compact()
+        db.compact(start, end)
         after = [lv["files"] for lv in db.stats()["levels"]]
     print(f"compacted: files per level {_levels(before)} -> {_levels(after)}")
+    return EXIT_OK
+
+
+def cmd_checkpoint(args) -> int:
+    with open_database(args) as db:
+        db.checkpoint(args.target)
+    print(f"checkpoint written to {args.target}")
     return EXIT_OK
 
 
@@ -438,7 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("sst", "wal", "manifest"), help="the file's kind, when its name does not say")
     p.add_argument("--limit", metavar="N", type=int, help="print at most N entries")
 
-    opens(command("compact", "flush the memtables, then compact until no compaction is due", cmd_compact))
+    p = opens(command("compact", "flush the memtables; with --start/--end, merge every table overlapping "
+                                 "that key range down to the deepest level holding it; then compact until no "
+                                 "compaction is due", cmd_compact, keys=True))
+    p.add_argument("--start", metavar="KEY", help="first key of the range (default: unbounded)")
+    p.add_argument("--end", metavar="KEY", help="last key of the range (default: unbounded)")
+
+    p = opens(command("checkpoint", "write a consistent copy of DB into TARGET (missing or empty) that opens as "
+                                    "a database of its own: tables hard-linked, a fresh manifest", cmd_checkpoint))
+    p.add_argument("target", metavar="TARGET", help="the new database's directory")
 
     sub.add_parser("bench", help="run the YCSB benchmark (python -m perf.ycsb; needs a source checkout); "
                                  "`hedge bench --help` lists its flags", add_help=False)

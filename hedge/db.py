@@ -17,6 +17,14 @@ writes, syncs the WAL, stops maintenance, closes every file and thread and
 releases the lock.  After close every call raises ClosedError.  In a child
 process forked while the database was open every call raises ForkError, and
 close returns at once (hedge/directory.py checks and locks the directory).
+
+Read-only (``read_only=True``): the lock is taken shared (other read-only
+opens, in any process, may hold it too; a writer's exclusive lock fails
+while any does, and a read-only open fails while a writer holds it);
+recovery replays the WALs into memory and writes nothing; no maintenance
+task runs; every write (put, remove, write, write_batch, flush, compact,
+on the blocking API and db.aio) raises ReadOnlyError before anything
+changes.  Reads, snapshots, properties and checkpoint work.
 """
 from __future__ import annotations
 
@@ -27,9 +35,11 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator
+from typing import Any, Self, TypeAlias, TypeVar, overload
 
 from hedge import directory as dbdir
-from hedge.errors import ClosedError, ForkError, HedgeError, WrongThreadError
+from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
@@ -39,6 +49,7 @@ from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import NEEDS_IO, Engine
 from hedge.lsm.keys import check_key
+from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
@@ -53,13 +64,20 @@ _running_loop = asyncio._get_running_loop
 # What a scan yields.
 PAIRS, KEYS, VALUES = 0, 1, 2
 
+BytesLike: TypeAlias = bytes | bytearray | memoryview      # keys and values; stored and returned as bytes
+StrPath: TypeAlias = str | os.PathLike[str]
+T = TypeVar("T")
 
-def open(path, create: bool = True, **options) -> "DB":  # noqa: A001 - the API's name
+
+def open(path: StrPath, create: bool = True, **options: Any) -> "DB":  # noqa: A001 - the API's name
     """Open (or create) the database in directory ``path``.
 
     Options are keywords (see hedge.Options); an unknown one or a value of
     the wrong type is a TypeError, a value out of range a ValueError.
-    Raises LockError when the database is open elsewhere, CorruptionError
+    With read_only=True the database must exist (it is never created) and
+    nothing is written (see the module docstring).
+    Raises LockError when the database is open elsewhere (for read_only,
+    when a writer has it open), CorruptionError
     when its files are damaged, HedgeIOError for I/O failures and for a path
     that cannot hold a database (errno and path kept), HedgeError when it
     does not exist and create=False, exists and error_if_exists=True, or
@@ -89,7 +107,7 @@ class DB:
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
         dbdir.prepare(directory, options)
-        lock = dbdir.lock(directory)
+        lock = dbdir.lock(directory, shared=options.read_only)
         pools = None
         try:
             io_method = resolve_method(options.io_method)
@@ -120,12 +138,21 @@ class DB:
         other writer, no memtable switch or stall: Engine.write_now), else
         through the engine coroutine on this thread's executor."""
         calls = self._calls
+        calls.check_writable()
         calls.check_blocking()
         if sync or not self._engine.write_now(batch):
             calls.call(self._engine.write(batch, sync))
 
+    def _check_writable(self) -> None:
+        self._calls.check_writable()
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the database was opened with ``read_only=True``."""
+        return self.options.read_only
+
     # -- the API --------------------------------------------------------------------
-    def put(self, key, value, sync: bool = False) -> None:
+    def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> None:
         """Store ``value`` under ``key``.  With sync=True the write is on
         stable storage when put returns; otherwise it has reached the OS
         (survives a process crash, not a power loss)."""
@@ -133,7 +160,12 @@ class DB:
         batch.put(key, value)
         self._write(batch, sync)
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: BytesLike) -> bytes | None: ...
+    @overload
+    def get(self, key: BytesLike, default: T) -> bytes | T: ...
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` (None) when absent."""
         self._calls.check_blocking()
         value = self._engine.get_now(key)
@@ -141,7 +173,7 @@ class DB:
             value = self._calls.call(self._engine.get(key))
         return default if value is None else value
 
-    def remove(self, key, sync: bool = False) -> None:
+    def remove(self, key: BytesLike, sync: bool = False) -> None:
         """Delete ``key`` (a tombstone; absent keys are fine)."""
         batch = WriteBatch()
         batch.remove(key)
@@ -149,17 +181,19 @@ class DB:
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every operation of ``batch`` atomically."""
+        self._check_writable()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         self._write(batch, sync)
 
-    def multi_get(self, keys) -> list:
+    def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
         """Values for ``keys`` (None where absent), looked up concurrently."""
         keys = [check_key(k) for k in keys]
         return self._call(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator":
         """Iterate (key, value) pairs in key order over the snapshot taken
         now: keys from ``start`` (inclusive unless include_start=False) to
         ``end`` (exclusive unless include_end=True), None meaning unbounded,
@@ -169,17 +203,49 @@ class DB:
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         # The first chunk takes the snapshot now, not at the first next().
-        return _ScanIterator(self._calls, self._engine.scan(start, end), shape)
+        return ScanIterator(self._calls, self._engine.scan(start, end), shape)
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
+        self._check_writable()
         self._call(self._engine.flush())
 
-    def compact(self) -> None:
-        """Flush, then run compactions until none is due."""
-        self._call(self._engine.compact())
+    def compact(self, start: BytesLike | None = None, end: BytesLike | None = None) -> None:
+        """Flush, then compact.  With no range, run the compactions the
+        policy finds due until none is.  With a range (either bound given;
+        None: unbounded on that side), first merge every table overlapping
+        [start, end] level by level, from L0 down to the deepest level
+        holding any of the range (LevelDB's CompactRange), dropping its
+        tombstones there when nothing lies below; then as without a range.
+        Raises ValueError when start > end."""
+        self._check_writable()
+        start, end = _key_range(start, end)
+        self._call(self._engine.compact(start, end))
 
-    def run(self, coro):
+    def checkpoint(self, path: StrPath) -> None:
+        """Write a consistent copy of the database into directory ``path``
+        (missing or empty) that opens as a database of its own, while this
+        one goes on: every write acknowledged before the call is in it.
+        Flushes first, then hard-links the tables (copies them across file
+        systems) and writes a fresh manifest and CURRENT; no WAL is copied.
+        Raises HedgeError when ``path`` is not an empty directory,
+        HedgeIOError, BackgroundError."""
+        target = os.fspath(path)
+        self._call(self._engine.checkpoint(target))
+
+    def approximate_size(self, start: BytesLike | None = None, end: BytesLike | None = None,
+                         include_memtables: bool = True) -> int:
+        """Approximate bytes the keys in [start, end) take (None: unbounded):
+        the table blocks that may hold them (whole tables when the range
+        covers them; from the tables' in-memory indexes, no I/O) plus, with
+        ``include_memtables``, a share of the memtables' approximate bytes.
+        Old versions and tombstones count until compaction drops them."""
+        self._check()
+        start, end = _key_range(start, end)
+        return approximate_size(self._engine.super_version, start, end, include_memtables)
+
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run the coroutine ``coro`` on a foreground executor thread (where
         it may spawn and gather hedge tasks) and return its result.  Raises
         TypeError for anything but a coroutine object."""
@@ -193,7 +259,7 @@ class DB:
             raise
         return self._fg.run_sync(coro)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Levels, memtables, WAL and compaction counters, cache and
         per-executor I/O counters, and the pinning layout."""
         self._check()
@@ -218,34 +284,35 @@ class DB:
         return Snapshot(self._calls, sid, seq)
 
     # -- the dict face ----------------------------------------------------------------
-    def __getitem__(self, key) -> bytes:
+    def __getitem__(self, key: BytesLike) -> bytes:
         """``db[key]``: the value, or KeyError when absent."""
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
         """``db[key] = value``: ``put(key, value)``."""
         self.put(key, value)
 
-    def __delitem__(self, key) -> None:
+    def __delitem__(self, key: BytesLike) -> None:
         """``del db[key]``: ``remove(key)``; an absent key is no error (as in
         rocksdict: a tombstone is written without a lookup)."""
         self.remove(key)
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: BytesLike) -> bool:
         return self.get(key) is not None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         """The keys, in order, over a snapshot taken now."""
         return (key for key, _ in self.scan())
 
     @contextlib.contextmanager
-    def write_batch(self, sync: bool = False):
+    def write_batch(self, sync: bool = False) -> Iterator[WriteBatch]:
         """``with db.write_batch(sync=...) as batch:`` collects puts and
         removes and applies them atomically when the block ends, unless an
         exception escaped it (then nothing is written)."""
+        self._check_writable()
         batch = WriteBatch()
         yield batch
         self.write(batch, sync)
@@ -296,14 +363,23 @@ class DB:
                 finally:
                     self._lock.close()
 
-    def __enter__(self) -> "DB":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
         return f"<hedge.DB {self.directory!r} {'closed' if self.closed else 'open'}>"
+
+    # Last in the class: the name ``property`` shadows the builtin below it.
+    def property(self, name: str) -> int | float:
+        """The named property ``name`` (see hedge/lsm/properties.py and
+        docs/api.md: level counts and sizes, table counts and bytes,
+        memtable bytes, key estimate, write and space amplification).
+        Raises ValueError for an unknown name."""
+        self._check()
+        return get_property(self._engine, name)
 
 
 class Snapshot:
@@ -324,23 +400,30 @@ class Snapshot:
             raise ClosedError("the snapshot is released")
         self._calls.check()
 
-    def get(self, key, default=None):
+    @overload
+    def get(self, key: BytesLike) -> bytes | None: ...
+    @overload
+    def get(self, key: BytesLike, default: T) -> bytes | T: ...
+
+    def get(self, key: BytesLike, default: Any = None) -> Any:
         """The value ``key`` had when the snapshot was taken, or ``default``."""
         self._check()
         value = self._calls.call(self._engine.get(key, self.sequence))
         return default if value is None else value
 
-    def multi_get(self, keys) -> list:
+    def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
+        """The values ``keys`` had at the snapshot (None where absent)."""
         self._check()
         keys = [check_key(k) for k in keys]
         return self._calls.call(self._engine.multi_get(keys, self.sequence))
 
-    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator":
         """``DB.scan`` as the database was at the snapshot."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return _ScanIterator(self._calls, self._engine.scan(start, end, self.sequence), shape)
+        return ScanIterator(self._calls, self._engine.scan(start, end, self.sequence), shape)
 
     def close(self) -> None:
         """Release the snapshot: compactions may drop what only it saw."""
@@ -348,10 +431,10 @@ class Snapshot:
             self._closed = True
             self._engine.release_snapshot(self._sid)
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self):
@@ -366,25 +449,26 @@ class _AsyncSnapshot:
     def __init__(self, snapshot: Snapshot):
         self._snapshot = snapshot
 
-    def get(self, key):
+    def get(self, key: BytesLike) -> Awaitable[bytes | None]:
         s = self._snapshot
         s._check()
         return s._calls.awaitable(s._engine.get(key, s.sequence))
 
-    def multi_get(self, keys):
+    def multi_get(self, keys: Iterable[BytesLike]) -> Awaitable[list[bytes | None]]:
         s = self._snapshot
         s._check()
         return s._calls.awaitable(s._engine.multi_get(keys, s.sequence))
 
-    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator:
         s = self._snapshot
         s._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence), shape))
 
 
-class _ScanIterator:
+class ScanIterator(Iterator[tuple[bytes, bytes]]):
     """Blocking iterator over an engine scan.  Each refill runs the scan on
     the calling thread's executor for the next chunk of pairs (chunks grow
     from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
@@ -405,10 +489,10 @@ class _ScanIterator:
         self._pos = 0
         self._size = min(self._size * 2, SCAN_CHUNK_MAX)
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self):
+    def __next__(self) -> tuple[bytes, bytes] | bytes:
         if self._calls.closed:
             self._exhausted = True
             self._chunk = []
@@ -424,7 +508,7 @@ class _ScanIterator:
         shape = self._shape
         return item if shape == PAIRS else item[0] if shape == KEYS else item[1]
 
-    def __enter__(self) -> "_ScanIterator":
+    def __enter__(self) -> "ScanIterator":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -491,7 +575,7 @@ async def _project(agen, i: int):
 
 
 async def _take(agen, n: int) -> tuple[list, bool]:
-    out = []
+    out: list[Any] = []
     try:
         while len(out) < n:
             out.append(await agen.__anext__())
@@ -529,6 +613,11 @@ class _Calls:
         if current_executor_or_none() is not None:
             raise WrongThreadError("a blocking hedge call from code running on a hedge executor would "
                                    "block that executor; await the db.aio form instead")
+    def check_writable(self) -> None:
+        """``check``, then raise ReadOnlyError for a read-only database."""
+        self.check()
+        if self.engine.read_only:
+            raise ReadOnlyError("the database was opened with read_only=True")
 
     def call(self, coro):
         """Run ``coro`` on the calling thread's executor; return its result."""
@@ -588,43 +677,51 @@ class AsyncDB:
         self._calls = calls
         self._engine = calls.engine
 
-    def put(self, key, value, sync: bool = False):
-        self._calls.check()
+    def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.put(key, value, sync))
 
-    def get(self, key):
+    def get(self, key: BytesLike) -> Awaitable[bytes | None]:
         self._calls.check()
         return self._calls.awaitable(self._engine.get(key))
 
-    def remove(self, key, sync: bool = False):
-        self._calls.check()
+    def remove(self, key: BytesLike, sync: bool = False) -> Awaitable[None]:
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.remove(key, sync))
 
-    def write(self, batch: WriteBatch, sync: bool = False):
-        self._calls.check()
+    def write(self, batch: WriteBatch, sync: bool = False) -> Awaitable[None]:
+        self._calls.check_writable()
         if not isinstance(batch, WriteBatch):
             raise TypeError(f"write() takes a hedge.WriteBatch, not {type(batch).__name__}")
         return self._calls.awaitable(self._engine.write(batch, sync))
 
-    def multi_get(self, keys):
+    def multi_get(self, keys: Iterable[BytesLike]) -> Awaitable[list[bytes | None]]:
         self._calls.check()
         return self._calls.awaitable(self._engine.multi_get(keys))
 
-    def scan(self, start=None, end=None, *, prefix=None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True):
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator:
         """``async for key, value in db.aio.scan(a, b)``; the options of
         ``DB.scan``."""
         self._calls.check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         return self._calls.aiter(_shaped(self._engine.scan(start, end), shape))
 
-    def flush(self):
-        self._calls.check()
+    def flush(self) -> Awaitable[None]:
+        self._calls.check_writable()
         return self._calls.awaitable(self._engine.flush())
 
-    def compact(self):
+    def checkpoint(self, path: StrPath) -> Awaitable[None]:
+        """As ``DB.checkpoint``."""
         self._calls.check()
-        return self._calls.awaitable(self._engine.compact())
+        return self._calls.awaitable(self._engine.checkpoint(os.fspath(path)))
+
+    def compact(self, start: BytesLike | None = None, end: BytesLike | None = None) -> Awaitable[None]:
+        """As ``DB.compact``."""
+        self._calls.check_writable()
+        start, end = _key_range(start, end)
+        return self._calls.awaitable(self._engine.compact(start, end))
 
 
 class _LoopScan:
@@ -644,6 +741,16 @@ class _LoopScan:
 
     def aclose(self):
         return self._calls.in_loop(self._loop, self._agen.aclose())
+
+
+def _key_range(start: BytesLike | None, end: BytesLike | None) -> tuple[bytes | None, bytes | None]:
+    """Checked bounds of a key range.  Raises TypeError/ValueError for a bad
+    key, ValueError when start > end."""
+    start = None if start is None else check_key(start)
+    end = None if end is None else check_key(end)
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"the range's start {start!r} is above its end {end!r}")
+    return start, end
 
 
 def _cpu_set(cpus) -> frozenset[int] | None:

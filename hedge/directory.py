@@ -43,6 +43,8 @@ def prepare(directory: str, options) -> None:
     except FileNotFoundError as e:
         if os.path.islink(directory):
             raise _io_error(e, "open", directory, "a symbolic link to a missing target") from None
+        if options.read_only:
+            raise HedgeError(f"no database at {directory} (read_only=True opens an existing one)") from None
         if not options.create:
             raise HedgeError(f"no database at {directory} (open with create=True to make one)") from None
         _make_directory(directory)
@@ -53,6 +55,8 @@ def prepare(directory: str, options) -> None:
     exists = filenames.CURRENT in names
     if exists and options.error_if_exists:
         raise HedgeError(f"a database already exists at {directory} (error_if_exists=True)")
+    if not exists and options.read_only:
+        raise HedgeError(f"no database at {directory} (read_only=True opens an existing one)")
     if not exists and not options.create:
         raise HedgeError(f"no database at {directory} (open with create=True to make one)")
     if not exists and not options.allow_foreign_files:
@@ -82,16 +86,29 @@ def _make_directory(directory: str) -> None:
         raise _io_error(e, "fsync", parent) from None
 
 
-def lock(directory: str) -> File:
+def lock(directory: str, shared: bool = False) -> File:
     """Take the database's lock: flock on LOCK (created when missing), held
-    as long as the returned File is open.  Raises LockError when another
-    handle holds it, HedgeIOError when LOCK cannot be opened or locked."""
+    as long as the returned File is open.  Exclusive for a writer; shared
+    (``shared=True``) for a read-only open, which any number of handles
+    may hold at once while no writer holds it (LOCK is then opened for
+    reading only, and made only when it can be).  Raises LockError when a
+    handle holds it in a conflicting mode, HedgeIOError when LOCK cannot be
+    opened or locked."""
     path = filenames.join(directory, filenames.LOCK)
-    file = File.open(path, os.O_RDWR | os.O_CREAT)
+    if shared:
+        try:
+            file = File.open(path, os.O_RDONLY | os.O_CREAT)
+        except HedgeIOError:
+            file = File.open(path, os.O_RDONLY)     # a read-only file system: LOCK must be there
+    else:
+        file = File.open(path, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(file.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(file.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         file.close()
+        if shared:
+            raise LockError(f"the database at {directory} is open for writing (by this or another process); "
+                            "a read-only open waits until it is closed") from None
         raise LockError(f"the database at {directory} is already open (by this or another process)") from None
     except OSError as e:
         file.close()
@@ -114,7 +131,7 @@ def database_files(directory: str) -> list[str]:
     return sorted(name for name in names if filenames.is_hedge_name(name))
 
 
-def destroy(path) -> None:
+def destroy(path: str | os.PathLike[str]) -> None:
     """Delete the database in directory ``path``: every file hedge creates
     there (CURRENT first, so a destroy cut short leaves no half database
     that opens), then the directory itself when nothing else is left in it;

@@ -81,6 +81,12 @@ class LockError(HedgeError):
     or another one)."""
 
 
+class ReadOnlyError(HedgeError):
+    """A write (put, remove, write, write_batch, flush, compact) on a
+    database opened with ``read_only=True``; raised before anything
+    changes."""
+
+
 class ClosedError(HedgeError):
     """An operation on a database, executor or pool that was closed."""
 

@@ -39,7 +39,7 @@ RANGES = {
     "max_open_files": (1, 1 << 20),       # table files open at once (LevelDB's max_open_files)
 }
 _OPTIONAL = frozenset({"foreground_threads", "background_threads"})
-_BOOLS = frozenset({"create", "error_if_exists", "direct_io", "pin", "compaction_process", "allow_foreign_files"})
+_BOOLS = frozenset({"create", "error_if_exists", "read_only", "direct_io", "pin", "compaction_process", "allow_foreign_files"})
 _CHOICES = {"io_method": IO_METHODS, "wal_recovery": WAL_RECOVERY_MODES}
 
 
@@ -49,6 +49,10 @@ class Options:
     create: bool = True
     # Fail when the database already exists (a guard for fresh loads).
     error_if_exists: bool = False
+    # Open an existing database for reading only: a shared lock (several
+    # read-only opens at once, none beside a writer), the WAL replayed into
+    # memory, nothing written; every write raises ReadOnlyError.
+    read_only: bool = False
     # How I/O is issued: io_uring, a worker-thread pool, or inline syscalls.
     io_method: str = "auto"
     # Open tables with O_DIRECT; reads then rely on the block cache.

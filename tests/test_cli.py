@@ -62,7 +62,7 @@ def read_db(path) -> dict:
 # -- the data commands ----------------------------------------------------------------
 def test_help_and_version():
     out = ok("--help")
-    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "bench"):
+    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "bench"):
         assert command in out
     assert ok("--version").strip() == f"hedge {hedge.__version__}"
     fails("nonsense", status=2)
@@ -137,12 +137,27 @@ def test_stats(tmp_path):
     assert stats["levels"][0]["files"] == 1
 
 
+def test_reading_commands_open_read_only_beside_other_readers(tmp_path):
+    db = tmp_path / "db"
+    make_db(db, pairs={b"k%03d" % i: b"v" for i in range(10)}, flush=False)     # in the WAL only
+    before = sorted(os.listdir(db))
+    with hedge.open(str(db), read_only=True, **LEAN) as reader:
+        assert ok("get", db, "k003") == "v\n"
+        assert ok("scan", db, "--limit", "2") == "k000\tv\nk001\tv\n"
+        assert json.loads(ok("stats", "--json", db))["memtable_entries"] == 10
+        assert "already open" in fails("put", db, "k", "v")
+        assert "already open" in fails("compact", db)
+        assert reader.get(b"k009") == b"v"
+    assert sorted(os.listdir(db)) == before             # nothing written, the WAL not even flushed
+
+
 def test_errors_are_one_line(tmp_path):
     db = tmp_path / "db"
     assert "no database" in fails("get", tmp_path / "missing", "k")
     make_db(db, pairs={b"k": b"v"})
     with hedge.open(str(db), create=False, **LEAN):
-        assert "already open" in fails("get", db, "k")
+        assert "open for writing" in fails("get", db, "k")
+        assert "already open" in fails("put", db, "k", "v")
         assert "is open" in fails("check", db)
     assert "not hex" in fails("get", "-x", db, "xyz")
     assert "no hedge database" in fails("check", tmp_path)
@@ -167,6 +182,41 @@ def test_compact(tmp_path):
         levels = [lv["files"] for lv in h.stats()["levels"]]
         assert levels[0] < 5 and sum(levels[1:]) >= 1, levels
         assert dict(h.scan()) == {b"k%03d" % i: b"4" for i in range(50)}
+
+
+def test_compact_a_key_range(tmp_path):
+    db = tmp_path / "db"
+    manual = dict(l0_compaction_trigger=20, l0_slowdown_trigger=20, l0_stop_trigger=20)
+    with open_db(db, "sync", **manual) as h:
+        for prefix in (b"a", b"m", b"m"):                # below the default L0 trigger the command opens with
+            for i in range(50):
+                h.put(prefix + b"%03d" % i, prefix)
+            h.flush()
+    tables = {p.name for p in db.glob("*.sst")}
+    out = ok("compact", db, "--start", "m", "--end", "m999")
+    assert out.startswith("compacted: files per level L0:3 -> L0:1 L1:1"), out
+    left = {p.name for p in db.glob("*.sst")}
+    assert len(tables & left) == 1                       # the a table is untouched
+    ok("compact", db, "-x", "--start", b"a".hex())        # a..: everything down to L1
+    with hedge.open(str(db), create=False, **LEAN, **manual) as h:
+        assert [h.property(f"hedge.num-files-at-level{n}") for n in (0, 1)] == [0, 2]
+        assert h.get(b"m007") == b"m" and len(dict(h.scan())) == 100
+    assert "not hex" in fails("compact", db, "-x", "--start", "zz")
+    assert "above its end" in fails("compact", db, "--start", "z", "--end", "a")
+
+
+def test_checkpoint(tmp_path, io_method):
+    db = tmp_path / "db"
+    make_db(db, io_method, pairs={b"k%02d" % i: b"v" for i in range(20)}, flush=True)
+    with open_db(db, io_method) as h:
+        h.put(b"mem", b"in the WAL only")
+    out = ok("checkpoint", "--io-method", io_method, db, tmp_path / "ckpt")
+    assert "ckpt" in out
+    assert read_db(tmp_path / "ckpt") == read_db(db)
+    assert read_db(tmp_path / "ckpt")[b"mem"] == b"in the WAL only"
+    assert "not empty" in fails("checkpoint", db, tmp_path / "ckpt")
+    assert "no database" in fails("checkpoint", tmp_path / "none", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 # -- check ------------------------------------------------------------------------------

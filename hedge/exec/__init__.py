@@ -1,18 +1,21 @@
 """Executors: per-thread coroutine loops over one ring each, and the pools
 that group them.  ``spawn`` and ``gather`` are for code running on an
 executor."""
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
 from hedge.errors import Cancelled
 from hedge.exec.executor import Executor, current_executor, current_executor_or_none
 from hedge.exec.task import Task
 
 
-def spawn(coro, name: str | None = None) -> Task:
+def spawn(coro: Coroutine[Any, Any, Any], name: str | None = None) -> Task:
     """Start ``coro`` as a new task on the current executor; await the
     returned Task to join it.  REQUIRES: called on an executor thread."""
     return current_executor().spawn(coro, name)
 
 
-async def gather(*coros):
+async def gather(*coros: Awaitable[Any]) -> list[Any]:
     """Run ``coros`` concurrently on the current executor and return their
     results in order.  If any fails, the others still run to completion and
     the first failure is raised.  If the gathering task is cancelled, the

@@ -49,7 +49,7 @@ class WriteBatch:
         self._ops: list[Op] = []
         self._bytes = HEADER_BYTES
 
-    def put(self, key, value) -> None:
+    def put(self, key: bytes | bytearray | memoryview, value: bytes | bytearray | memoryview) -> None:
         """Add ``key -> value``.  Raises TypeError for non-bytes-like input and
         ValueError for an empty or oversize key or an oversize value; the
         batch is unchanged then."""
@@ -58,7 +58,7 @@ class WriteBatch:
         self._ops.append((Kind.PUT, k, v))
         self._bytes += OP_HEADER_BYTES + len(k) + len(v)
 
-    def remove(self, key) -> None:
+    def remove(self, key: bytes | bytearray | memoryview) -> None:
         """Add a removal of ``key`` (a tombstone).  Raises like ``put``."""
         k = check_key(key)
         self._ops.append((Kind.DELETE, k, b""))

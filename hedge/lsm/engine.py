@@ -31,6 +31,11 @@ Who runs what:
     the only writer of the manifest;
   - ``open`` and ``close``: a user thread (not one of the pools').
 
+Read-only (Options.read_only; ``read_only`` here): recovery writes nothing
+(recover_read_only), the replayed writes are the memtable and are never
+added to, no WAL is open, maintenance never starts, and every write,
+flush and compaction raises ReadOnlyError (``check_writable``).
+
 Errors: a failed WAL write/sync, flush, compaction or manifest append, or a
 maintenance task that dies, becomes the background error: recorded once,
 every later write, flush and compaction raises BackgroundError from it until
@@ -42,7 +47,7 @@ import itertools
 import logging
 import threading
 
-from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError
+from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError, ReadOnlyError
 from hedge.exec import gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
@@ -50,6 +55,7 @@ from hedge.lsm import filenames
 from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
+from hedge.lsm.checkpoint import write_checkpoint
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
@@ -58,7 +64,7 @@ from hedge.lsm.keys import Kind, check_key
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.memtable import Memtable
-from hedge.lsm.recovery import Recovered, recover
+from hedge.lsm.recovery import Recovered, recover, recover_read_only
 from hedge.lsm.table.reader import NOT_CACHED
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.lsm.wal.writer import WalWriter
@@ -112,9 +118,13 @@ class Engine:
         self.recovery = recovered.summary
         self.versions = recovered.versions
         self.tables = recovered.tables
-        self._wal: WalWriter = recovered.wal
-        self._sv = SuperVersion(Memtable(), recovered.wal.number, (), self.versions.current.version,
-                                recovered.readers)
+        self._wal: WalWriter | None = recovered.wal
+        # Read-only (no WAL to write): the replayed writes are the memtable,
+        # never added to; no maintenance, nothing written.
+        self.read_only = recovered.wal is None
+        mem = recovered.memtable if recovered.memtable is not None else Memtable()
+        mem_wal = recovered.wal.number if recovered.wal is not None else self.versions.current.wal_number
+        self._sv = SuperVersion(mem, mem_wal, (), self.versions.current.version, recovered.readers)
         # Serializes super-version swaps: the commit leader (a foreground
         # thread) and the maintenance task (a background thread) both
         # replace it, each building on the current one.
@@ -141,8 +151,11 @@ class Engine:
         engine with its maintenance task running.  REQUIRES: the directory
         lock is held; ``pools`` started.  Raises CorruptionError,
         HedgeIOError."""
-        recovered = pools.background.run_sync(recover(directory, options, cache))
+        recovery = recover_read_only if options.read_only else recover
+        recovered = pools.background.run_sync(recovery(directory, options, cache))
         engine = cls(directory, options, pools, cache, io_method, recovered)
+        if engine.read_only:
+            return engine
         try:
             engine.maintenance.start(pools.background)
         except BaseException:
@@ -198,6 +211,8 @@ class Engine:
 
     # -- writes (foreground) ----------------------------------------------------
     def check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("the database was opened with read_only=True")
         if self._closing:
             raise ClosedError("the database is closed")
         if self._bg_error is not None:
@@ -482,10 +497,17 @@ class Engine:
         await self.changed.wait_for(lambda: not self._sv.imms or self._bg_error is not None or self._closing)
         self._raise_bg_error()
 
-    async def compact(self) -> None:
-        """Flush, then wait until the compaction policy has nothing to do."""
+    async def compact(self, start: bytes | None = None, end: bytes | None = None) -> None:
+        """Flush; with a range (either bound given), compact every table
+        overlapping [start, end] level by level down to the deepest level
+        holding any of it (Maintenance.request_range); then wait until the
+        compaction policy has nothing to do."""
         await self.flush()
         maintenance = self.maintenance
+        if start is not None or end is not None:
+            request = maintenance.request_range(start, end)
+            await self.changed.wait_for(lambda: request.done or self._bg_error is not None or self._closing)
+            self._raise_bg_error()
         epoch = maintenance.idle_epoch
         maintenance.wake()
         # Maintenance went idle after our wake-up, and nothing is due now (a
@@ -493,6 +515,25 @@ class Engine:
         await self.changed.wait_for(lambda: self._bg_error is not None or self._closing or
                                     maintenance.settled_since(epoch))
         self._raise_bg_error()
+
+    async def checkpoint(self, target: str) -> None:
+        """Write a consistent copy of the database into ``target`` that
+        opens as a database of its own (hedge/lsm/checkpoint.py): flush, hold
+        table deletions, link (or copy) the tables of the current version
+        and write a manifest describing it.  Every write acknowledged before
+        the call is in it.  Raises HedgeError for a target that is not
+        empty, HedgeIOError, BackgroundError."""
+        if self.read_only:
+            # Nothing changes: the version and the replayed memtable (as a
+            # table of the copy) are the database.
+            self.check_open()
+            sv = self._sv
+            await write_checkpoint(target, sv.version, self.versions, sv.mem, self.options)
+            return
+        await self.flush()
+        with self.maintenance.hold_deletions():
+            version = self._sv.version
+            await write_checkpoint(target, version, self.versions, None, self.options)
 
     def _raise_bg_error(self) -> None:
         if self._bg_error is not None:
@@ -527,6 +568,8 @@ class Engine:
         already), then sync and close the WAL."""
         await self.changed.wait_for(lambda: not self._commit.busy)
         wal = self._wal
+        if wal is None:
+            return
         try:
             if self._bg_error is None:
                 await wal.sync()
@@ -534,7 +577,8 @@ class Engine:
             wal.close()
 
     def _close_files(self) -> None:
-        self._wal.close()
+        if self._wal is not None:
+            self._wal.close()
         self.tables.close()
         self.versions.close()
 
@@ -559,7 +603,7 @@ class Engine:
             "next_file_number": self.versions.next_file_number,
             "background_error": None if self._bg_error is None else str(self._bg_error),
             "wal": {"groups": self._commit.groups, "writers": self._commit.writers,
-                    "syncs": c["wal_syncs"], "bytes": user_bytes, "number": self._wal.number},
+                    "syncs": c["wal_syncs"], "bytes": user_bytes, "number": self._sv.mem_wal},
             "compaction": compaction,
             "cache": self.cache.stats() if self.cache is not None else None,
             "table_cache": self.tables.stats(),

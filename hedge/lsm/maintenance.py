@@ -19,6 +19,16 @@ inside the install turn), ``oldest_snapshot()``, ``background_error``,
 ``record_background_error(error, what)`` and the ``changed`` Signal it
 announces idleness on.
 
+Manual range compactions (``request_range``, from ``db.compact(start,
+end)``) come before the compactions the policy picks: one task per level,
+from L0 down to ``policy.range_last_level`` (LevelDB's CompactRange).
+Memtable flushes still go first.
+
+Deletion holds (``hold_deletions``, from ``db.checkpoint``): while one is
+held, the input tables a compaction drops are not unlinked (their names
+are queued); the loop removes them once the last hold is released, so a
+checkpoint can hard-link every table of the version it took.
+
 Errors: a failed job becomes the engine's background error (recorded once;
 nothing is retried) and the loop then only waits to be stopped.  Any error
 that would end the task itself is recorded the same way, so callers waiting
@@ -38,7 +48,10 @@ be called from any thread.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections import deque
 
 from hedge.errors import Cancelled, ClosedError
 from hedge.exec import forkguard, spawn
@@ -64,6 +77,23 @@ class _Stopped(ClosedError):
     """Raised inside a job at its next safe point once a stop is requested."""
 
 
+class RangeRequest:
+    """One manual compaction of the key range [start, end] (None:
+    unbounded): ``level`` is the next level to compact, ``last_level`` the
+    level the data ends in (set at the first step).  ``done`` becomes True
+    when every level is compacted or the request was abandoned by an error
+    (the engine's background error says which)."""
+
+    __slots__ = ("start", "end", "level", "last_level", "done")
+
+    def __init__(self, start: bytes | None, end: bytes | None):
+        self.start = start
+        self.end = end
+        self.level = 0
+        self.last_level: int | None = None
+        self.done = False
+
+
 class Maintenance:
     def __init__(self, tree, versions: VersionSet, tables: TableCache, options: Options,
                  worker_config: WorkerConfig):
@@ -80,6 +110,10 @@ class Maintenance:
         self._compacting = None         # the compaction Task running beside flushes (worker process)
         self._on_worker = False         # that task is waiting on the worker (the one safe place to cancel it)
         self._worker: CompactionWorker | None = None
+        self._manual: deque[RangeRequest] = deque()
+        self._holds = 0                 # deletion holds taken (checkpoints in progress)
+        self._held: list[str] = []      # tables dropped while a hold was taken, to remove later
+        self._hold_lock = threading.Lock()
         self.counters = {"flushes": 0, "flush_bytes": 0, "compactions": 0, "trivial_moves": 0,
                          "compaction_bytes_read": 0, "compaction_bytes_written": 0}
 
@@ -91,6 +125,29 @@ class Maintenance:
     def wake(self) -> None:
         """Something may be due (a memtable to flush, a new version)."""
         self._work.notify()
+
+    def request_range(self, start: bytes | None, end: bytes | None) -> RangeRequest:
+        """Queue a manual compaction of [start, end]; the caller waits on
+        the engine's ``changed`` signal for ``done``."""
+        request = RangeRequest(start, end)
+        self._manual.append(request)
+        self._work.notify()
+        return request
+
+    @contextlib.contextmanager
+    def hold_deletions(self):
+        """While inside, no table a compaction drops is unlinked (see the
+        module docstring)."""
+        with self._hold_lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._hold_lock:
+                self._holds -= 1
+                release = self._holds == 0 and bool(self._held)
+            if release:
+                self._work.notify()
 
     def stop(self) -> None:
         """Stop the task and wait for it to end (see the module docstring).
@@ -186,8 +243,12 @@ class Maintenance:
         sv = tree.super_version
         if sv.imms:
             return self._flush_oldest
+        if self._held and not self._holds:
+            return self._remove_held
         if self._compacting is not None:
             return None
+        if self._manual:
+            return self._range_step
         task = policy.pick(sv.version, self._options, self._versions.current.compact_pointers)
         if task is None:
             return None
@@ -228,6 +289,47 @@ class Maintenance:
         return filenames.join(self._versions.directory, name)
 
     # -- jobs --------------------------------------------------------------------------
+    async def _range_step(self) -> None:
+        """One level of the oldest manual compaction request."""
+        request = self._manual[0]
+        try:
+            version = self._tree.super_version.version
+            if request.last_level is None:
+                request.last_level = policy.range_last_level(version, request.start, request.end)
+            task = None
+            while task is None and request.level < request.last_level:
+                task = policy.pick_range(version, self._options, request.level, request.start, request.end)
+                request.level += 1
+            if task is not None:
+                await self._compact(task)
+        except BaseException:
+            self._finish_request()
+            raise
+        if request.level >= request.last_level:
+            self._finish_request()
+
+    def _finish_request(self) -> None:
+        self._manual.popleft().done = True
+        self._tree.changed.notify()
+
+    async def _remove_table(self, number: int) -> None:
+        """Unlink a table a compaction dropped, or queue it while a deletion
+        hold is taken."""
+        path = self._tables.path(number)
+        with self._hold_lock:
+            if self._holds:
+                self._held.append(path)
+                return
+        await _unlink_logged(path)
+
+    async def _remove_held(self) -> None:
+        with self._hold_lock:
+            if self._holds:
+                return
+            paths, self._held = self._held, []
+        for path in paths:
+            await _unlink_logged(path)
+
     async def _flush_oldest(self) -> None:
         sv = self._tree.super_version
         mem, wal_number = sv.imms[-1]
@@ -274,7 +376,7 @@ class Maintenance:
         for meta in inputs:
             if cache is not None:
                 cache.erase_table(meta.number)
-            await _unlink_logged(self._tables.path(meta.number))
+            await self._remove_table(meta.number)
 
     async def _merge_in_worker(self, task, inputs: list, oldest: int) -> tuple[list, int]:
         """The merge of ``_compact`` in the worker process (started on first

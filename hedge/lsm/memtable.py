@@ -154,6 +154,20 @@ class Memtable:
         size the entries will roughly take in a table (not Python's memory)."""
         return self._bytes
 
+    def approximate_bytes_between(self, start_key: bytes | None, end_key: bytes | None) -> int:
+        """``approximate_bytes`` scaled by the share of distinct keys in
+        [start_key, end_key) (None: unbounded).  Safe on any thread."""
+        with self._lock:
+            keys = self._keys
+            total = len(keys)
+            if not total:
+                return 0
+            low = 0 if start_key is None else keys.bisect_left(start_key)
+            high = total if end_key is None else keys.bisect_left(end_key)
+        if high <= low:
+            return 0
+        return self._bytes * (high - low) // total
+
     def __len__(self) -> int:
         """Number of entries (every version counts)."""
         return self._count

@@ -23,6 +23,11 @@ Steps (REQUIRES: the directory lock is held; runs on an executor):
      became durable), temporary files.
 On failure every file it opened is closed again and the error propagates
 (CorruptionError, HedgeIOError).
+
+``recover_read_only`` (``read_only=True``; REQUIRES: the lock is held
+shared) runs steps 1 to 3 only and writes nothing: no table, no WAL, no
+manifest, no removal.  The replayed memtable stays in memory as the
+engine's memtable, and the version set has no manifest open for appends.
 """
 from __future__ import annotations
 
@@ -57,14 +62,16 @@ class Recovered:
     ``versions`` has its new manifest installed and ``last_seq`` set;
     ``readers`` holds an open reader (through ``tables``) for every table of
     ``versions.current.version``; ``wal`` is the new, empty WAL named by the
-    state's wal_number.  ``summary``: replayed_wals, recovered_entries,
+    state's wal_number (read-only: None, and ``memtable`` holds the
+    replayed writes).  ``summary``: replayed_wals, recovered_entries,
     dropped_tail_bytes, removed_files, last_seq."""
 
     versions: VersionSet
     tables: TableCache
     readers: dict[int, TableReader]
-    wal: WalWriter
+    wal: WalWriter | None           # None: read-only
     summary: dict
+    memtable: Memtable | None = None    # read-only: the writes replayed from the WALs
 
 
 async def recover(directory: str, options: Options, block_cache: BlockCache | None) -> Recovered:
@@ -100,6 +107,24 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
     summary = {"replayed_wals": replayed, "recovered_entries": len(mem), "dropped_tail_bytes": dropped,
                "removed_files": removed, "last_seq": versions.last_seq}
     return Recovered(versions=versions, tables=tables, readers=readers, wal=wal, summary=summary)
+
+
+async def recover_read_only(directory: str, options: Options, block_cache: BlockCache | None) -> Recovered:
+    """Steps 1 to 3 of ``recover``, writing nothing (see the module
+    docstring)."""
+    names = sorted(os.listdir(directory))
+    versions = await VersionSet.recover(directory, names)
+    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files)
+    try:
+        mem, replayed, dropped = await _replay_wals(directory, names, versions, options)
+        readers = await _open_tables(versions, tables)
+    except BaseException:
+        tables.close()
+        versions.close()
+        raise
+    summary = {"replayed_wals": replayed, "recovered_entries": len(mem), "dropped_tail_bytes": dropped,
+               "removed_files": [], "last_seq": versions.last_seq}
+    return Recovered(versions=versions, tables=tables, readers=readers, wal=None, summary=summary, memtable=mem)
 
 
 async def _replay_wals(directory: str, names: list[str], versions: VersionSet,

@@ -2,6 +2,9 @@
 
     child.py hold  PATH IO_METHOD OPTIONS_JSON
         open, put b"held" = b"yes" (sync), print "R", then sleep until killed.
+    child.py hold_ro PATH IO_METHOD OPTIONS_JSON
+        open with read_only=True, print "V <value of b"held">" then "R",
+        then sleep until killed.
     child.py write PATH IO_METHOD OPTIONS_JSON WRITES_JSON
         open, apply the writes in order, print "D", exit without close()
         (as a crash would).  WRITES_JSON: [{"ops": [["p", key, value] |
@@ -50,6 +53,15 @@ def open_db(path: str, io_method: str, options_json: str):
 def hold(path, io_method, options_json) -> None:
     db = open_db(path, io_method, options_json)
     db.put(b"held", b"yes", sync=True)
+    emit("R")
+    while True:
+        time.sleep(60)
+
+
+def hold_ro(path, io_method, options_json) -> None:
+    db = hedge.open(path, io_method=io_method, read_only=True, **json.loads(options_json))
+    value = db.get(b"held")
+    emit(f"V {value.decode() if value is not None else '-'}")
     emit("R")
     while True:
         time.sleep(60)
@@ -228,4 +240,4 @@ def crash(path, io_method, options_json, run, seed) -> None:
 
 
 if __name__ == "__main__":
-    {"hold": hold, "write": write, "crash": crash, "powerloss": powerloss}[sys.argv[1]](*sys.argv[2:])
+    {"hold": hold, "hold_ro": hold_ro, "write": write, "crash": crash, "powerloss": powerloss}[sys.argv[1]](*sys.argv[2:])

@@ -146,6 +146,8 @@ def test_wheel_gets_io_uring_without_a_system_liburing(tmp_path):
     elf = extension_in(wheel)
     assert elf is not None, f"{wheel.name} holds no io_uring binding"
     assert not links_liburing(elf), f"the wheel's binding needs {dt_needed(elf)}"
+    with zipfile.ZipFile(wheel) as z:
+        assert "hedge/py.typed" in z.namelist(), "the wheel does not mark the package as typed (PEP 561)"
 
     venv = fresh_venv(tmp_path / "venv", wheel)
     report = venv_report(venv)

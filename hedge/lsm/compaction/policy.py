@@ -23,6 +23,15 @@ state, callable from any thread.  docs/compaction.md explains the rules.
 - A task is bottommost when no level below its output level overlaps its key
   range; only then may tombstones be dropped.
 
+Manual range compactions (``db.compact(start, end)``, LevelDB's
+CompactRange): ``range_last_level`` is the deepest level holding a table
+that overlaps the range (at least 1), and ``pick_range(level)`` merges every
+table of ``level`` overlapping the range (L0: closed under overlap, as for an
+automatic L0 task) with the tables of ``level + 1`` overlapping them.  Run
+for each level from 0 down to ``range_last_level - 1``, it leaves the
+range's data in ``range_last_level``, tombstones dropped when nothing lies
+below.
+
 ``pick`` assumes no other compaction is running (the engine runs one at a
 time); running several needs key-range conflict checks this module lacks.
 """
@@ -133,13 +142,57 @@ def pick(version: Version, options: Options,
                           max_output_bytes=options.table_bytes, score=scores[level])
 
 
+def range_last_level(version: Version, start: bytes | None, end: bytes | None) -> int:
+    """The level a manual compaction of [start, end] (inclusive; None:
+    unbounded) brings the range's data down to: the deepest level with a
+    table overlapping it, and at least 1."""
+    deepest = 1
+    for level in range(1, NUM_LEVELS):
+        if version.overlapping(level, start, end):
+            deepest = level
+    return deepest
+
+
+def pick_range(version: Version, options: Options, level: int, start: bytes | None,
+               end: bytes | None) -> CompactionTask | None:
+    """The manual compaction of the tables of ``level`` overlapping [start,
+    end] (inclusive; None: unbounded) into ``level + 1``, or None when no
+    table of ``level`` overlaps it.  L0's inputs are closed under overlap.
+    A single input table with nothing under it moves down without a rewrite
+    unless it holds tombstones (a manual compaction is how they are purged).
+    REQUIRES: 0 <= level < NUM_LEVELS - 1; start <= end when both are given."""
+    if not 0 <= level < NUM_LEVELS - 1:
+        raise ValueError(f"a range compaction starts at L0..L{NUM_LEVELS - 2}, not L{level}")
+    upper = version.overlapping(level, start, end)
+    if not upper:
+        return None
+    if level == 0:
+        upper = _l0_closure(version, upper)
+    output_level = level + 1
+    lower = version.overlapping(output_level, min(m.smallest_key for m in upper),
+                                max(m.largest_key for m in upper))
+    low = min(m.smallest_key for m in upper + lower)
+    high = max(m.largest_key for m in upper + lower)
+    bottommost = not any(version.overlapping(deeper, low, high) for deeper in range(output_level + 1, NUM_LEVELS))
+    trivial = len(upper) == 1 and not lower and upper[0].deletes == 0
+    return CompactionTask(level=level, output_level=output_level, upper=upper, lower=lower,
+                          bottommost=bottommost, trivial_move=trivial, max_output_bytes=options.table_bytes,
+                          score=0.0)
+
+
 def _l0_inputs(version: Version) -> tuple[FileMeta, ...]:
     """The oldest L0 table and every L0 table overlapping the range, closed
     under overlap; newest first, as in L0."""
+    return _l0_closure(version, version.levels[0][-1:])
+
+
+def _l0_closure(version: Version, seed: tuple[FileMeta, ...]) -> tuple[FileMeta, ...]:
+    """``seed`` (L0 tables) and every L0 table overlapping their key range,
+    widening the range until it stops growing; newest first, as in L0."""
     l0 = version.levels[0]
-    oldest = l0[-1]
-    start, end = oldest.smallest_key, oldest.largest_key
-    chosen = {oldest.number}
+    start = min(m.smallest_key for m in seed)
+    end = max(m.largest_key for m in seed)
+    chosen = {m.number for m in seed}
     grown = True
     while grown:
         grown = False

@@ -147,6 +147,26 @@ class TableReader:
     def block_count(self) -> int:
         return len(self._keys)
 
+    def approximate_bytes(self, start_key: bytes | None, end_key: bytes | None) -> int:
+        """The bytes of the file that keys in [start_key, end_key) take,
+        from the in-memory index (no I/O): whole blocks, from the first
+        block that may hold start_key to the first that may hold end_key;
+        the whole file (metadata included) when the range covers the table.
+        LevelDB's ApproximateOffsetOf, per table."""
+        keys, offsets = self._keys, self._offsets
+        data_end = self.properties.data_bytes
+        if start_key is None or start_key <= self._smallest:
+            low = 0
+        else:
+            i = bisect_left(keys, start_key)
+            low = offsets[i] if i < len(keys) else data_end
+        if end_key is None or end_key > self._largest:
+            high = self.file_size if low == 0 else data_end
+        else:
+            i = bisect_left(keys, end_key)
+            high = offsets[i] if i < len(keys) else data_end
+        return max(high - low, 0)
+
     def may_contain(self, key: bytes) -> bool:
         """False when the table certainly holds no version of ``key`` (out of
         its key range or rejected by the bloom filter)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hedge.lsm.compaction.policy import (NO_POINTERS, SMALL_TABLE_DIVISOR, Stall, apply, level_scores,
-                                         max_level_bytes, pick, write_stall)
+                                         max_level_bytes, pick, pick_range, range_last_level, write_stall)
 from hedge.lsm.version import Version, apply as apply_edit
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.options import Options
@@ -180,3 +180,50 @@ def test_write_stall_follows_the_l0_count():
     assert [stall(n) for n in (0, 5, 6, 7, 8, 20)] == [
         Stall.NONE, Stall.NONE, Stall.SLOWDOWN, Stall.SLOWDOWN, Stall.STOP, Stall.STOP]
     assert stall(6) == "slowdown"
+
+
+# -- manual range compactions ----------------------------------------------------------
+def test_range_last_level_is_the_deepest_level_overlapping_the_range_and_at_least_1():
+    v = version_of(l0_tables(("a", "c")), (table(1, "a", "b"),), (), (table(2, "m", "p"),))
+    assert range_last_level(v, b"a", b"c") == 1
+    assert range_last_level(v, b"a", b"n") == 3
+    assert range_last_level(v, None, None) == 3
+    assert range_last_level(v, b"q", None) == 1             # nothing there: L0 -> L1 would be the move
+    assert range_last_level(version_of(l0_tables(("a", "c"))), None, None) == 1
+
+
+def test_pick_range_takes_only_the_tables_overlapping_the_range():
+    l1 = (table(1, "a", "c"), table(2, "d", "f"), table(3, "g", "i"), table(4, "j", "l"))
+    l2 = (table(5, "a", "e"), table(6, "f", "h", deletes=1), table(7, "x", "z"))
+    v = version_of((), l1, l2)
+    task = pick_range(v, OPTS, 1, b"e", b"g")
+    assert [m.number for m in task.upper] == [2, 3]
+    assert [m.number for m in task.lower] == [5, 6]        # under d..i
+    assert task.level == 1 and task.output_level == 2 and task.bottommost and not task.trivial_move
+    assert pick_range(v, OPTS, 1, b"m", b"w") is None
+    assert pick_range(v, OPTS, 0, None, None) is None
+
+
+def test_pick_range_closes_l0_inputs_under_overlap():
+    l0 = l0_tables(("a", "c"), ("b", "e"), ("x", "z"), ("d", "f"))
+    v = version_of(l0, (table(1, "f", "g"), table(2, "y", "z")))
+    task = pick_range(v, OPTS, 0, b"a", b"a")
+    # a..c grows through b..e and d..f; x..z stays in L0.
+    assert sorted(m.smallest_key for m in task.upper) == [b"a", b"b", b"d"]
+    assert [m.number for m in task.lower] == [1]
+
+
+def test_pick_range_moves_a_lone_table_unless_it_holds_tombstones():
+    v = version_of((), (table(1, "a", "c"), table(2, "m", "p", deletes=3)), (table(3, "x", "z"),))
+    assert pick_range(v, OPTS, 1, b"a", b"b").trivial_move
+    task = pick_range(v, OPTS, 1, b"n", b"n")
+    assert not task.trivial_move and task.upper == (v.levels[1][1],) and task.lower == ()
+    assert task.bottommost
+    assert apply(v, task, []).deleted_files == {(1, 2)}    # the merge drops it; its output (none) enters L2
+
+
+def test_pick_range_is_not_bottommost_with_data_below():
+    v = version_of((), (table(1, "a", "c"),), (), (table(2, "b", "b"),))
+    assert not pick_range(v, OPTS, 1, None, None).bottommost
+    with pytest.raises(ValueError):
+        pick_range(v, OPTS, NUM_LEVELS - 1, None, None)
