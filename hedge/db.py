@@ -36,7 +36,7 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator
-from typing import Any, Self, TypeAlias, TypeVar, overload
+from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, overload
 
 from hedge import directory as dbdir
 from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError, WrongThreadError
@@ -67,6 +67,7 @@ PAIRS, KEYS, VALUES = 0, 1, 2
 BytesLike: TypeAlias = bytes | bytearray | memoryview      # keys and values; stored and returned as bytes
 StrPath: TypeAlias = str | os.PathLike[str]
 T = TypeVar("T")
+Item = TypeVar("Item")     # what a scan yields: (key, value) pairs, keys or values
 
 
 def open(path: StrPath, create: bool = True, **options: Any) -> "DB":  # noqa: A001 - the API's name
@@ -191,9 +192,18 @@ class DB:
         keys = [check_key(k) for k in keys]
         return self._call(self._engine.multi_get(keys))
 
+    @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator":
+             include_key: Literal[True] = True, include_value: Literal[True] = True) -> "ScanIterator[tuple[bytes, bytes]]": ...
+    @overload
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator[bytes]": ...
+
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator[Any]":
         """Iterate (key, value) pairs in key order over the snapshot taken
         now: keys from ``start`` (inclusive unless include_start=False) to
         ``end`` (exclusive unless include_end=True), None meaning unbounded,
@@ -417,9 +427,18 @@ class Snapshot:
         keys = [check_key(k) for k in keys]
         return self._calls.call(self._engine.multi_get(keys, self.sequence))
 
+    @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator":
+             include_key: Literal[True] = True, include_value: Literal[True] = True) -> "ScanIterator[tuple[bytes, bytes]]": ...
+    @overload
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator[bytes]": ...
+
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> "ScanIterator[Any]":
         """``DB.scan`` as the database was at the snapshot."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
@@ -459,16 +478,25 @@ class _AsyncSnapshot:
         s._check()
         return s._calls.awaitable(s._engine.multi_get(keys, s.sequence))
 
+    @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator:
+             include_key: Literal[True] = True, include_value: Literal[True] = True) -> AsyncIterator[tuple[bytes, bytes]]: ...
+    @overload
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator[bytes]: ...
+
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator[Any]:
         s = self._snapshot
         s._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence), shape))
 
 
-class ScanIterator(Iterator[tuple[bytes, bytes]]):
+class ScanIterator(Iterator[Item], Generic[Item]):
     """Blocking iterator over an engine scan.  Each refill runs the scan on
     the calling thread's executor for the next chunk of pairs (chunks grow
     from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
@@ -492,7 +520,7 @@ class ScanIterator(Iterator[tuple[bytes, bytes]]):
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> tuple[bytes, bytes] | bytes:
+    def __next__(self) -> Item:
         if self._calls.closed:
             self._exhausted = True
             self._chunk = []
@@ -699,9 +727,18 @@ class AsyncDB:
         self._calls.check()
         return self._calls.awaitable(self._engine.multi_get(keys))
 
+    @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator:
+             include_key: Literal[True] = True, include_value: Literal[True] = True) -> AsyncIterator[tuple[bytes, bytes]]: ...
+    @overload
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator[bytes]: ...
+
+    def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+             prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
+             include_key: bool = True, include_value: bool = True) -> AsyncIterator[Any]:
         """``async for key, value in db.aio.scan(a, b)``; the options of
         ``DB.scan``."""
         self._calls.check()
