@@ -77,3 +77,44 @@ def test_inconsistent_trailer_with_valid_checksum_raises_corruption():
     data = body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
     with pytest.raises(CorruptionError, match="inconsistent"):
         BloomFilter(data, file="f", offset=0)
+
+
+@pytest.mark.parametrize("bits_per_key,nkeys", [(10, 5000), (1, 300), (4, 2), (20, 1000), (64, 50)])
+def test_probe_follows_the_documented_formula(bits_per_key, nkeys):
+    """docs/format/bloom.md, computed the plain way: bit (h1 + i*h2) mod
+    nbits for i < k, with exact integers, for added and absent keys."""
+    rng = random.Random(bits_per_key * 1000 + nkeys)
+    keys = [rng.randbytes(rng.randint(1, 30)) for _ in range(nkeys)]
+    data = build(keys, bits_per_key)
+    k, nbytes = struct.unpack_from("<B3xI", data, len(data) - 16)
+    bitmap = data[:nbytes]
+    nbits = 8 * nbytes
+    bloom = BloomFilter(data)
+
+    def by_the_book(key: bytes) -> bool:
+        h = xxhash.xxh3_128_intdigest(key)
+        h1, h2 = h & ((1 << 64) - 1), h >> 64
+        return all(bitmap[p >> 3] >> (p & 7) & 1 for p in ((h1 + i * h2) % nbits for i in range(k)))
+
+    probes = keys[:500] + [rng.randbytes(rng.randint(0, 30)) for _ in range(3000)]
+    assert [bloom.may_contain(key) for key in probes] == [by_the_book(key) for key in probes]
+
+
+@pytest.mark.parametrize("bits_per_key,nkeys", [(10, 3000), (1, 1), (3, 17), (7, 500), (64, 40), (10, 0)])
+def test_bitmap_is_the_documented_one(bits_per_key, nkeys):
+    """The builder's bitmap, bit by bit, against docs/format/bloom.md done
+    the plain way: for each key, bits (h1 + i*h2) mod nbits for i < k."""
+    rng = random.Random(nkeys + bits_per_key)
+    keys = [rng.randbytes(rng.randint(1, 20)) for _ in range(nkeys)]
+    data = build(keys, bits_per_key)
+    k, nbytes = struct.unpack_from("<B3xI", data, len(data) - 16)
+    assert k == probes_for(bits_per_key)
+    nbits = 8 * nbytes
+    expected = bytearray(nbytes)
+    for key in keys:
+        h = xxhash.xxh3_128_intdigest(key)
+        h1, h2 = h & ((1 << 64) - 1), h >> 64
+        for i in range(k):
+            p = (h1 + i * h2) % nbits
+            expected[p >> 3] |= 1 << (p & 7)
+    assert data[:nbytes] == bytes(expected)
