@@ -407,26 +407,22 @@ class Engine:
 
     async def get(self, key, snap: int | None = None) -> bytes | None:
         """The value of ``key`` at sequence ``snap`` (None: now), or None."""
-        key = check_key(key)
-        self.check_open()
         if snap is None:
             snap = self.versions.last_seq
+        value = self.get_now(key, snap)
+        if value is not NEEDS_IO:
+            return value
+        # Not in a memtable of the super version get_now saw, so every
+        # version of the key at or below ``snap`` is in a table of it or of
+        # any later one (flushes and compactions keep what snap sees).
+        key = check_key(key)
         sv = self._sv
-        found = sv.mem.get(key, snap)
-        if found is None:
-            for mem, _ in sv.imms:
-                found = mem.get(key, snap)
-                if found is not None:
-                    break
-            else:
-                tables = sv.tables
-                for _level, meta in sv.version.files_for_key(key):
-                    found = await tables[meta.number].get(key, snap)
-                    if found is not None:
-                        break
-        if found is None or found[1] == DELETE:
-            return None
-        return found[2]
+        tables = sv.tables
+        for _level, meta in sv.version.files_for_key(key):
+            found = await tables[meta.number].get(key, snap)
+            if found is not None:
+                return None if found[1] == DELETE else found[2]
+        return None
 
     async def multi_get(self, keys, snap: int | None = None) -> list:
         keys = [check_key(k) for k in keys]
