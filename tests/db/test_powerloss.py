@@ -170,9 +170,9 @@ def power_loss_kills(tmp_path, io_method: str, kills: int, options: dict, seed: 
         settings = powerloss.begin(str(rec_dir / "log"), [path])
         worker = options.get("compaction_process", False)
         kill = kill_point(rng, worker)
+        acks = rng.randint(3, 400 if worker else 150)
         child = ChildRun("powerloss", path, io_method, options_json, str(run), str(rng.getrandbits(32)),
-                         env=powerloss.env(settings, kill),
-                         kill_after_acks=rng.randint(3, 400 if worker else 150))
+                         env=powerloss.env(settings, kill), kill_after_acks=acks)
         child.kill(timeout=120)
         recording = powerloss.Recording.load(settings["log"])
         for pid in recording.pids:
@@ -182,10 +182,15 @@ def power_loss_kills(tmp_path, io_method: str, kills: int, options: dict, seed: 
                 except ChildProcessError:
                     pass
         history = History(base, run, child.lines)
+        if recording.kill_point is None and history.acked < acks:
+            failures.append(f"run {run} ({io_method}): the child stopped making progress after "
+                            f"{history.acked} of {acks} writes (killed after 120 s)")
         figures["kills"] += 1
         figures["kill points reached"] += recording.kill_point is not None
         figures["kill points reached in the compaction worker"] += (recording.kill_point is not None and
                                                                     recording.kill_point[1] != child.proc.pid)
+        figures["kill points at a table (flush, compaction, recovery)"] += (
+            recording.kill_point is not None and str(recording.kill_point[3]).endswith(".sst"))
         figures["killed during open"] += "R" not in child.lines
         figures["acknowledged writes"] += history.acked
         where = recording.kill_point or "after acknowledgements"
