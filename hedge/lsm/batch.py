@@ -16,16 +16,18 @@ group commit) is described in docs/format/batch.md.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 
 from hedge.errors import CorruptionError
-from hedge.lsm.keys import MAX_SEQ, Kind, check_key, check_value
+from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, Kind, check_key, check_value
 
 # Layout: docs/format/batch.md.
 _HEADER = struct.Struct("<QI")      # first_seq, count
 _OP = struct.Struct("<BII")         # kind, key length, value length
+_ONE_OP_HEADER = struct.Struct("<QIBII")     # _HEADER then _OP: a batch of one operation
 HEADER_BYTES = _HEADER.size
 OP_HEADER_BYTES = _OP.size
+_PUT = Kind.PUT
+_DELETE = Kind.DELETE
 
 _KIND_BY_BYTE = {int(k): k for k in Kind}
 
@@ -53,15 +55,16 @@ class WriteBatch:
         """Add ``key -> value``.  Raises TypeError for non-bytes-like input and
         ValueError for an empty or oversize key or an oversize value; the
         batch is unchanged then."""
-        k = check_key(key)
-        v = check_value(value)
-        self._ops.append((Kind.PUT, k, v))
+        # Plain bytes within the limits pass without a call (the common case).
+        k = key if type(key) is bytes and 0 < len(key) <= MAX_KEY_BYTES else check_key(key)
+        v = value if type(value) is bytes and len(value) <= MAX_VALUE_BYTES else check_value(value)
+        self._ops.append((_PUT, k, v))
         self._bytes += OP_HEADER_BYTES + len(k) + len(v)
 
     def remove(self, key: bytes | bytearray | memoryview) -> None:
         """Add a removal of ``key`` (a tombstone).  Raises like ``put``."""
-        k = check_key(key)
-        self._ops.append((Kind.DELETE, k, b""))
+        k = key if type(key) is bytes and 0 < len(key) <= MAX_KEY_BYTES else check_key(key)
+        self._ops.append((_DELETE, k, b""))
         self._bytes += OP_HEADER_BYTES + len(k)
 
     def clear(self) -> None:
@@ -96,34 +99,45 @@ class WriteBatch:
         REQUIRES: 1 <= first_seq and first_seq + len(self) - 1 <= MAX_SEQ
         (ValueError otherwise).
         """
-        _check_seq_range(first_seq, len(self._ops))
-        parts = [_HEADER.pack(first_seq, len(self._ops))]
+        ops = self._ops
+        n = len(ops)
+        if first_seq < 1 or first_seq + n > MAX_SEQ or not n:
+            _check_seq_range(first_seq, n)
+        if n == 1:                      # a single put or remove: one pack, one join
+            kind, k, v = ops[0]
+            return b"".join((_ONE_OP_HEADER.pack(first_seq, 1, kind, len(k), len(v)), k, v))
+        parts = [_HEADER.pack(first_seq, n)]
         append = parts.append
         pack = _OP.pack
-        for kind, k, v in self._ops:
+        for kind, k, v in ops:
             append(pack(kind, len(k), len(v)))
             append(k)
             if v:
                 append(v)
         return b"".join(parts)
 
-    def entries(self, first_seq: int) -> Iterator[tuple[bytes, int, Kind, bytes]]:
-        """Yield the entries ``(key, seq, kind, value)`` the batch becomes when
+    def entries(self, first_seq: int) -> list[tuple[bytes, int, Kind, bytes]]:
+        """The entries ``(key, seq, kind, value)`` the batch becomes when
         numbered from ``first_seq``, in the order they were added.
 
         REQUIRES: the same sequence range as ``encode``.
         """
-        _check_seq_range(first_seq, len(self._ops))
-        seq = first_seq
-        for kind, k, v in self._ops:
-            yield (k, seq, kind, v)
-            seq += 1
+        ops = self._ops
+        n = len(ops)
+        if first_seq < 1 or first_seq + n > MAX_SEQ or not n:
+            _check_seq_range(first_seq, n)
+        if n == 1:
+            kind, k, v = ops[0]
+            return [(k, first_seq, kind, v)]
+        return [(k, seq, kind, v) for seq, (kind, k, v) in zip(range(first_seq, first_seq + n), ops)]
 
     def __repr__(self) -> str:
         return f"<WriteBatch {len(self._ops)} ops, {self._bytes} bytes>"
 
 
 def _check_seq_range(first_seq: int, count: int) -> None:
+    """Raise ValueError unless first_seq .. first_seq + count - 1 (one
+    number for an empty batch) lies in 1..MAX_SEQ."""
     if first_seq < 1 or first_seq + max(count, 1) - 1 > MAX_SEQ:
         raise ValueError(f"sequence numbers {first_seq}..{first_seq + count - 1} are outside 1..{MAX_SEQ}")
 

@@ -33,6 +33,22 @@ def test_encode_decode_round_trip():
         assert decode(data) == (first_seq, ops)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_single_operation_batches_encode_like_any_other(seed):
+    """A batch of one operation takes a shortcut in encode and entries;
+    its bytes are the general layout (docs/format/batch.md) built by hand."""
+    import struct
+    rng = random.Random(seed)
+    for _ in range(200):
+        batch, ops = random_batch(rng, 1)
+        (kind, key, value), = ops
+        first_seq = rng.choice((1, MAX_SEQ, rng.randint(1, 1 << 50)))
+        expected = struct.pack("<QI", first_seq, 1) + struct.pack("<BII", kind, len(key), len(value)) + key + value
+        assert batch.encode(first_seq) == expected
+        assert batch.entries(first_seq) == [(key, first_seq, kind, value)]
+        assert len(expected) == batch.byte_size()
+
+
 def test_entries_take_consecutive_sequence_numbers():
     batch, ops = random_batch(random.Random(3), 20)
     assert list(batch.entries(100)) == [(k, 100 + i, kind, v) for i, (kind, k, v) in enumerate(ops)]

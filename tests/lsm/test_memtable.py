@@ -55,6 +55,26 @@ def test_iteration_matches_model_over_ranges():
         assert list(mt.iter_from(start, end)) == sorted_entries(entries, start, end), (start, end)
 
 
+@pytest.mark.parametrize("nkeys", [1, 63, 64, 65, 130, 1000])
+def test_iteration_interleaved_with_adds_sees_every_key(nkeys):
+    """Keys reach the sorted index in batches; iterating between adds, at
+    every count around the batch size, still yields every entry in order."""
+    rng = random.Random(nkeys)
+    mt = Memtable()
+    added = []
+    for seq in range(1, nkeys + 1):
+        key = rng.randbytes(rng.randint(1, 4))
+        if any(e[0] == key for e in added):
+            continue
+        mt.add(key, seq, Kind.PUT, b"v")
+        added.append((key, seq, Kind.PUT, b"v"))
+        if seq % 7 == 0 or seq in (1, nkeys):
+            assert list(mt.entries()) == sorted(added, key=entry_order)
+            start = rng.choice(added)[0]
+            assert list(mt.iter_from(start)) == [e for e in sorted(added, key=entry_order) if e[0] >= start]
+    assert list(mt.entries()) == sorted(added, key=entry_order)
+
+
 def test_counters():
     entries = [(b"b", 5, Kind.PUT, b"xyz"), (b"a", 3, Kind.DELETE, b""), (b"b", 9, Kind.PUT, b"")]
     mt = filled(entries)
