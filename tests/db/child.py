@@ -27,8 +27,8 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
-import time
 
 import hedge
 from tests.db.helpers import crash_value
@@ -55,7 +55,7 @@ def hold(path, io_method, options_json) -> None:
     db.put(b"held", b"yes", sync=True)
     emit("R")
     while True:
-        time.sleep(60)
+        signal.pause()      # held open until the parent kills this process
 
 
 def hold_ro(path, io_method, options_json) -> None:
@@ -64,7 +64,7 @@ def hold_ro(path, io_method, options_json) -> None:
     emit(f"V {value.decode() if value is not None else '-'}")
     emit("R")
     while True:
-        time.sleep(60)
+        signal.pause()      # held open until the parent kills this process
 
 
 def write(path, io_method, options_json, writes_json) -> None:
