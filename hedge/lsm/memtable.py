@@ -180,6 +180,7 @@ class Memtable:
         """``approximate_bytes`` scaled by the share of distinct keys in
         [start_key, end_key) (None: unbounded).  Safe on any thread."""
         with self._lock:
+            self._fold()
             keys = self._keys
             total = len(keys)
             if not total:
