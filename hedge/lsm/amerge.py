@@ -40,9 +40,10 @@ async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
     never split between two lists.  An identical ``(key, seq)`` from several
     cursors (the same write seen twice) is kept once, from the earliest.
 
-    Awaits only when a cursor needs its next run.  Where the run on top
-    holds keys below every other cursor's next key, that stretch is found
-    with one ``bisect`` and copied as a slice, not entry by entry."""
+    Awaits only when a cursor needs its next run.  When one cursor comes
+    out on top twice in a row, the stretch of its run below every other
+    cursor's next key is found with one ``bisect`` and copied as a slice,
+    not entry by entry."""
     runs: list = []
     heap = []                   # (key, -seq, cursor index, position in its run)
     for idx, cursor in enumerate(cursors):
@@ -53,6 +54,7 @@ async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
     heapify(heap)
     out: list = []
     last_key = last_nseq = None
+    prev_idx = -1
     while heap:
         key, nseq, idx, pos = heap[0]
         if len(out) >= chunk and key != last_key:
@@ -65,8 +67,10 @@ async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
             last_nseq = nseq
         pos += 1
         n = len(run)
-        if pos < n and len(heap) > 1:
-            # Nothing from another cursor comes before its next key.
+        if idx == prev_idx and pos < n and len(heap) > 1:
+            # The same cursor twice in a row: look for a stretch of it below
+            # the next key of every other cursor, which nothing can precede.
+            prev_idx = -1
             other = heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2]
             end = bisect.bisect_left(run, other[0], pos, n, key=_user_key)
             if end > pos:
@@ -75,6 +79,8 @@ async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
                 last_key = last[0]
                 last_nseq = -last[1]
                 pos = end
+        else:
+            prev_idx = idx
         if pos == n:
             run = await cursors[idx].next_block()
             if not run:
@@ -132,16 +138,22 @@ class TableCursor:
 
 
 class ListCursor:
-    """A plain iterator of entries (memtables), in runs of ``size``."""
+    """A plain iterator of entries (memtables), in runs that start at
+    ``first`` entries and double up to ``size``: a short scan does not pull
+    many more entries than it uses, a long one soon takes big runs."""
 
-    __slots__ = ("_it", "_size")
+    __slots__ = ("_it", "_size", "_max")
 
-    def __init__(self, iterable, size: int = 128):
+    def __init__(self, iterable, size: int = 128, first: int = 16):
         self._it = iter(iterable)
-        self._size = size
+        self._size = min(first, size)
+        self._max = size
 
     async def next_block(self) -> list | None:
-        run = list(itertools.islice(self._it, self._size))
+        n = self._size
+        if n < self._max:
+            self._size = min(2 * n, self._max)
+        run = list(itertools.islice(self._it, n))
         return run or None
 
 
@@ -149,7 +161,9 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
     """(key, value) for the newest version of each key with seq <=
     snapshot_seq across ``cursors`` (each in entry order), skipping deleted
     keys.  Merges whole blocks: it awaits only when a cursor needs its next
-    block, never per entry."""
+    block, never per entry.  When one cursor comes out on top twice in a
+    row, the stretch of its run below every other cursor's next key is
+    found with one bisect and filtered without the heap."""
     decided = None
     if len(cursors) == 1:
         cursor = cursors[0]
@@ -163,31 +177,48 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
                 decided = key
                 if kind == PUT:
                     yield key, value
-    runs, positions, heap = [], [], []
+    runs = []
+    heap = []                   # (key, -seq, cursor index, position in its run)
     for idx, cursor in enumerate(cursors):
         run = await cursor.next_block()
         runs.append(run)
-        positions.append(0)
         if run:
-            heap.append((run[0][0], -run[0][1], idx))
+            heap.append((run[0][0], -run[0][1], idx, 0))
     heapify(heap)
+    prev_idx = -1
     while heap:
-        key, neg_seq, idx = heap[0]
+        key, neg_seq, idx, pos = heap[0]
         run = runs[idx]
-        pos = positions[idx]
         if key != decided and -neg_seq <= snapshot_seq:
             decided = key
             entry = run[pos]
             if entry[2] == PUT:
                 yield key, entry[3]
         pos += 1
-        if pos == len(run):
+        n = len(run)
+        if idx == prev_idx and pos < n and len(heap) > 1:
+            # The same cursor twice in a row: look for a stretch of it below
+            # ``bound``, before which nothing from another cursor comes.
+            prev_idx = -1
+            bound = (heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2])[0]
+            if run[pos][0] < bound:
+                end = bisect.bisect_left(run, bound, pos + 1, n, key=_user_key)
+                for i in range(pos, end):
+                    key, seq, kind, value = run[i]
+                    if seq > snapshot_seq or key == decided:
+                        continue
+                    decided = key
+                    if kind == PUT:
+                        yield key, value
+                pos = end
+        else:
+            prev_idx = idx
+        if pos == n:
             run = await cursors[idx].next_block()
             if run is None:
                 heappop(heap)
                 continue
             runs[idx] = run
             pos = 0
-        positions[idx] = pos
         entry = run[pos]
-        heapreplace(heap, (entry[0], -entry[1], idx))
+        heapreplace(heap, (entry[0], -entry[1], idx, pos))

@@ -60,6 +60,32 @@ def test_visible_merge_matches_the_pure_iterators(seed):
         assert collect(visible_merge(cursors, snapshot)) == expected
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_visible_merge_with_one_source_holding_most_keys(seed):
+    """Long stretches of one cursor between the others' keys (as in a tree
+    whose last level holds most of the data), with several versions per
+    key, deletes and snapshots, against the pure iterators."""
+    rng = random.Random(1000 + seed)
+    n_sources = rng.randint(2, 4)
+    weights = [0.85] + [0.15 / (n_sources - 1)] * (n_sources - 1)
+    seqs = list(range(1, 1501))
+    rng.shuffle(seqs)
+    sources = [[] for _ in range(n_sources)]
+    for seq in seqs:
+        key = b"k%05d" % rng.randrange(900)
+        kind = Kind.DELETE if rng.random() < 0.1 else Kind.PUT
+        value = b"" if kind == Kind.DELETE else b"%d" % seq
+        sources[rng.choices(range(n_sources), weights)[0]].append((key, seq, kind, value))
+    sources = [sorted(s, key=entry_order) for s in sources]
+    start = rng.choice([None, b"k%05d" % rng.randrange(900)])
+    for snapshot in (1500, 1000, 300):
+        expected = list(visible(merge([_bounded(s, start, None) for s in sources]), snapshot))
+        cursors = [TableCursor([_table(s, i)], start, None) if i % 2 == 0 else
+                   ListCursor(_bounded(s, start, None), size=rng.choice((1, 5, 128)))
+                   for i, s in enumerate(sources)]
+        assert collect(visible_merge(cursors, snapshot)) == expected
+
+
 def test_table_cursor_walks_a_level_of_several_tables_in_order():
     rng = random.Random(5)
     entries = sorted(_random_sources(rng, 1, keys=300, writes=900)[0], key=entry_order)
