@@ -21,9 +21,12 @@ Rows (16-byte keys, 100-byte values):
   - memtable get / add: a memtable of 50,000+ entries;
   - put encode+insert: WriteBatch, encode, WAL record framing, memtable add
     (what the commit leader does per single-key put, minus the write);
-  - scan per entry: 2,000 entries of the engine's scan merge (visible_merge over a memtable
-    cursor, one L0 table and one level of tables), blocks cached;
-  - short scan: a seek plus 50 entries over the same sources (per scan);
+  - scan per entry: 2,000 entries of the engine's scan merge (visible_merge
+    over a memtable cursor, one L0 table and a level of four tables, blocks
+    cached), with the keys interleaved (every other key in L1, every fourth
+    in L0 and in the memtable) and as after a load (90% of the keys in L1,
+    8% in L0, 2% in the memtable);
+  - short scan: a seek plus 50 entries over the second layout (per scan);
   - table build per entry: TableBuilder.add .. finish;
   - merge per entry: the compaction runner (``merge_tables``) over 4
     overlapping tables, writing into in-memory tables (per input entry).
@@ -70,8 +73,9 @@ ROWS = (
     ("mem_get", "memtable get"),
     ("mem_add", "memtable add"),
     ("put", "put encode+insert (batch, WAL record, memtable)"),
-    ("scan_entry", "scan per entry (memtable + L0 + L1)"),
-    ("short_scan", "short scan: seek + 50 entries (per scan)"),
+    ("scan_entry", "scan per entry, sources interleaved"),
+    ("scan_entry_skewed", "scan per entry, 90% of keys in L1"),
+    ("short_scan", "short scan: seek + 50 entries, 90% in L1"),
     ("build_entry", "table build per entry"),
     ("merge_entry", "compaction merge per input entry (4 tables)"),
 )
@@ -277,35 +281,46 @@ def measure(quick: bool = False, groups=GROUPS) -> dict[str, float]:
     # --- scans ------------------------------------------------------------------------
     if "scans" in groups:
         rng = random.Random(5)
-        l1_entries = [(k, 10, PUT, VALUE) for k in skeys[0::2]]
-        l0_entries = [(k, 20, PUT, VALUE) for k in skeys[1::4]]
-        mem_keys = skeys[3::4]
         scan_cache = BlockCache(256 << 20)
-        l1 = []
-        for j in range(4):
-            part = l1_entries[j * len(l1_entries) // 4:(j + 1) * len(l1_entries) // 4]
-            l1.append(open_reader(build_table(part), 100 + j, scan_cache))
-        l0r = open_reader(build_table(l0_entries), 200, scan_cache)
-        smem = Memtable()
-        for seq, k in enumerate(mem_keys, 30):
-            smem.add(k, seq, PUT, VALUE)
-        total = len(l1_entries) + len(l0_entries) + len(mem_keys)
+        numbers = itertools.count(100)
 
-        async def scan(start, limit):
-            sources = [ListCursor(smem.iter_from(start, None)), TableCursor([l0r], start, None),
-                       TableCursor(l1, start, None)]
-            count = 0
-            async for _ in visible_merge(sources, 10**9):
-                count += 1
-                if count == limit:
-                    break
-            return count
+        def tree(mem_keys, l0_keys, l1_keys):
+            """The engine's scan sources: a memtable, one L0 table and a
+            level of four tables, every block cached."""
+            l1_entries = [(k, 10, PUT, VALUE) for k in l1_keys]
+            l1 = [open_reader(build_table(l1_entries[j * len(l1_entries) // 4:(j + 1) * len(l1_entries) // 4]),
+                              next(numbers), scan_cache) for j in range(4)]
+            l0r = open_reader(build_table([(k, 20, PUT, VALUE) for k in l0_keys]), next(numbers), scan_cache)
+            smem = Memtable()
+            for seq, k in enumerate(mem_keys, 30):
+                smem.add(k, seq, PUT, VALUE)
 
-        for _ in range(2):                   # fill the cache, then first hits
-            assert drive(scan(None, -1)) == total
+            async def scan(start, limit):
+                sources = [ListCursor(smem.iter_from(start, None)), TableCursor([l0r], start, None),
+                           TableCursor(l1, start, None)]
+                count = 0
+                async for _ in visible_merge(sources, 10**9):
+                    count += 1
+                    if count == limit:
+                        break
+                return count
+
+            total = len(mem_keys) + len(l0_keys) + len(l1_keys)
+            for _ in range(2):                   # fill the cache, then first hits
+                assert drive(scan(None, -1)) == total
+            return scan
+
         starts = [skeys[rng.randrange(len(skeys) - 3000)] for _ in range(512)]
+        # Interleaved: every other key in L1, every fourth in L0 and in the
+        # memtable (the worst case: the merge changes source at every entry).
+        scan = tree(skeys[3::4], skeys[1::4], skeys[0::2])
         long_starts = itertools.cycle(starts)
         out["scan_entry"] = best_us(lambda: drive(scan(next(long_starts), 2000)), 2000, repeat)
+        # As after a load: 90% of the keys in L1, 8% in L0, 2% in the memtable.
+        where = [rng.random() for _ in skeys]
+        scan = tree([k for k, w in zip(skeys, where) if w < 0.02], [k for k, w in zip(skeys, where) if 0.02 <= w < 0.1],
+                    [k for k, w in zip(skeys, where) if w >= 0.1])
+        out["scan_entry_skewed"] = best_us(lambda: drive(scan(next(long_starts), 2000)), 2000, repeat)
         short_starts = itertools.cycle(starts)
 
         def run_short():

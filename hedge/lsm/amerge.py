@@ -1,16 +1,19 @@
 """Async counterparts of hedge/lsm/iterators.py, for sources that read
 tables through the ring.
 
-``amerge(sources)`` (compaction) merges async iterators of entries, each in entry order
-(key asc, seq desc), into one async iterator in entry order.  Sequence
-numbers are unique across sources, so ties cannot occur between distinct
-writes; an identical (key, seq) from two sources (the same write seen twice)
-is yielded once, from the earlier source.
+Both merges work on *cursors* that hand out runs of entries a block at a
+time (``TableCursor`` for tables, ``ListCursor`` for memtables), so they
+await only between runs, never per entry:
+
+``merge_runs(cursors)`` (compaction) merges them into entry order (key asc,
+seq desc), in lists cut at user-key boundaries.  Sequence numbers are
+unique across sources, so ties cannot occur between distinct writes; an
+identical (key, seq) from two sources (the same write seen twice) is kept
+once, from the earlier source.
 
 ``visible_merge(cursors, snapshot_seq)`` yields (key, value) for the
-newest version of each key with seq <= snapshot_seq, skipping deleted keys,
-over cursors that hand out runs of entries a block at a time (``TableCursor``
-for tables, ``ListCursor`` for memtables): the scan path.
+newest version of each key with seq <= snapshot_seq, skipping deleted keys:
+the scan path.
 
 Used by one task at a time; the sources are consumed on the caller's
 executor.
@@ -18,58 +21,77 @@ executor.
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
+from heapq import heapify, heappop, heapreplace
+from operator import itemgetter
 from typing import AsyncIterator
 
 from hedge.lsm.keys import Kind
 
 PUT = Kind.PUT
+_user_key = itemgetter(0)
 
 
-async def amerge(sources: list) -> AsyncIterator:
-    if len(sources) == 1:
-        async for entry in sources[0]:
-            yield entry
-        return
-    heap = []
-    for idx, source in enumerate(sources):
-        it = source.__aiter__()
-        try:
-            entry = await it.__anext__()
-        except StopAsyncIteration:
-            continue
-        heap.append((entry[0], -entry[1], idx, entry, it))
-    heapq.heapify(heap)
-    last = None
+async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
+    """Every entry of ``cursors`` (each handing out runs of entries in entry
+    order: ``TableCursor``, ``ListCursor``), merged into entry order and
+    handed out in lists of at least ``chunk`` entries (the last may be
+    shorter) that end at a user-key boundary: the versions of one key are
+    never split between two lists.  An identical ``(key, seq)`` from several
+    cursors (the same write seen twice) is kept once, from the earliest.
+
+    Awaits only when a cursor needs its next run.  When one cursor comes
+    out on top twice in a row, the stretch of its run below every other
+    cursor's next key is found with one ``bisect`` and copied as a slice,
+    not entry by entry."""
+    runs: list = []
+    heap = []                   # (key, -seq, cursor index, position in its run)
+    for idx, cursor in enumerate(cursors):
+        run = await cursor.next_block()
+        runs.append(run)
+        if run:
+            heap.append((run[0][0], -run[0][1], idx, 0))
+    heapify(heap)
+    out: list = []
+    last_key = last_nseq = None
+    prev_idx = -1
     while heap:
-        key, neg_seq, idx, entry, it = heap[0]
-        ident = (key, neg_seq)
-        if ident != last:
-            last = ident
-            yield entry
-        try:
-            nxt = await it.__anext__()
-        except StopAsyncIteration:
-            heapq.heappop(heap)
-            continue
-        heapq.heapreplace(heap, (nxt[0], -nxt[1], idx, nxt, it))
-
-
-async def table_entries(readers: list, start: bytes | None, end: bytes | None,
-                        fill_cache: bool = True) -> AsyncIterator:
-    """Every entry of ``readers`` (tables in key order, e.g. one level, or a
-    single L0 table) with start <= key < end, in entry order: one generator
-    walking the blocks, however many tables."""
-    for reader in readers:
-        first = True
-        for offset, length in reader.iter_block_ranges(start, end):
-            block = await reader.read_block(offset, length, fill_cache)
-            for entry in block.iter_from(start if first else None):
-                if end is not None and entry[0] >= end:
-                    return
-                yield entry
-            first = False
+        key, nseq, idx, pos = heap[0]
+        if len(out) >= chunk and key != last_key:
+            yield out
+            out = []
+        run = runs[idx]
+        if nseq != last_nseq or key != last_key:
+            out.append(run[pos])
+            last_key = key
+            last_nseq = nseq
+        pos += 1
+        n = len(run)
+        if idx == prev_idx and pos < n and len(heap) > 1:
+            # The same cursor twice in a row: look for a stretch of it below
+            # the next key of every other cursor, which nothing can precede.
+            prev_idx = -1
+            other = heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2]
+            end = bisect.bisect_left(run, other[0], pos, n, key=_user_key)
+            if end > pos:
+                out += run[pos:end]
+                last = run[end - 1]
+                last_key = last[0]
+                last_nseq = -last[1]
+                pos = end
+        else:
+            prev_idx = idx
+        if pos == n:
+            run = await cursors[idx].next_block()
+            if not run:
+                heappop(heap)
+                continue
+            runs[idx] = run
+            pos = 0
+        entry = run[pos]
+        heapreplace(heap, (entry[0], -entry[1], idx, pos))
+    if out:
+        yield out
 
 
 class TableCursor:
@@ -116,28 +138,32 @@ class TableCursor:
 
 
 class ListCursor:
-    """A plain iterator of entries (memtables), in runs of ``size``."""
+    """A plain iterator of entries (memtables), in runs that start at
+    ``first`` entries and double up to ``size``: a short scan does not pull
+    many more entries than it uses, a long one soon takes big runs."""
 
-    __slots__ = ("_it", "_size")
+    __slots__ = ("_it", "_size", "_max")
 
-    def __init__(self, iterable, size: int = 128):
+    def __init__(self, iterable, size: int = 128, first: int = 16):
         self._it = iter(iterable)
-        self._size = size
+        self._size = min(first, size)
+        self._max = size
 
     async def next_block(self) -> list | None:
-        run = list(itertools.islice(self._it, self._size))
+        n = self._size
+        if n < self._max:
+            self._size = min(2 * n, self._max)
+        run = list(itertools.islice(self._it, n))
         return run or None
-
-
-def _user_key(entry) -> bytes:
-    return entry[0]
 
 
 async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple[bytes, bytes]]:
     """(key, value) for the newest version of each key with seq <=
     snapshot_seq across ``cursors`` (each in entry order), skipping deleted
     keys.  Merges whole blocks: it awaits only when a cursor needs its next
-    block, never per entry."""
+    block, never per entry.  When one cursor comes out on top twice in a
+    row, the stretch of its run below every other cursor's next key is
+    found with one bisect and filtered without the heap."""
     decided = None
     if len(cursors) == 1:
         cursor = cursors[0]
@@ -151,32 +177,48 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
                 decided = key
                 if kind == PUT:
                     yield key, value
-    runs, positions, heap = [], [], []
+    runs = []
+    heap = []                   # (key, -seq, cursor index, position in its run)
     for idx, cursor in enumerate(cursors):
         run = await cursor.next_block()
         runs.append(run)
-        positions.append(0)
         if run:
-            heap.append((run[0][0], -run[0][1], idx))
-    heapq.heapify(heap)
-    heapreplace, heappop = heapq.heapreplace, heapq.heappop
+            heap.append((run[0][0], -run[0][1], idx, 0))
+    heapify(heap)
+    prev_idx = -1
     while heap:
-        key, neg_seq, idx = heap[0]
+        key, neg_seq, idx, pos = heap[0]
         run = runs[idx]
-        pos = positions[idx]
         if key != decided and -neg_seq <= snapshot_seq:
             decided = key
             entry = run[pos]
             if entry[2] == PUT:
                 yield key, entry[3]
         pos += 1
-        if pos == len(run):
+        n = len(run)
+        if idx == prev_idx and pos < n and len(heap) > 1:
+            # The same cursor twice in a row: look for a stretch of it below
+            # ``bound``, before which nothing from another cursor comes.
+            prev_idx = -1
+            bound = (heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2])[0]
+            if run[pos][0] < bound:
+                end = bisect.bisect_left(run, bound, pos + 1, n, key=_user_key)
+                for i in range(pos, end):
+                    key, seq, kind, value = run[i]
+                    if seq > snapshot_seq or key == decided:
+                        continue
+                    decided = key
+                    if kind == PUT:
+                        yield key, value
+                pos = end
+        else:
+            prev_idx = idx
+        if pos == n:
             run = await cursors[idx].next_block()
             if run is None:
                 heappop(heap)
                 continue
             runs[idx] = run
             pos = 0
-        positions[idx] = pos
         entry = run[pos]
-        heapreplace(heap, (entry[0], -entry[1], idx))
+        heapreplace(heap, (entry[0], -entry[1], idx, pos))

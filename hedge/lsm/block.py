@@ -64,7 +64,7 @@ class BlockBuilder:
     checks the order, this class does not.
     """
 
-    __slots__ = ("target_bytes", "_buf", "_offsets")
+    __slots__ = ("target_bytes", "_buf", "_offsets", "_size")
 
     def __init__(self, target_bytes: int = 4096):
         if not 0 < target_bytes <= MAX_BLOCK_BYTES // 4:
@@ -72,28 +72,41 @@ class BlockBuilder:
         self.target_bytes = target_bytes
         self._buf = bytearray()
         self._offsets = array("I")
+        self._size = TRAILER_BYTES          # estimated_size(), kept up to date
 
     def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
         """Append one entry.  Raises ValueError when the block would exceed
         MAX_BLOCK_BYTES."""
-        buf = self._buf
-        if self.estimated_size() + entry_bytes(key, value) > MAX_BLOCK_BYTES:
+        size = self._size + HEADER_BYTES + len(key) + len(value) + 4
+        if size > MAX_BLOCK_BYTES:
             raise ValueError("block would exceed the 4 GiB limit of its offsets")
+        buf = self._buf
         self._offsets.append(len(buf))
         buf += _HEADER.pack(len(key), len(value), (seq << 8) | kind)
         buf += key
         buf += value
+        self._size = size
 
-    def would_overflow(self, key: bytes, value: bytes) -> bool:
-        """True when the block is not empty and adding this entry would take
-        it past target_bytes: the caller should finish the block first."""
-        return bool(self._offsets) and (
-            len(self._buf) + 4 * len(self._offsets) + TRAILER_BYTES + entry_bytes(key, value) > self.target_bytes
-        )
+    def try_add(self, key: bytes, seq: int, kind: int, value: bytes) -> bool:
+        """``add`` the entry, unless the block is not empty and the entry
+        would take it past target_bytes: then add nothing and return False
+        (the caller finishes the block and adds the entry to the next)."""
+        size = self._size + HEADER_BYTES + len(key) + len(value) + 4
+        if size > self.target_bytes and self._offsets:
+            return False
+        if size > MAX_BLOCK_BYTES:
+            raise ValueError("block would exceed the 4 GiB limit of its offsets")
+        buf = self._buf
+        self._offsets.append(len(buf))
+        buf += _HEADER.pack(len(key), len(value), (seq << 8) | kind)
+        buf += key
+        buf += value
+        self._size = size
+        return True
 
     def estimated_size(self) -> int:
         """Exact size finish() would return without padding."""
-        return len(self._buf) + 4 * len(self._offsets) + TRAILER_BYTES
+        return self._size
 
     def empty(self) -> bool:
         return not self._offsets
@@ -105,7 +118,7 @@ class BlockBuilder:
         """Return the encoded block, its size rounded up to a multiple of
         ``pad_to`` with zeros placed between the entries and the offsets, and
         reset the builder for the next block."""
-        size = self.estimated_size()
+        size = self._size
         padded = -(-size // pad_to) * pad_to
         offsets = self._offsets
         if not _LITTLE:
@@ -118,6 +131,7 @@ class BlockBuilder:
         out += _CHECKSUM.pack(_xxh3_64(out))
         self._buf = bytearray()
         self._offsets = array("I")
+        self._size = TRAILER_BYTES
         return bytes(out)
 
 

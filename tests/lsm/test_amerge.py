@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import ListCursor, TableCursor, amerge, table_entries, visible_merge
+from hedge.lsm.amerge import ListCursor, TableCursor, merge_runs, visible_merge
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.table import TableBuilder, TableReader
@@ -60,6 +60,32 @@ def test_visible_merge_matches_the_pure_iterators(seed):
         assert collect(visible_merge(cursors, snapshot)) == expected
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_visible_merge_with_one_source_holding_most_keys(seed):
+    """Long stretches of one cursor between the others' keys (as in a tree
+    whose last level holds most of the data), with several versions per
+    key, deletes and snapshots, against the pure iterators."""
+    rng = random.Random(1000 + seed)
+    n_sources = rng.randint(2, 4)
+    weights = [0.85] + [0.15 / (n_sources - 1)] * (n_sources - 1)
+    seqs = list(range(1, 1501))
+    rng.shuffle(seqs)
+    sources = [[] for _ in range(n_sources)]
+    for seq in seqs:
+        key = b"k%05d" % rng.randrange(900)
+        kind = Kind.DELETE if rng.random() < 0.1 else Kind.PUT
+        value = b"" if kind == Kind.DELETE else b"%d" % seq
+        sources[rng.choices(range(n_sources), weights)[0]].append((key, seq, kind, value))
+    sources = [sorted(s, key=entry_order) for s in sources]
+    start = rng.choice([None, b"k%05d" % rng.randrange(900)])
+    for snapshot in (1500, 1000, 300):
+        expected = list(visible(merge([_bounded(s, start, None) for s in sources]), snapshot))
+        cursors = [TableCursor([_table(s, i)], start, None) if i % 2 == 0 else
+                   ListCursor(_bounded(s, start, None), size=rng.choice((1, 5, 128)))
+                   for i, s in enumerate(sources)]
+        assert collect(visible_merge(cursors, snapshot)) == expected
+
+
 def test_table_cursor_walks_a_level_of_several_tables_in_order():
     rng = random.Random(5)
     entries = sorted(_random_sources(rng, 1, keys=300, writes=900)[0], key=entry_order)
@@ -70,17 +96,48 @@ def test_table_cursor_walks_a_level_of_several_tables_in_order():
     for start, end in ((None, None), (b"k0050", b"k0250"), (b"k0150", None), (b"k0100", b"k0101")):
         expected = list(visible(_bounded(entries, start, end), 10**6))
         assert collect(visible_merge([TableCursor(readers, start, end)], 10**6)) == expected
-        assert collect(table_entries(readers, start, end)) == _bounded(entries, start, end)
+        runs = collect(merge_runs([TableCursor(readers, start, end)], chunk=1))
+        assert [e for run in runs for e in run] == _bounded(entries, start, end)
 
 
-def test_amerge_yields_entry_order_and_each_write_once():
-    rng = random.Random(9)
-    sources = _random_sources(rng, 4, keys=40, writes=300)
-    duplicated = sources + [sources[0]]          # the same writes seen twice
+def _in_runs(items, rng):
+    """A cursor handing out ``items`` in runs of random lengths."""
 
-    async def aiter(items):
-        for item in items:
-            yield item
+    class Runs:
+        def __init__(self):
+            self._pos = 0
 
-    merged = collect(amerge([aiter(s) for s in duplicated]))
-    assert merged == sorted((e for s in sources for e in s), key=entry_order)
+        async def next_block(self):
+            if self._pos >= len(items):
+                return None
+            n = rng.randint(1, 9)
+            run = items[self._pos:self._pos + n]
+            self._pos += n
+            return run
+
+    return Runs()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_runs_gives_entry_order_each_write_once_in_key_aligned_chunks(seed):
+    """Against a sort of every entry: random sources (some identical, the
+    same writes seen twice), runs of random lengths, many chunk sizes."""
+    rng = random.Random(seed)
+    sources = _random_sources(rng, rng.randint(1, 6), keys=rng.choice((5, 40, 400)), writes=rng.choice((1, 50, 600)))
+    if rng.random() < 0.5:
+        sources.append(sources[0])           # the same writes seen twice
+    if rng.random() < 0.3:
+        sources.insert(0, [])                # an empty source
+    expected = sorted({(e[0], e[1]): e for s in sources for e in s}.values(), key=entry_order)
+    chunk = rng.choice((1, 2, 7, 64, 100_000))
+    if rng.random() < 0.5:
+        cursors = [_in_runs(s, rng) for s in sources]
+    else:
+        cursors = [TableCursor([_table(s, i)], None, None) if s else ListCursor(s)
+                   for i, s in enumerate(sources)]
+    chunks = collect(merge_runs(cursors, chunk))
+    assert [e for c in chunks for e in c] == expected
+    assert all(c for c in chunks)
+    assert all(len(c) >= chunk for c in chunks[:-1])
+    for a, b in zip(chunks, chunks[1:]):
+        assert a[-1][0] != b[0][0], "a key's versions were split between two chunks"

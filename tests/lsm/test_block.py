@@ -83,11 +83,17 @@ def test_padding_rounds_size_up_and_keeps_entries():
     assert list(block.iter_from()) == entries
 
 
-def test_would_overflow_only_for_nonempty_block():
+def test_try_add_refuses_only_past_the_target_of_a_nonempty_block():
     builder = BlockBuilder(100)
-    assert not builder.would_overflow(b"k", b"v" * 1000)
-    builder.add(b"k", 1, Kind.PUT, b"v" * 1000)
-    assert builder.would_overflow(b"l", b"")
+    assert builder.try_add(b"k", 1, Kind.PUT, b"v" * 1000)      # alone, it may exceed the target
+    assert not builder.try_add(b"l", 1, Kind.PUT, b"")
+    assert len(builder) == 1
+    builder.finish()
+    assert builder.try_add(b"a", 1, Kind.PUT, b"x" * 40)
+    assert builder.try_add(b"b", 1, Kind.PUT, b"x" * 6)           # 12 + 61 + 27: exactly the target
+    assert not builder.try_add(b"c", 1, Kind.PUT, b"")
+    assert builder.estimated_size() == 100
+    assert Block(builder.finish()).entries() == [(b"a", 1, Kind.PUT, b"x" * 40), (b"b", 1, Kind.PUT, b"x" * 6)]
 
 
 def test_largest_key_and_large_value_round_trip():

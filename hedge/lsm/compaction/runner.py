@@ -2,10 +2,12 @@
 ring.  One implementation, called by the engine in its own background thread
 and by the compaction worker process (hedge/lsm/compaction/worker.py).
 
-``merge_tables`` reads every input with ``table_entries`` (no cache fill),
-merges them with ``amerge``, hands chunks cut at user-key boundaries to the
-pure ``compact_entries`` and writes the survivors into tables of about
-``max_output_bytes`` each; a user key never spans two outputs.  Each output
+``merge_tables`` reads every input a block at a time with a ``TableCursor``
+(no cache fill), merges the blocks with ``merge_runs`` into chunks cut at
+user-key boundaries, hands each chunk to the pure ``compact_entries`` and
+writes the survivors into tables of about ``max_output_bytes`` each (the
+size is looked at every ``SIZE_CHECK_KEYS`` keys); a user key never spans
+two outputs.  Each output
 is fdatasync'ed before it is returned.  On any failure the half-written
 table and the finished outputs are removed, and the error propagates.
 
@@ -18,12 +20,13 @@ from typing import Awaitable, Callable
 
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import amerge, table_entries
+from hedge.lsm.amerge import TableCursor, merge_runs
 from hedge.lsm.compaction.merge import compact_entries
 from hedge.lsm.table_io import TableWriter
 from hedge.lsm.version_edit import FileMeta
 
 COMPACTION_CHUNK = 512      # merged entries handed to compact_entries at a time
+SIZE_CHECK_KEYS = 32        # an output's size is checked once per this many keys
 
 
 async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldest_snapshot_seq: int,
@@ -37,21 +40,26 @@ async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldes
     entries is written and may raise to abandon the merge (a stop request).
     Raises what the reads, the writes, ``new_number`` or ``check`` raise
     (HedgeIOError, CorruptionError, ...), after removing every output."""
-    sources = [table_entries([reader], None, None, fill_cache=False) for reader in readers]
+    cursors = [TableCursor([reader], None, None, fill_cache=False) for reader in readers]
     outputs: list[FileMeta] = []
     writer: TableWriter | None = None
     last_key = None
     written = 0
+    countdown = SIZE_CHECK_KEYS
 
     async def emit(chunk) -> None:
-        nonlocal writer, last_key, written
+        nonlocal writer, last_key, written, countdown
         if check is not None:
             check()
         for key, seq, kind, value in compact_entries(chunk, bottommost, oldest_snapshot_seq):
-            if writer is not None and key != last_key and writer.estimated_file_size() >= max_output_bytes:
-                outputs.append(await writer.finish())
-                written += writer.bytes_written
-                writer = None
+            if writer is not None and key != last_key:
+                countdown -= 1
+                if countdown <= 0:
+                    countdown = SIZE_CHECK_KEYS
+                    if writer.estimated_file_size() >= max_output_bytes:
+                        outputs.append(await writer.finish())
+                        written += writer.bytes_written
+                        writer = None
             if writer is None:
                 number = await new_number()
                 writer = await TableWriter.create(filenames.join(directory, filenames.table_name(number)),
@@ -62,13 +70,7 @@ async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldes
             await writer.write_ready()
 
     try:
-        chunk = []
-        async for entry in amerge(sources):
-            if len(chunk) >= COMPACTION_CHUNK and entry[0] != chunk[-1][0]:
-                await emit(chunk)
-                chunk = []
-            chunk.append(entry)
-        if chunk:
+        async for chunk in merge_runs(cursors, COMPACTION_CHUNK):
             await emit(chunk)
         if writer is not None:
             outputs.append(await writer.finish())

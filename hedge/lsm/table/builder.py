@@ -28,6 +28,8 @@ from hedge.lsm.table.format import (
     xxh3_64,
 )
 
+_PUT = Kind.PUT
+_DELETE = Kind.DELETE
 _PROPS_FIXED_BYTES = len(TableProperties(0, 0, b"", b"", 0, 0, 0, 0, 0, 0, 0).encode())
 
 
@@ -38,6 +40,7 @@ class TableBuilder:
     def __init__(self, block_bytes: int = 4096, bloom_bits_per_key: int = 10):
         self._block = BlockBuilder(block_bytes)
         self._bloom = BloomBuilder(bloom_bits_per_key)
+        self._bloom_add = self._bloom.add
         self._ready: list[tuple[int, bytes]] = []
         self._offset = 0  # file offset of the next data block
         self._index = bytearray()
@@ -69,40 +72,42 @@ class TableBuilder:
                 raise TypeError("key and value must be bytes-like")
             key = bytes(key)
             value = bytes(value)
-        if not 0 < len(key) <= MAX_KEY_BYTES:
-            raise ValueError(f"key length {len(key)} is not in 1..{MAX_KEY_BYTES}")
-        if len(value) > MAX_VALUE_BYTES:
-            raise ValueError(f"value length {len(value)} exceeds {MAX_VALUE_BYTES}")
+        klen = len(key)
+        vlen = len(value)
+        if not 0 < klen <= MAX_KEY_BYTES:
+            raise ValueError(f"key length {klen} is not in 1..{MAX_KEY_BYTES}")
+        if vlen > MAX_VALUE_BYTES:
+            raise ValueError(f"value length {vlen} exceeds {MAX_VALUE_BYTES}")
         if not 0 <= seq <= MAX_SEQ:
             raise ValueError(f"seq {seq} is not in 0..{MAX_SEQ}")
-        if kind != Kind.PUT:
-            if kind != Kind.DELETE:
+        if kind != _PUT:
+            if kind != _DELETE:
                 raise ValueError(f"unknown entry kind {kind!r}")
-            if value:
+            if vlen:
                 raise ValueError("a DELETE entry carries no value")
         last = self._last_key
         if last is not None and (key < last or (key == last and seq >= self._last_seq)):
             raise ValueError(
                 f"entries out of order: ({key[:32]!r}..., seq {seq}) after ({last[:32]!r}..., seq {self._last_seq})"
             )
-        if self._block.would_overflow(key, value):
+        if not self._block.try_add(key, seq, kind, value):
             self._finish_block()
-        self._block.add(key, seq, kind, value)
+            self._block.add(key, seq, kind, value)
         if key != last:
-            self._bloom.add(key)
+            self._bloom_add(key)
             if last is None:
                 self._first_key = key
         self._last_key = key
         self._last_seq = seq
         self._entries += 1
-        if kind == Kind.DELETE:
+        if kind == _DELETE:
             self._deletes += 1
         if seq < self._min_seq:
             self._min_seq = seq
         if seq > self._max_seq:
             self._max_seq = seq
-        self._raw_key_bytes += len(key)
-        self._raw_value_bytes += len(value)
+        self._raw_key_bytes += klen
+        self._raw_value_bytes += vlen
 
     def _finish_block(self) -> None:
         data = self._block.finish(pad_to=PAGE)
