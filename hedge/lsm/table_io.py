@@ -88,16 +88,18 @@ class TableWriter:
     closes and removes a half-written file.
     """
 
-    def __init__(self, file: File, number: int, block_bytes: int, bloom_bits_per_key: int):
+    def __init__(self, file: File, number: int, block_bytes: int, bloom_bits_per_key: int, compression: str):
         self.file = file
         self.number = number
-        self._builder = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key)
+        self._builder = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key,
+                                     compression=compression)
         self.bytes_written = 0
 
     @classmethod
-    async def create(cls, path: str, number: int, block_bytes: int, bloom_bits_per_key: int) -> "TableWriter":
+    async def create(cls, path: str, number: int, block_bytes: int, bloom_bits_per_key: int,
+                     compression: str) -> "TableWriter":
         file = await ops.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        return cls(file, number, block_bytes, bloom_bits_per_key)
+        return cls(file, number, block_bytes, bloom_bits_per_key, compression)
 
     def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
         self._builder.add(key, seq, kind, value)
@@ -144,14 +146,14 @@ class TableWriter:
 
 
 async def write_table(path: str, number: int, entries: Iterable, block_bytes: int, bloom_bits_per_key: int,
-                      check: Callable[[], None] | None = None) -> tuple[FileMeta, int]:
+                      compression: str, check: Callable[[], None] | None = None) -> tuple[FileMeta, int]:
     """Write ``entries`` ((key, seq, kind, value) in entry order) as table
     ``number`` at ``path``, fdatasync it; return its FileMeta and the bytes
     written.  ``check()``, when given, is called every WRITE_EVERY entries
     and may raise to abandon the table (a stop request).  On any failure the
     file is closed and removed, and the error propagates (HedgeIOError, or
     what ``check`` raised)."""
-    writer = await TableWriter.create(path, number, block_bytes, bloom_bits_per_key)
+    writer = await TableWriter.create(path, number, block_bytes, bloom_bits_per_key, compression)
     try:
         n = 0
         for key, seq, kind, value in entries:
