@@ -71,8 +71,8 @@ class Options:
     # "zstd" (level 1; a block that does not shrink by an eighth is stored
     # raw).  Tables written under any setting open under any other.  Off:
     # the YCSB driver's values are random bytes, and zstd gains 1.3% on its
-    # 4 KiB blocks for ~30 us per block written (docs/design.md, "Block
-    # compression"); on JSON-like values it stores a third of the bytes.
+    # 4 KiB blocks for ~12 us of CPU per block written (docs/design.md,
+    # "Block compression"); on JSON-like values it stores a third of the bytes.
     compression: str = "none"
     # Table files kept open at once (LevelDB's max_open_files): beyond it the
     # least recently used is closed and reopened when read again.  Half of the

@@ -3,8 +3,10 @@ table from an ordered stream of entries.
 
 Reads: every read the reader asks for is page-aligned (docs/format/table.md),
 so the same code serves O_DIRECT files.  A read goes into a page-aligned
-Buffer taken from a small per-thread free list, and is copied out as bytes
-(blocks in the cache must not alias a reused buffer).
+Buffer taken from a small per-thread free list of its size (reads of up to
+POOLED_PAGES pages: one page, or the two a compressed block crossing a page
+boundary spans; a new Buffer is an mmap, ~30 us), and is copied out as
+bytes (blocks in the cache must not alias a reused buffer).
 
 Writes: the builder hands out finished, page-aligned chunks; they are
 written as they come (a bounded window of ``WRITE_WINDOW`` in flight), then
@@ -30,25 +32,30 @@ from hedge.lsm.version_edit import FileMeta
 PAGE = 4096
 WRITE_WINDOW = 4
 WRITE_EVERY = 256          # entries added between two writes of finished chunks
-_FREE_LIMIT = 256
+POOLED_PAGES = 4
+_FREE_LIMIT = 256          # buffers kept per size and thread
 _local = threading.local()
 
 
 def _take_buffer(length: int) -> Buffer:
-    if length == PAGE:
+    if length <= POOLED_PAGES * PAGE:
         free = getattr(_local, "free", None)
-        if free:
-            return free.pop()
+        if free is not None:
+            bufs = free.get(length)
+            if bufs:
+                return bufs.pop()
     return Buffer(length)
 
 
 def _give_back(buf: Buffer) -> None:
-    if buf.size == PAGE:
+    size = buf.size
+    if size <= POOLED_PAGES * PAGE and size % PAGE == 0:
         free = getattr(_local, "free", None)
         if free is None:
-            free = _local.free = []
-        if len(free) < _FREE_LIMIT:
-            free.append(buf)
+            free = _local.free = {}
+        bufs = free.setdefault(size, [])
+        if len(bufs) < _FREE_LIMIT:
+            bufs.append(buf)
 
 
 async def read_at(file: File, offset: int, length: int) -> bytes:
