@@ -45,7 +45,9 @@ default) or as hex digits (--input hex, for binary keys).  Printed as text
 (--output text, the default: UTF-8 where it decodes and is printable, other
 bytes as \\xNN escapes and a backslash as \\\\, so every entry is one line), as
 hex (--output hex), or as the stored bytes (--output raw).  -x is
---input hex --output hex.
+--input hex --output hex.  The empty key is a key: give it as an empty
+argument ('' in the shell), e.g. hedge put DB '' VALUE; hedge scan prints
+it as an empty field before the tab.
 
 exit status: 0 success; 1 failure (an error, damage found, a key not found);
 2 bad arguments.
@@ -199,7 +201,7 @@ def cmd_get(args) -> int:
     with open_database(args, read_only=True) as db:
         value = db.get(key)
     if value is None:
-        raise CommandError(f"not found: {args.key}")
+        raise CommandError(f"not found: {args.key or '(the empty key)'}")
     out = Output(args.output)
     out.value(value)
     out.flush()
@@ -236,7 +238,7 @@ def cmd_scan(args) -> int:
         raise CommandError("--limit must be >= 0")
     out = Output(args.output)
     with open_database(args, read_only=True) as db:
-        pairs = db.scan(start or None, end)
+        pairs = db.scan(start, end)
         if args.reverse:
             # The API scans forward only: keep the last --limit pairs (all of
             # them without a limit) and print those backwards.

@@ -93,6 +93,21 @@ def test_binary_keys_and_values(tmp_path):
     assert "not found: nope" in fails("get", db, "nope")
 
 
+def test_the_empty_key_as_an_empty_argument(tmp_path, io_method):
+    db = tmp_path / "db"
+    ok("put", "--create", "--io-method", io_method, db, "", "empty")
+    ok("put", "-x", "--io-method", io_method, db, "00", "6e756c")
+    assert read_db(db) == {b"": b"empty", b"\x00": b"nul"}
+    assert ok("get", "--io-method", io_method, db, "") == "empty\n"
+    assert ok("get", "-x", "--io-method", io_method, db, "") == "656d707479\n"
+    assert ok("scan", "--io-method", io_method, db).splitlines() == ["\tempty", "\\x00\tnul"]
+    assert ok("scan", "-x", "--start", "", "--end", "00", db).splitlines() == ["\t656d707479"]
+    assert ok("scan", "--end", "", db) == ""
+    ok("remove", "--io-method", io_method, db, "")
+    assert "not found: (the empty key)" in fails("get", db, "")
+    assert read_db(db) == {b"\x00": b"nul"}
+
+
 def test_scan_options(tmp_path):
     db = tmp_path / "db"
     pairs = {b"a1": b"1", b"a2": b"2", b"b1": b"3", b"b2": b"4", b"c": b"tab\there", b"\xff\xff": b"5",
