@@ -62,7 +62,8 @@ def read_db(path) -> dict:
 # -- the data commands ----------------------------------------------------------------
 def test_help_and_version():
     out = ok("--help")
-    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "bench"):
+    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "repair",
+                    "bench"):
         assert command in out
     assert ok("--version").strip() == f"hedge {hedge.__version__}"
     fails("nonsense", status=2)

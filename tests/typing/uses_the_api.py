@@ -54,6 +54,9 @@ def blocking(path: str) -> None:
         except hedge.ReadOnlyError:
             pass
     hedge.destroy(path + "-copy")
+    report = hedge.repair(path, io_method="threads")
+    assert_type(report, hedge.RepairReport)
+    assert_type(report.tables_moved, list[tuple[str, str]])
 
 
 async def job(db: hedge.DB) -> int:
