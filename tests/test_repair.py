@@ -118,13 +118,18 @@ def test_a_damaged_table_is_moved_aside_and_the_rest_reads(tmp_path, io_method):
     assert lost_keys and all(k.startswith(b"p1-") for k in lost_keys)
 
 
-def test_a_damaged_table_footer_is_moved_aside(tmp_path, io_method):
-    path = tmp_path / "db"
+def _two_tables(path, io_method: str):
+    """A database of two tables: a -> 1 in the first, b -> 2 in the second."""
     with open_db(path, io_method) as db:
         db.put(b"a", b"1")
         db.flush()
         db.put(b"b", b"2")
         db.flush()
+    return path
+
+
+def test_a_damaged_table_footer_is_moved_aside(tmp_path, io_method):
+    path = _two_tables(tmp_path / "db", io_method)
     first = sst_files(path)[0]
     flip_byte(first, os.path.getsize(first) - 5)
     report = hedge.repair(path, io_method=io_method)
@@ -230,12 +235,7 @@ def _hedge(*args) -> subprocess.CompletedProcess:
 
 
 def test_the_repair_command(tmp_path, io_method):
-    path = tmp_path / "db"
-    with open_db(path, io_method) as db:
-        db.put(b"a", b"1")
-        db.flush()
-        db.put(b"b", b"2")
-        db.flush()
+    path = _two_tables(tmp_path / "db", io_method)
     flip_byte(sst_files(path)[0], 10)
     _lose_manifest(path)
     proc = _hedge("repair", "--io-method", io_method, path)
