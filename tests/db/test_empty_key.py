@@ -229,3 +229,15 @@ def test_checkpoint_holds_the_empty_key(tmp_path, io_method):
         db.checkpoint(tmp_path / "copy")
     with open_db(tmp_path / "copy", io_method) as copy:
         assert list(copy.scan()) == _expected()
+
+
+def test_the_empty_key_through_a_compaction_worker_process(tmp_path):
+    with open_db(tmp_path / "db", "threads", **dict(SMALL, compaction_process=True)) as db:
+        for round_ in range(3):
+            db.put(E, b"round%d" % round_)
+            for i in range(300):
+                db.put(b"k%04d" % i, b"%d" % round_ * 40)
+            db.flush()
+        db.compact(E, None)
+        assert db.stats()["levels"][0]["files"] == 0          # every table went through a merge
+        assert list(db.scan(end=b"k0001")) == [(E, b"round2"), (b"k0000", b"2" * 40)]
