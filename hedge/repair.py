@@ -38,8 +38,9 @@ Before step 4 nothing existing is changed: a failure removes the new tables
 and raises.  Entries of a damaged table are lost (a tombstone in it no
 longer hides older versions in other tables: those come back).
 
-Runs on the calling thread, which drives one executor and ring of the
-chosen I/O method for the whole repair (no pools, no engine).
+Threads: ``repair`` blocks the calling thread while one executor of its
+own (a thread and a ring of the chosen I/O method) runs the whole repair,
+``_Repair``, which belongs to that executor; no pools, no engine.
 """
 from __future__ import annotations
 
