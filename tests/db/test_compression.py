@@ -2,8 +2,8 @@
 through the blocking API and db.aio, tables written under one setting read
 and compacted under the other, the same workload giving the same answers
 with compression on and off, compaction in the worker process, checkpoints,
-corruption found by reads and by ``hedge check``, ``hedge dump`` of a
-compressed table, and bad option values refused before anything is made."""
+repair, corruption found by reads and by ``hedge check``, ``hedge dump`` of
+a compressed table, and bad option values refused before anything is made."""
 from __future__ import annotations
 
 import asyncio
@@ -200,6 +200,28 @@ def test_checkpoint_of_a_compressed_database(tmp_path, io_method):
     assert set(table_versions(tmp_path / "copy")) == {COMPRESSED_FORMAT_VERSION}
     with open_db(tmp_path / "copy", io_method, compression="none") as copy:
         assert list(copy.scan()) == model_scan(model)
+
+
+@pytest.mark.parametrize("written, repaired", [("zstd", "zstd"), ("zstd", "none"), ("none", "zstd")])
+def test_repair_reads_either_format_and_writes_with_its_option(tmp_path, io_method, written, repaired):
+    path = tmp_path / "db"
+    with open_db(path, io_method, compression=written, **SMALL) as db:
+        model = {}
+        for i in random.Random(6).sample(range(800), 800):
+            db.put(b"key%06d" % i, doc(i))
+            model[b"key%06d" % i] = doc(i)
+        db.flush()
+        db.put(b"only-in-the-wal", b"w")
+        model[b"only-in-the-wal"] = b"w"
+    for name in os.listdir(path):
+        if name == "CURRENT" or name.startswith("MANIFEST"):
+            os.unlink(path / name)
+    report = hedge.repair(path, io_method=io_method, compression=repaired)
+    assert report.entries == len(model)
+    expected = COMPRESSED_FORMAT_VERSION if repaired == "zstd" else FORMAT_VERSION
+    assert set(table_versions(path)) == {expected}
+    with open_db(path, io_method, **SMALL) as db:
+        assert list(db.scan()) == model_scan(model)
 
 
 def test_flipped_byte_in_a_compressed_table_is_a_corruption_error(tmp_path, io_method):

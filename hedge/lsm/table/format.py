@@ -189,8 +189,8 @@ def decode_index(data: bytes, file: str | None, offset: int, data_end: int, pack
         pos += hsize
         key = data[pos : pos + klen]
         pos += klen
-        if pos > n or not klen:
-            raise CorruptionError(file, offset, "index key runs past the section or is empty")
+        if pos > n:
+            raise CorruptionError(file, offset, "index key runs past the section")
         if packed:
             if not expected_offset <= boff < expected_offset + PAGE or blen <= 0:
                 raise CorruptionError(file, offset, f"index entry {len(keys)} has block ({boff}, {blen}); expected a block within a page after {expected_offset}")
