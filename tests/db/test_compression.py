@@ -202,6 +202,18 @@ def test_checkpoint_of_a_compressed_database(tmp_path, io_method):
         assert list(copy.scan()) == model_scan(model)
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_recovery_writes_the_replayed_wal_as_a_table_of_the_option(tmp_path, io_method, compression):
+    path = tmp_path / "db"
+    with open_db(path, io_method, compression="zstd" if compression == "none" else "none") as db:
+        model = fill(db, 300)                       # only in the WAL: close does not flush
+    assert sst_files(path) == []
+    with open_db(path, io_method, compression=compression) as db:
+        assert list(db.scan()) == model_scan(model)
+    expected = COMPRESSED_FORMAT_VERSION if compression == "zstd" else FORMAT_VERSION
+    assert table_versions(path) == [expected]
+
+
 @pytest.mark.parametrize("written, repaired", [("zstd", "zstd"), ("zstd", "none"), ("none", "zstd")])
 def test_repair_reads_either_format_and_writes_with_its_option(tmp_path, io_method, written, repaired):
     path = tmp_path / "db"
