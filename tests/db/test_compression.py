@@ -15,9 +15,11 @@ import pytest
 
 import hedge
 from hedge.errors import CorruptionError
+from hedge.lsm.compression import RAW, ZSTD, stored_type
 from hedge.offline import TableFile
 from hedge.lsm.table.format import COMPRESSED_FORMAT_VERSION, FORMAT_VERSION
 from tests.db.helpers import SMALL, flip_byte, model_scan, open_db, sst_files
+from tests.db.test_open_options import _direct_supported
 from tests.test_cli import hedge_cmd, ok
 
 pytestmark = pytest.mark.timeout(240)
@@ -158,6 +160,29 @@ def test_same_workload_gives_identical_results_with_compression_on_and_off(tmp_p
     on, on_versions = run_workload(tmp_path / "on", io_method, "zstd", seed)
     assert on == off
     assert set(off_versions) == {FORMAT_VERSION} and set(on_versions) == {COMPRESSED_FORMAT_VERSION}
+
+
+def test_direct_io_reads_compressed_tables_through_page_aligned_spans(tmp_path, io_method):
+    if not _direct_supported(tmp_path):
+        pytest.skip(f"the file system of {tmp_path} does not support O_DIRECT")
+    path = tmp_path / "db"
+    with open_db(path, io_method, compression="zstd", memtable_bytes=64 << 10) as db:
+        model = {}
+        for i in range(3000):
+            value = doc(i) if i >= 1500 else os.urandom(300)    # blocks stored raw, then zstd
+            db.put(b"key%06d" % i, value)
+            model[b"key%06d" % i] = value
+        db.compact(b"key", None)
+    types = set()
+    for table in sst_files(path):
+        with TableFile(table) as f, open(table, "rb") as raw:
+            data = raw.read()
+            types |= {stored_type(data[offset:offset + length]) for offset, length in f.block_ranges()}
+    assert types == {RAW, ZSTD}
+    with open_db(path, io_method, direct_io=True, block_cache_bytes=64 << 10) as db:
+        assert [k for k in model if db.get(k) != model[k]] == []
+        assert list(db.scan()) == model_scan(model)
+        assert db.stats()["cache"]["misses"] > 0
 
 
 def test_cache_holds_decoded_blocks_of_compressed_tables(tmp_path, io_method):
