@@ -13,51 +13,42 @@ from hedge.lsm.table_io import POOLED_PAGES, read_at
 PAGE = 4096
 
 
-@pytest.mark.parametrize("pages", [1, 2, POOLED_PAGES])
-def test_reads_of_up_to_pooled_pages_reuse_their_buffers(executor, data_file, monkeypatch, pages):
-    path, data = data_file
-    made = []
+@pytest.fixture
+def made(monkeypatch) -> list[int]:
+    """The sizes of the Buffers table_io makes from now on."""
+    sizes = []
     real = table_io.Buffer
 
     def counting_buffer(size):
-        made.append(size)
+        sizes.append(size)
         return real(size)
 
     monkeypatch.setattr(table_io, "Buffer", counting_buffer)
+    return sizes
+
+
+async def read_all(path: str, offsets, length: int) -> list[bytes]:
+    file = await ops.open_file(path, os.O_RDONLY)
+    try:
+        return [await read_at(file, off, length) for off in offsets]
+    finally:
+        file.close()
+
+
+@pytest.mark.parametrize("pages", [1, 2, POOLED_PAGES])
+def test_reads_of_up_to_pooled_pages_reuse_their_buffers(executor, data_file, made, pages):
+    path, data = data_file
     length = pages * PAGE
-
-    async def reads():
-        file = await ops.open_file(path, os.O_RDONLY)
-        try:
-            return [await read_at(file, off, length) for off in (0, 3 * PAGE, 17 * PAGE, 3 * PAGE)]
-        finally:
-            file.close()
-
-    got = executor.run_sync(reads())
-    assert got == [data[off:off + length] for off in (0, 3 * PAGE, 17 * PAGE, 3 * PAGE)]
+    offsets = (0, 3 * PAGE, 17 * PAGE, 3 * PAGE)
+    got = executor.run_sync(read_all(path, offsets, length))
+    assert got == [data[off:off + length] for off in offsets]
     # One new buffer at most (none when an earlier test on this thread left
     # one of this size in the free list).
     assert made in ([], [length])
 
 
-def test_larger_reads_get_a_buffer_each(executor, data_file, monkeypatch):
+def test_larger_reads_get_a_buffer_each(executor, data_file, made):
     path, data = data_file
-    made = []
-    real = table_io.Buffer
-
-    def counting_buffer(size):
-        made.append(size)
-        return real(size)
-
-    monkeypatch.setattr(table_io, "Buffer", counting_buffer)
     length = (POOLED_PAGES + 1) * PAGE
-
-    async def reads():
-        file = await ops.open_file(path, os.O_RDONLY)
-        try:
-            return [await read_at(file, off, length) for off in (0, PAGE)]
-        finally:
-            file.close()
-
-    assert executor.run_sync(reads()) == [data[off:off + length] for off in (0, PAGE)]
+    assert executor.run_sync(read_all(path, (0, PAGE), length)) == [data[off:off + length] for off in (0, PAGE)]
     assert made == [length, length]
