@@ -29,6 +29,7 @@ from pathlib import Path
 import hedge
 from hedge.errors import HedgeError
 from hedge.lsm import filenames
+from hedge.lsm.compression import codec_name
 from hedge.lsm.keys import Kind
 
 EXIT_OK = 0
@@ -283,9 +284,11 @@ def cmd_dump(args) -> int:
         if kind == "sst":
             with TableFile(path) as table:
                 props = table.properties
+                footer = table.reader.footer
                 print(f"# table {os.path.basename(path)}: {props.entry_count} entries in {props.block_count} blocks, "
                       f"seq {props.smallest_seq}..{props.largest_seq}, {props.deletes} deletes, "
-                      f"{props.file_size} bytes", flush=True)
+                      f"{props.file_size} bytes, format {footer.version}, "
+                      f"compression {codec_name(footer.compression)}", flush=True)
                 for key, seq, entry_kind, value in table.entries():
                     if limit is not None and shown >= limit:
                         break
