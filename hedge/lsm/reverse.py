@@ -76,9 +76,8 @@ class ReverseTableCursor:
                 hi = bisect.bisect_left(entries, end, key=_user_key)
             lo = 0
             if start is not None and entries[0][0] < start:
+                # The first block of the span (block_ranges): the last one read.
                 lo = bisect.bisect_left(entries, start, 0, hi, key=_user_key)
-                self._next_reader = -1     # nothing at or above `start` precedes
-                self._ranges = None
             run = entries[lo:hi]
             if run:
                 run.reverse()

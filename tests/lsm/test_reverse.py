@@ -173,3 +173,31 @@ def test_memtable_iter_reverse_while_keys_are_added_sees_every_key_once(nkeys):
             present.add(key)
     assert all(a > b for a, b in zip(keys, keys[1:])), "descending, no key twice"
     assert initial <= set(keys)
+
+
+class _CountingReader:
+    """A TableReader's face for ReverseTableCursor, counting block reads."""
+
+    def __init__(self, reader):
+        self._reader = reader
+        self.reads = 0
+
+    def iter_block_ranges_reverse(self, start, end):
+        return self._reader.iter_block_ranges_reverse(start, end)
+
+    async def read_block(self, offset, length, fill_cache=True):
+        self.reads += 1
+        return await self._reader.read_block(offset, length, fill_cache)
+
+
+def test_reverse_table_cursor_reads_no_block_below_the_start():
+    entries = [(b"k%04d" % i, i + 1, Kind.PUT, b"v" * 20) for i in range(600)]
+    parts = [entries[:200], entries[200:400], entries[400:]]
+    readers = [_CountingReader(_table(p, i)) for i, p in enumerate(parts)]
+    start = b"k0450"
+    runs = collect(_runs(ReverseTableCursor(readers, start, None)))
+    assert [e for run in runs for e in run] == entries[450:][::-1]
+    assert readers[0].reads == readers[1].reads == 0
+    table = readers[2]._reader
+    blocks_needed = len(table.block_ranges(start, None))
+    assert table.block_count > blocks_needed and readers[2].reads == blocks_needed
