@@ -27,7 +27,7 @@ from pathlib import Path
 import hedge
 from hedge.errors import HedgeError
 from hedge.lsm import filenames
-from hedge.lsm.keys import Kind
+from hedge.lsm.keys import Kind, prefix_end
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -120,15 +120,6 @@ class Output:
 
     def flush(self) -> None:
         self._out.flush()
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key above every key starting with ``prefix``, or None
-    (no bound) when the prefix is all 0xff bytes or empty."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 # -- opening ------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.cursor import EngineCursor
 from hedge.lsm.engine import NEEDS_IO, Engine
-from hedge.lsm.keys import check_key
+from hedge.lsm.keys import check_key, key_after, prefix_end
 from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
 
@@ -591,25 +591,29 @@ class ScanIterator(Iterator[Item], Generic[Item]):
 def _scan_args(start, end, prefix, include_start: bool, include_end: bool, include_key: bool,
                include_value: bool) -> tuple[bytes | None, bytes | None, int]:
     """The engine's half-open range [start, end) and the shape of a scan
-    with ``DB.scan``'s options.  The key right after ``k`` is ``k + 0x00``,
-    so bounds become half-open without filtering."""
+    with ``DB.scan``'s options.  The key right after ``k`` is ``k + 0x00``
+    (keys.key_after), so bounds become half-open without filtering."""
+    empty = False
     if start is not None:
         start = check_key(start)
         if not include_start:
-            start += b"\x00"
+            start = key_after(start)
+            empty = start is None           # nothing follows the largest key there can be
     if end is not None:
         end = check_key(end)
         if include_end:
-            end += b"\x00"
+            end = key_after(end)
     if prefix is not None:
         prefix = check_key(prefix)
         if start is None or start < prefix:
             start = prefix
-        after = _prefix_end(prefix)
+        after = prefix_end(prefix)
         if after is not None and (end is None or after < end):
             end = after
     if not include_key and not include_value:
         raise ValueError("a scan needs include_key or include_value")
+    if empty:
+        start = end = b"\xff"
     shape = PAIRS if include_key and include_value else KEYS if include_key else VALUES
     return start, end, shape
 
@@ -618,15 +622,6 @@ def _cursor_range(start, end, prefix, include_start: bool, include_end: bool) ->
     """A cursor's half-open range [lower, upper) from ``scan``'s options."""
     lower, upper, _shape = _scan_args(start, end, prefix, include_start, include_end, True, True)
     return lower, upper
-
-
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with ``prefix``
-    (None when there is none: the prefix is all 0xff)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 def _shaped(agen, shape: int):

@@ -20,7 +20,7 @@ executor; ``step_now`` and ``close`` are plain calls.
 """
 from __future__ import annotations
 
-from hedge.lsm.keys import check_key
+from hedge.lsm.keys import check_key, key_after
 
 SCAN_CHUNK_MIN = 16
 SCAN_CHUNK_MAX = 256
@@ -54,9 +54,10 @@ class EngineCursor:
 
     async def seek_for_prev(self, key) -> None:
         """To the last key <= ``key`` (within the range)."""
-        key = check_key(key) + b"\x00"       # the key right after ``key``
+        after = key_after(check_key(key))
         upper = self._upper
-        await self._open(self._lower, key if upper is None or key < upper else upper, True)
+        await self._open(self._lower, upper if upper is not None and (after is None or upper < after) else after,
+                         True)
 
     async def seek_to_first(self) -> None:
         await self._open(self._lower, self._upper, False)
@@ -94,7 +95,11 @@ class EngineCursor:
             if reverse:
                 await self._open(self._lower, key, True)
             else:
-                await self._open(key + b"\x00", self._upper, False)
+                after = key_after(key)
+                if after is None:               # the largest key there can be: nothing follows
+                    await self._drop()
+                else:
+                    await self._open(after, self._upper, False)
             return
         if self._more:
             await self._take()

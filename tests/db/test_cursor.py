@@ -19,6 +19,7 @@ import hedge
 from hedge.errors import ClosedError, WrongThreadError
 from hedge.lsm.maintenance import Maintenance
 from tests.db.helpers import SMALL, level_summary, open_db
+from tests.db.test_asyncio import _loaded
 from tests.db.test_scan import KEYS, random_bound, random_writes
 
 pytestmark = pytest.mark.timeout(240)
@@ -202,13 +203,13 @@ def spread(db, model: dict, rng: random.Random, gate: FlushGate) -> tuple[hedge.
     """Data over the deeper levels, L0, two immutable memtables and the
     memtable, with overwrites and tombstones over the lower layers; and a
     snapshot taken half way, with the model it sees."""
-    random_writes(db, model, rng, 700)
-    db.compact()
-    random_writes(db, model, rng, 5)           # one small L0 table over the levels
-    db.flush()
+    random_writes(db, model, rng, 550)
     snapshot = db.snapshot()
     seen = dict(model)
     random_writes(db, model, rng, 150)
+    db.compact()                               # settled: L0 empty, compaction due no more
+    random_writes(db, model, rng, 5)           # one small L0 table (below the trigger of 2)
+    db.flush()
     gate.hold()
     fill_until_immutable(db, model, rng, 2)
     for k in list(model)[::4]:                 # tombstones in the memtable
@@ -321,24 +322,14 @@ def test_versions_of_one_key_over_memtable_l0_and_l1(io_method, tmp_path, flush_
 
 
 # -- close semantics, errors ----------------------------------------------------------------
-def loaded(tmp_path, io_method, n=600):
-    db = open_db(tmp_path / "db", io_method, **OPTS)
-    batch = hedge.WriteBatch()
-    for i in range(n):
-        batch.put(b"k%04d" % i, b"v%04d" % i)
-    db.write(batch)
-    db.flush()
-    return db
-
-
 def test_a_closed_cursor_refuses_every_step_and_releases_its_snapshot(io_method, tmp_path):
-    with loaded(tmp_path, io_method) as db:
+    with _loaded(tmp_path, io_method, 600, **OPTS) as db:
         engine = db._engine
         cursor = db.cursor()
         assert engine.oldest_snapshot() < engine.versions.last_seq + 1
         db.put(b"new", b"1")
         assert engine.oldest_snapshot() < engine.versions.last_seq      # pinned
-        assert cursor.seek(b"k0100") and cursor.next()                  # mid-chunk: the next step needs no I/O
+        assert cursor.seek(b"k00100") and cursor.next()                  # mid-chunk: the next step needs no I/O
         cursor.close()
         assert engine.oldest_snapshot() == engine.versions.last_seq     # released
         assert not cursor.valid()
@@ -362,13 +353,13 @@ def test_a_closed_cursor_refuses_every_step_and_releases_its_snapshot(io_method,
 
 
 def test_every_step_after_db_close_raises_closed_error(io_method, tmp_path):
-    db = loaded(tmp_path, io_method)
+    db = _loaded(tmp_path, io_method, 600, **OPTS)
     cursor = db.cursor()
-    assert cursor.seek(b"k0100") and cursor.next()
+    assert cursor.seek(b"k00100") and cursor.next()
     other = db.cursor()
     acursor = db.aio.cursor()
     scan = db.scan(reverse=True)
-    assert next(scan) == (b"k0599", b"v0599")
+    assert next(scan) == (b"k00599", b"v00599")
     snapshot = db.snapshot()
     db.close()
     assert not cursor.valid()
@@ -393,11 +384,11 @@ def test_every_step_after_db_close_raises_closed_error(io_method, tmp_path):
 
 
 def test_a_snapshot_cursor_stops_when_the_snapshot_is_released(io_method, tmp_path):
-    with loaded(tmp_path, io_method) as db:
+    with _loaded(tmp_path, io_method, 600, **OPTS) as db:
         snapshot = db.snapshot()
-        db.remove(b"k0000")
-        cursor = snapshot.cursor(prefix=b"k000")
-        assert cursor.seek_to_first() and cursor.key() == b"k0000"
+        db.remove(b"k00000")
+        cursor = snapshot.cursor(prefix=b"k0000")
+        assert cursor.seek_to_first() and cursor.key() == b"k00000"
         acursor = snapshot.aio.cursor()
         snapshot.close()
         with pytest.raises(ClosedError, match="snapshot is released"):
@@ -411,26 +402,26 @@ def test_a_snapshot_cursor_stops_when_the_snapshot_is_released(io_method, tmp_pa
 
 
 def test_async_cursor_close_and_errors(io_method, tmp_path):
-    with loaded(tmp_path, io_method) as db:
+    with _loaded(tmp_path, io_method, 600, **OPTS) as db:
         async def main():
-            cursor = db.aio.cursor(b"k0100", b"k0200")
+            cursor = db.aio.cursor(b"k00100", b"k00200")
             with pytest.raises(ValueError, match="not on a key"):
                 cursor.key()
             with pytest.raises(ValueError, match="not on a key"):
                 await cursor.next()
-            assert await cursor.seek_to_last() and cursor.item() == (b"k0199", b"v0199")
-            assert await cursor.prev() and cursor.key() == b"k0198"
+            assert await cursor.seek_to_last() and cursor.item() == (b"k00199", b"v00199")
+            assert await cursor.prev() and cursor.key() == b"k00198"
             assert await cursor.next() and await cursor.next() is False and not cursor.valid()
             with pytest.raises(TypeError):
-                await cursor.seek("k0150")
-            assert [k async for k, _ in cursor][:2] == [b"k0100", b"k0101"]
+                await cursor.seek("k00150")
+            assert [k async for k, _ in cursor][:2] == [b"k00100", b"k00101"]
             cursor.close()
             with pytest.raises(ClosedError, match="cursor is closed"):
                 await cursor.seek_to_first()
             with pytest.raises(ClosedError):
                 await cursor.next()
             async with db.aio.cursor() as c:
-                assert await c.seek(b"k0300")
+                assert await c.seek(b"k00300")
             with pytest.raises(ClosedError):
                 await c.next()
             return True
@@ -440,7 +431,7 @@ def test_async_cursor_close_and_errors(io_method, tmp_path):
 
 
 def test_bad_input_is_refused_and_changes_nothing(io_method, tmp_path):
-    with loaded(tmp_path, io_method) as db:
+    with _loaded(tmp_path, io_method, 600, **OPTS) as db:
         engine = db._engine
         with pytest.raises(TypeError):
             db.cursor(prefix=1)
@@ -454,13 +445,13 @@ def test_bad_input_is_refused_and_changes_nothing(io_method, tmp_path):
                 cursor.next()
             with pytest.raises(ValueError, match="not on a key"):
                 cursor.value()
-            assert cursor.seek(b"k0005")
+            assert cursor.seek(b"k00005")
             with pytest.raises(TypeError):
-                cursor.seek("k0001")
+                cursor.seek("k00001")
             with pytest.raises(ValueError):
                 cursor.seek_for_prev(b"k" * (1 << 17))
-            assert cursor.item() == (b"k0005", b"v0005")                    # where it was
-            assert cursor.next() and cursor.key() == b"k0006"
+            assert cursor.item() == (b"k00005", b"v00005")                    # where it was
+            assert cursor.next() and cursor.key() == b"k00006"
             assert cursor.seek(b"zzz") is False and not cursor.valid()      # past the last key
             assert cursor.seek_for_prev(b"a") is False and not cursor.valid()
 
@@ -488,3 +479,32 @@ def test_cursor_over_an_empty_range_or_database(io_method, tmp_path):
             assert c.seek_to_last() and c.prev() and c.item() == (b"\x00", b"low")
             assert c.prev() is False
         assert list(db.scan(reverse=True)) == [(b"a", b"1"), (b"\x00", b"low")]
+
+
+def test_keys_of_the_largest_size_at_direction_switches_and_seek_for_prev(io_method, tmp_path):
+    """The key right after a key of MAX_KEY_BYTES is not that key plus a
+    zero byte (too long) but its last byte raised: re-seeks after such a
+    key, and seek_for_prev of it, still find their neighbours."""
+    from hedge.lsm.keys import MAX_KEY_BYTES
+    big = b"m" * MAX_KEY_BYTES
+    top = b"\xff" * MAX_KEY_BYTES
+    with open_db(tmp_path / "db", io_method, **OPTS) as db:
+        for key in (b"a", big, b"m" * (MAX_KEY_BYTES - 1) + b"n", b"z", top):
+            db.put(key, key[:1])
+        with db.cursor() as c:
+            assert c.seek_for_prev(big) and c.key() == big
+            assert c.next() and c.key() == b"m" * (MAX_KEY_BYTES - 1) + b"n"     # a direction switch
+            assert c.prev() and c.key() == big and c.prev() and c.key() == b"a"
+            assert c.next() and c.key() == big                                    # a switch from big
+            assert c.seek_for_prev(top) and c.key() == top
+            assert c.prev() and c.key() == b"z" and c.next() and c.key() == top
+            assert c.next() is False
+        with db.cursor(b"m", big, include_end=True) as c:
+            assert c.seek_to_last() and c.key() == big
+        assert [k[:1] for k in db.scan(big, reverse=True, include_value=False)] == [b"\xff", b"z", b"m", b"m"]
+        top_only = list(db.scan(top, include_start=False)) + list(db.scan(top, prefix=b"\xff", include_start=False))
+        assert top_only == []
+        with db.cursor(top, include_start=False) as c:
+            assert not c.seek_to_first() and not c.seek_to_last() and not c.seek(b"a") and not c.seek_for_prev(top)
+        assert [k[:1] for k in db.scan(big, top, include_start=False, include_end=True, include_value=False)] == \
+            [b"m", b"z", b"\xff"]
