@@ -48,7 +48,7 @@ from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
-from hedge.lsm.cursor import EngineCursor
+from hedge.lsm.cursor import SCAN_CHUNK_MAX, SCAN_CHUNK_MIN, EngineCursor
 from hedge.lsm.engine import NEEDS_IO, Engine
 from hedge.lsm.keys import check_key, key_after, prefix_end
 from hedge.lsm.properties import approximate_size, get_property
@@ -58,9 +58,7 @@ log = logging.getLogger("hedge")
 
 # A blocking scan fetches pairs in chunks, each one run of the engine's scan
 # on the calling thread: small first (a short scan merges no more than it
-# needs), doubling up to SCAN_CHUNK_MAX.
-SCAN_CHUNK_MIN = 16
-SCAN_CHUNK_MAX = 256
+# needs), doubling up to SCAN_CHUNK_MAX (the sizes cursors use too).
 _running_loop = asyncio._get_running_loop
 
 # What a scan yields.

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from hedge.lsm.keys import check_key, key_after
 
+# Pairs a scan hands over per chunk: few first (a short walk merges no
+# more than it needs), doubling up to the most.  The blocking scans use them too.
 SCAN_CHUNK_MIN = 16
 SCAN_CHUNK_MAX = 256
 
