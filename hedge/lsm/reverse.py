@@ -87,61 +87,96 @@ class ReverseTableCursor:
 async def reverse_visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple[bytes, bytes]]:
     """(key, value) for each key, descending, whose newest version with seq
     <= snapshot_seq across ``cursors`` (reverse cursors, see the module
-    docstring) is a PUT.  Awaits only when a cursor needs its next run."""
+    docstring) is a PUT.  Awaits only when a cursor needs its next run.
+
+    When one source alone holds the largest key at the heads, its entries
+    above every other head's key (a stretch no other source can add to)
+    are decided in one pass over its runs; a key at the head of several
+    sources is gathered from each."""
     heads = []                  # [cursor, run, position in the run]
     for cursor in cursors:
         run = await cursor.next_block()
         if run:
             heads.append([cursor, run, 0])
-    while len(heads) > 1:
-        key = max(head[1][head[2]][0] for head in heads)
-        best = None
-        for i in range(len(heads) - 1, -1, -1):
-            head = heads[i]
-            cursor, run, pos = head
-            if run[pos][0] != key:
+    while heads:
+        if len(heads) == 1:
+            i = 0
+            bound = None
+        else:
+            keys = [head[1][head[2]][0] for head in heads]
+            key = max(keys)
+            if keys.count(key) > 1:
+                best = await _gather_key(heads, key, snapshot_seq)
+                if best is not None and best[2] == PUT:
+                    yield key, best[3]
                 continue
+            i = keys.index(key)
+            del keys[i]
+            bound = max(keys)
+        # The stretch of heads[i] above ``bound``: no other source holds
+        # any of its keys.
+        owner = heads[i]
+        cursor, run, pos = owner
+        current = None          # the key whose versions are being read (None: none yet)
+        best = None
+        while run is not None:
             n = len(run)
-            while True:
+            while pos < n:
                 entry = run[pos]
-                if entry[0] != key:
+                key = entry[0]
+                if bound is not None and key <= bound:
                     break
+                if key != current:
+                    if best is not None and best[2] == PUT:
+                        yield current, best[3]
+                    current = key
+                    best = None
                 seq = entry[1]
                 if seq <= snapshot_seq and (best is None or seq > best[1]):
                     best = entry
                 pos += 1
-                if pos == n:
-                    run = await cursor.next_block()
-                    if run is None:
-                        break
-                    pos = 0
-                    n = len(run)
-            if run is None:
-                del heads[i]
-            else:
-                head[1] = run
-                head[2] = pos
+            if pos < n:
+                break
+            run = await cursor.next_block()
+            pos = 0
         if best is not None and best[2] == PUT:
-            yield key, best[3]
-    if not heads:
-        return
-    # One source left, at a key boundary: a plain pass over its runs.
-    cursor, run, pos = heads[0]
-    current = None              # the key whose versions are being read (None: none yet)
+            yield current, best[3]
+        if run is None:
+            del heads[i]
+        else:
+            owner[1] = run
+            owner[2] = pos
+
+
+async def _gather_key(heads: list, key: bytes, snapshot_seq: int):
+    """Read every version of ``key`` (the largest key at the heads) from
+    every head that has it, advancing those heads past it (and dropping
+    the ones that end); return the version with the largest seq <=
+    snapshot_seq, or None."""
     best = None
-    while run is not None:
-        for i in range(pos, len(run)):
-            entry = run[i]
-            key = entry[0]
-            if key != current:
-                if best is not None and best[2] == PUT:
-                    yield current, best[3]
-                current = key
-                best = None
+    for i in range(len(heads) - 1, -1, -1):
+        head = heads[i]
+        cursor, run, pos = head
+        if run[pos][0] != key:
+            continue
+        n = len(run)
+        while True:
+            entry = run[pos]
+            if entry[0] != key:
+                break
             seq = entry[1]
             if seq <= snapshot_seq and (best is None or seq > best[1]):
                 best = entry
-        run = await cursor.next_block()
-        pos = 0
-    if best is not None and best[2] == PUT:
-        yield current, best[3]
+            pos += 1
+            if pos == n:
+                run = await cursor.next_block()
+                if run is None:
+                    break
+                pos = 0
+                n = len(run)
+        if run is None:
+            del heads[i]
+        else:
+            head[1] = run
+            head[2] = pos
+    return best
