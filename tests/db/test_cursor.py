@@ -508,3 +508,21 @@ def test_keys_of_the_largest_size_at_direction_switches_and_seek_for_prev(io_met
             assert not c.seek_to_first() and not c.seek_to_last() and not c.seek(b"a") and not c.seek_for_prev(top)
         assert [k[:1] for k in db.scan(big, top, include_start=False, include_end=True, include_value=False)] == \
             [b"m", b"z", b"\xff"]
+
+
+def test_the_empty_key_is_the_first_key_both_ways(io_method, tmp_path):
+    with open_db(tmp_path / "db", io_method, **OPTS) as db:
+        db.put(b"", b"empty")
+        db.put(b"a", b"1")
+        db.flush()
+        db.put(b"", b"newer")
+        assert list(db.scan(reverse=True)) == [(b"a", b"1"), (b"", b"newer")]
+        assert list(db.scan(b"", b"", include_end=True, reverse=True)) == [(b"", b"newer")]
+        assert list(db.scan(b"", include_start=False, reverse=True)) == [(b"a", b"1")]
+        with db.cursor() as c:
+            assert c.seek(b"") and c.item() == (b"", b"newer")
+            assert c.prev() is False
+            assert c.seek_for_prev(b"") and c.key() == b"" and c.next() and c.key() == b"a"
+            assert c.seek_to_last() and c.prev() and c.key() == b"" and c.next() and c.key() == b"a"
+        db.remove(b"")
+        assert list(db.scan(reverse=True)) == [(b"a", b"1")]
