@@ -224,6 +224,15 @@ class TableReader:
         for i in range(first, last):
             yield offsets[i], lengths[i]
 
+    def iter_block_ranges_reverse(self, start_key: bytes | None = None,
+                                  end_key: bytes | None = None) -> Iterator[tuple[int, int]]:
+        """The ranges of ``iter_block_ranges``, last block first (reverse
+        scans)."""
+        first, last = self._block_span(start_key, end_key)
+        offsets, lengths = self._offsets, self._lengths
+        for i in range(last - 1, first - 1, -1):
+            yield offsets[i], lengths[i]
+
     def _block_span(self, start_key: bytes | None, end_key: bytes | None) -> tuple[int, int]:
         keys = self._keys
         first = 0 if start_key is None else bisect_left(keys, start_key)
