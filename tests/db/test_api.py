@@ -227,6 +227,24 @@ def test_coroutine_operations_take_turns_on_their_executor(db):
     assert events == ["a", "b", "c"] * 4
 
 
+def test_coroutine_scans_take_turns_on_their_executor(db):
+    """A scan of memtables never waits; each one starts with a checkpoint,
+    so tasks that only scan still take turns."""
+    db.put(b"a", b"1")
+    events = []
+
+    async def client(name: str) -> None:
+        for _ in range(3):
+            assert [k async for k, _ in db.aio.scan()] == [b"a"]
+            events.append(name)
+
+    async def job():
+        await hedge.gather(client("a"), client("b"))
+
+    db.run(job())
+    assert events == ["a", "b"] * 3
+
+
 def test_run_returns_the_result_and_raises_the_exception(db):
     async def ok():
         return 42
