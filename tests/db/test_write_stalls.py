@@ -121,9 +121,11 @@ def stop_l0(db) -> None:
     assert l0_count(db) == TRIGGERS["l0_stop_trigger"]
 
 
-def start_stopped_writer(db, monkeypatch) -> tuple[threading.Event, threading.Event, dict]:
-    """A thread putting b"late" (it stops at the L0 stop trigger); events
-    set when it starts waiting and when its put has ended."""
+def stopped_writer(db, monkeypatch) -> tuple[threading.Event, dict]:
+    """Bring L0 to the stop trigger, start a thread putting b"late" and
+    return once it waits for a compaction: an event set when its put has
+    ended, and the put's outcome."""
+    stop_l0(db)
     waiting, ended = threading.Event(), threading.Event()
     outcome: dict = {}
     real_wait_for = engine_module.Engine._wait_for
@@ -143,18 +145,22 @@ def start_stopped_writer(db, monkeypatch) -> tuple[threading.Event, threading.Ev
         ended.set()
 
     threading.Thread(target=writer, daemon=True).start()
-    return waiting, ended, outcome
+    assert waiting.wait(60)
+    return ended, outcome
+
+
+def release(held, db) -> None:
+    """Let compactions run again, and wake the maintenance task to run one."""
+    held["held"] = False
+    db._engine.maintenance.wake()
 
 
 def test_writers_stop_at_the_stop_trigger_until_a_compaction_brings_l0_down(tmp_path, io_method, held,
                                                                               monkeypatch):
     with open_db(tmp_path / "db", io_method, **TRIGGERS) as db:
-        stop_l0(db)
-        waiting, ended, outcome = start_stopped_writer(db, monkeypatch)
-        assert waiting.wait(60)
+        ended, outcome = stopped_writer(db, monkeypatch)
         assert not ended.is_set()                        # the put waits for the compaction
-        held["held"] = False
-        db._engine.maintenance.wake()
+        release(held, db)
         assert ended.wait(60) and outcome["error"] is None
         assert l0_count(db) < TRIGGERS["l0_stop_trigger"]
         assert db.get(b"late") == b"v"
@@ -165,12 +171,9 @@ def test_writers_stop_at_the_stop_trigger_until_a_compaction_brings_l0_down(tmp_
 def test_a_stopped_writer_gets_the_background_error_when_the_compaction_fails(tmp_path, io_method, held,
                                                                                monkeypatch):
     with open_db(tmp_path / "db", io_method, **TRIGGERS) as db:
-        stop_l0(db)
-        waiting, ended, outcome = start_stopped_writer(db, monkeypatch)
-        assert waiting.wait(60)
+        ended, outcome = stopped_writer(db, monkeypatch)
         with faults.inject("write", errno.ENOSPC, path_contains=".sst"):
-            held["held"] = False
-            db._engine.maintenance.wake()
+            release(held, db)
             assert ended.wait(60)
         assert isinstance(outcome["error"], hedge.BackgroundError)
         assert db.get(b"late") is None                   # the stopped write was not applied
