@@ -41,7 +41,7 @@ from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, overload
 from hedge import directory as dbdir
 from hedge.cursor import AsyncCursor, Cursor
 from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError, WrongThreadError
-from hedge.exec import forkguard
+from hedge.exec import checkpoint, forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
@@ -702,7 +702,8 @@ class _Calls:
         return executor.run(coro)
 
     def awaitable(self, coro):
-        """``coro`` itself for a hedge task; for an asyncio task, a
+        """For a hedge task, ``coro`` followed by a checkpoint (the other
+        ready tasks of the executor get their turn); for an asyncio task, a
         coroutine running it on the loop thread's executor."""
         if forkguard.generation() != self.generation:
             coro.close()
@@ -711,16 +712,17 @@ class _Calls:
             loop = _running_loop()
             if loop is not None:
                 return self.in_loop(loop, coro)
-        return coro
+        return _then_checkpoint(coro)
 
     def aiter(self, agen):
-        """``agen`` (an engine async iterator) itself for a hedge task; for
-        an asyncio task, one whose steps run on the loop thread's executor."""
+        """For a hedge task, ``agen`` (an engine async iterator) after a
+        checkpoint; for an asyncio task, one whose steps run on the loop
+        thread's executor."""
         if current_executor_or_none() is None:
             loop = _running_loop()
             if loop is not None:
                 return _LoopScan(self, loop, agen)
-        return agen
+        return _after_checkpoint(agen)
 
     async def in_loop(self, loop, coro):
         try:
@@ -733,6 +735,27 @@ class _Calls:
         if future is None:
             return value
         return await future
+
+
+async def _then_checkpoint(coro):
+    """Await ``coro``, then let the executor's other ready tasks run: a
+    task whose operations complete without waiting (a memtable hit, a write
+    group of one) would otherwise keep its executor to itself."""
+    result = await coro
+    await checkpoint()
+    return result
+
+
+async def _after_checkpoint(agen):
+    """``agen``'s items, after letting the executor's other ready tasks run:
+    a scan over cached blocks never waits, and a task scanning in a loop
+    would otherwise keep its executor to itself."""
+    await checkpoint()
+    try:
+        async for item in agen:
+            yield item
+    finally:
+        await agen.aclose()
 
 
 class AsyncDB:

@@ -2,8 +2,12 @@
 
 - Load: the store is opened without per-write durability, ``records``
   records are inserted by the clients (record numbers from a shared counter,
-  every value version 0), and the store is closed (so it flushes) and its size
-  on disk measured.
+  every value version 0), the bytes its flushes and compactions wrote are
+  read from the store's own statistics where it has them
+  (``background_bytes_written``), and the store is closed (so it flushes)
+  and its size on disk measured.  Write amplification = those bytes / the
+  logical bytes the clients wrote (keys and values); space amplification =
+  the size on disk / the logical bytes of the records.
 - Run: the store is reopened in the run's mode (``sync``, ``cold``); before
   each workload of a cold run the page cache is dropped; each workload runs
   ``operations`` operations split over the clients (or stops at ``seconds``).
@@ -96,7 +100,23 @@ class StoreResult:
     settings: dict = field(default_factory=dict)
     load_durability: str = ""
     disk_bytes_after_load: int | None = None
+    # Bytes the store's flushes and compactions wrote during the load (None: it does not say).
+    background_bytes_after_load: int | None = None
+    # Logical bytes (keys + values) the load wrote.
+    logical_bytes_loaded: int | None = None
     phases: list[PhaseResult] = field(default_factory=list)
+
+    def write_amplification(self) -> float | None:
+        """Flush + compaction bytes / logical bytes written, for the load."""
+        if self.background_bytes_after_load is None or not self.logical_bytes_loaded:
+            return None
+        return self.background_bytes_after_load / self.logical_bytes_loaded
+
+    def space_amplification(self) -> float | None:
+        """Bytes on disk after the load / logical bytes of the records."""
+        if self.disk_bytes_after_load is None or not self.logical_bytes_loaded:
+            return None
+        return self.disk_bytes_after_load / self.logical_bytes_loaded
 
     def as_dict(self) -> dict:
         return {
@@ -106,8 +126,16 @@ class StoreResult:
             "settings": self.settings,
             "load_durability": self.load_durability,
             "disk_bytes_after_load": self.disk_bytes_after_load,
+            "background_bytes_after_load": self.background_bytes_after_load,
+            "logical_bytes_loaded": self.logical_bytes_loaded,
+            "write_amplification": _rounded(self.write_amplification()),
+            "space_amplification": _rounded(self.space_amplification()),
             "phases": [p.as_dict() for p in self.phases],
         }
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def disk_bytes(path: str) -> int:
@@ -175,6 +203,10 @@ class StoreBenchmark:
             phase = self._phase(store, "load", f"insert {self.config.records:,} records",
                                 programs, clients, self.config.records, shared, "")
             result.phases.append(phase)
+            result.logical_bytes_loaded = sum(
+                len(self.keys.name(i)) for i in range(self.config.records)) + self.config.records * self.config.value_size
+            written = getattr(store, "background_bytes_written", None)
+            result.background_bytes_after_load = written() if written is not None else None
         finally:
             store.close()
         result.disk_bytes_after_load = disk_bytes(path)

@@ -5,7 +5,8 @@ JSON layout (``schema`` "hedge-ycsb/1"):
     {schema, started, finished, duration_s, command, config, workloads,
      environment, data_bytes, cache_bytes,
      stores: [{name, status, reason, settings, load_durability,
-               disk_bytes_after_load,
+               disk_bytes_after_load, background_bytes_after_load,
+               logical_bytes_loaded, write_amplification, space_amplification,
                phases: [{phase, description, operations, elapsed_s,
                          throughput_ops_s, note, verify,
                          ops: {op: {count, throughput_ops_s, avg_us, p50_us,
@@ -31,6 +32,10 @@ def _size(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def _ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def format_header(env: dict, config: dict, data_bytes: int, workloads: list[str]) -> str:
@@ -79,6 +84,10 @@ def format_settings(results: list[StoreResult]) -> str:
             lines.append(f"  {'':<10}   load phase: {r.load_durability}")
         if r.disk_bytes_after_load is not None:
             lines.append(f"  {'':<10}   on disk after load: {_size(r.disk_bytes_after_load)}")
+        space, write = r.space_amplification(), r.write_amplification()
+        if space is not None or write is not None:
+            lines.append(f"  {'':<10}   load amplification: space {_ratio(space)} (disk / logical data), "
+                         f"write {_ratio(write)} (flush + compaction bytes / logical bytes written)")
     return "\n".join(lines)
 
 

@@ -7,12 +7,25 @@ from typing import Any
 from hedge.errors import Cancelled
 from hedge.exec.executor import Executor, current_executor, current_executor_or_none
 from hedge.exec.task import Task
+from hedge.io.traps import reschedule
 
 
 def spawn(coro: Coroutine[Any, Any, Any], name: str | None = None) -> Task:
     """Start ``coro`` as a new task on the current executor; await the
     returned Task to join it.  REQUIRES: called on an executor thread."""
     return current_executor().spawn(coro, name)
+
+
+async def checkpoint() -> None:
+    """Let the other ready tasks of the current executor run before going
+    on, when there are any; free when there are none (or when not on an
+    executor).  An operation whose awaits all complete at once never gives
+    its executor up, so a task doing such operations in a loop would keep
+    every other task of its executor waiting: the database's coroutine
+    operations end with a checkpoint."""
+    executor = current_executor_or_none()
+    if executor is not None and executor.others_ready():
+        await reschedule()
 
 
 async def gather(*coros: Awaitable[Any]) -> list[Any]:
@@ -51,4 +64,4 @@ async def gather(*coros: Awaitable[Any]) -> list[Any]:
     return results
 
 
-__all__ = ["Executor", "Task", "spawn", "gather", "current_executor", "current_executor_or_none"]
+__all__ = ["Executor", "Task", "spawn", "gather", "checkpoint", "current_executor", "current_executor_or_none"]

@@ -220,6 +220,11 @@ class Executor:
         else:
             self._post((_MSG_CANCEL, task))
 
+    def others_ready(self) -> bool:
+        """Whether a task other than the running one waits for its turn.
+        REQUIRES: on this executor's thread."""
+        return bool(self._ready) or bool(self._yielded)
+
     def _check_fork(self) -> None:
         if forkguard.generation() != self._generation:
             raise ForkError(f"executor {self.name} was created before os.fork(); "

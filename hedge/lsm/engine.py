@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 
 from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError, ReadOnlyError
 from hedge.exec import gather
@@ -69,6 +70,7 @@ from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
 from hedge.lsm.table.reader import NOT_CACHED
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.lsm.wal.writer import WalWriter
+from hedge.lsm.write_controller import MAX_IMMUTABLES, WriteController, debt_steps
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
@@ -87,8 +89,12 @@ class _NeedsIO:
 
 
 NEEDS_IO = _NeedsIO()
-MAX_IMMUTABLES = 2          # writers wait when this many memtables await flush
-SLOWDOWN_SECONDS = 0.001    # delay per write group while L0 is backing up
+LOG_WAIT_SECONDS = 0.02     # a writers' wait at least this long is logged (debug) with its cause
+# After this many bytes appended to the WAL, the background pool fdatasyncs
+# it (RocksDB's wal_bytes_per_sync), so the fdatasync a memtable switch
+# waits for finds at most about this much to write (it found the whole 8 MiB
+# memtable's worth and took up to 100 ms in the YCSB load).
+WAL_BYTES_PER_SYNC = 1 << 20
 
 
 class SuperVersion:
@@ -137,9 +143,15 @@ class Engine:
         self._snapshots: dict[int, int] = {}
         self._snapshot_ids = itertools.count(1)
         self._snapshot_lock = threading.Lock()
-        self.counters = {"wal_bytes": 0, "wal_syncs": 0, "stall_slowdowns": 0, "stall_stops": 0}
+        self._wal_unsynced = 0           # bytes appended since the last background sync started
+        self._wal_syncing = False        # a background sync runs
+        self.counters = {"wal_bytes": 0, "wal_syncs": 0, "wal_background_syncs": 0,
+                         "stall_stops": 0, "stall_stop_seconds": 0.0,
+                         "memtable_waits": 0, "memtable_wait_seconds": 0.0, "memtable_switch_seconds": 0.0,
+                         "stall_max_seconds": 0.0}
         # L0 tables at which writers start to be held back (the stop trigger is higher).
         self._slowdown_at = min(options.l0_slowdown_trigger, options.l0_stop_trigger)
+        self.write_controller = WriteController()
         layout = pools.layout
         worker_config = WorkerConfig(
             io_method=io_method, ring_entries=options.ring_entries, submit_min=options.ring_submit_min,
@@ -257,7 +269,8 @@ class Engine:
         if not len(batch):
             return True
         sv = self._sv
-        if sv.mem.approximate_bytes() >= self.options.memtable_bytes or len(sv.version.levels[0]) >= self._slowdown_at:
+        if (sv.mem.approximate_bytes() >= self.options.memtable_bytes or len(sv.version.levels[0]) >= self._slowdown_at
+                or len(sv.imms) >= MAX_IMMUTABLES):
             return False
         commit = self._commit
         if not commit.try_lead():
@@ -277,8 +290,8 @@ class Engine:
         sv = self._sv
         rotate = any(w.rotate for w in group) if len(group) > 1 else group[0].rotate
         if (rotate or sv.mem.approximate_bytes() >= self.options.memtable_bytes
-                or len(sv.version.levels[0]) >= self._slowdown_at):
-            await self._make_room(rotate)
+                or len(sv.version.levels[0]) >= self._slowdown_at or len(sv.imms) >= MAX_IMMUTABLES):
+            await self._make_room(rotate, group)
         writers = group if len(group) == 1 and len(group[0].batch) else [w for w in group if len(w.batch)]
         if not writers:
             return
@@ -315,10 +328,45 @@ class Engine:
         """Append ``payload`` as one WAL record (inline; the OS has it on
         return).  A failure becomes the background error."""
         try:
-            self.counters["wal_bytes"] += self._wal.append(payload)
+            n = self._wal.append(payload)
         except BaseException as e:  # noqa: BLE001
             self.record_background_error(e, "WAL write")
             raise
+        self.counters["wal_bytes"] += n
+        self._wal_unsynced += n
+        if self._wal_unsynced >= WAL_BYTES_PER_SYNC and not self._wal_syncing:
+            self._start_wal_sync()
+
+    def _start_wal_sync(self) -> None:
+        """Have the background pool fdatasync the WAL (through a descriptor
+        of its own, so the leader may close the WAL meanwhile).  Durability
+        promises do not rest on it: sync=True writes and memtable switches
+        still sync themselves; it only leaves them less to write.  A failure
+        is the background error (the WAL may have lost data; never retried)."""
+        self._wal_unsynced = 0
+        try:
+            file = self._wal.duplicate()
+        except OSError as e:
+            self.record_background_error(e, "WAL sync")
+            return
+        self._wal_syncing = True
+        try:
+            self.pools.background.submit(self._background_wal_sync(file), name="wal sync")
+        except BaseException:  # noqa: BLE001 - closing: the WAL is synced at close
+            self._wal_syncing = False
+            file.close()
+
+    async def _background_wal_sync(self, file) -> None:
+        try:
+            await ops.fdatasync(file)
+            self.counters["wal_background_syncs"] += 1
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            self.record_background_error(e, "WAL sync")
+        finally:
+            file.close()
+            self._wal_syncing = False
 
     def _apply(self, writers, next_seq: int) -> None:
         """Insert the logged batches into the memtable and publish their
@@ -329,28 +377,56 @@ class Engine:
                 add(key, s, kind, value)
         self.versions.last_seq = next_seq - 1
 
-    async def _make_room(self, force_rotate: bool) -> None:
-        """Switch memtables when full (or asked), and hold writers back while
-        flushes and L0 compactions fall behind."""
+    async def _make_room(self, force_rotate: bool, group) -> None:
+        """Hold the group back while flushes and L0 compactions fall behind
+        (paced by the write controller; stopped at l0_stop_trigger), and
+        switch memtables when full (or asked).  Every wait is counted and
+        timed by cause (stats()["compaction"]); one of LOG_WAIT_SECONDS or
+        more is logged at debug level."""
         opts = self.options
         sv = self._sv
-        stall = policy.write_stall(sv.version, opts)
-        if stall == policy.Stall.SLOWDOWN:
-            self.counters["stall_slowdowns"] += 1
-            await ops.sleep(SLOWDOWN_SECONDS)
-        elif stall == policy.Stall.STOP:
-            self.counters["stall_stops"] += 1
-            await self.changed.wait_for(lambda: self._bg_error is not None or self._closing or
-                                        policy.write_stall(self._sv.version, opts) != policy.Stall.STOP)
-            self.check_writable()
+        if policy.write_stall(sv.version, opts) == policy.Stall.STOP:
+            started = time.monotonic()
+            await self._wait_for(lambda: policy.write_stall(self._sv.version, opts) != policy.Stall.STOP)
+            self._waited("stall_stops", "stall_stop_seconds", started, "L0 compaction (l0_stop_trigger)")
+            sv = self._sv
+        steps = debt_steps(len(sv.version.levels[0]), len(sv.imms), self._slowdown_at)
+        if steps or self.write_controller.pacing:
+            nbytes = group[0].batch.byte_size() if len(group) == 1 else sum(w.batch.byte_size() for w in group)
+            delay = self.write_controller.delay(nbytes, steps)
+            if delay:
+                await ops.sleep(delay)
+                self._note_wait(delay, "the write rate limit")
         mem = self._sv.mem
         if (force_rotate and len(mem)) or mem.approximate_bytes() >= opts.memtable_bytes:
             if len(self._sv.imms) >= MAX_IMMUTABLES:
-                self.counters["stall_stops"] += 1
-                await self.changed.wait_for(lambda: self._bg_error is not None or self._closing or
-                                            len(self._sv.imms) < MAX_IMMUTABLES)
-                self.check_writable()
+                started = time.monotonic()
+                await self._wait_for(lambda: len(self._sv.imms) < MAX_IMMUTABLES)
+                self._waited("memtable_waits", "memtable_wait_seconds", started, "a memtable flush")
+            started = time.monotonic()
             await self._switch_memtable()
+            self._waited(None, "memtable_switch_seconds", started, "the memtable switch (WAL sync)")
+
+    async def _wait_for(self, predicate) -> None:
+        """Wait until ``predicate()`` holds; raise the background error (or
+        ClosedError) instead when one comes first."""
+        await self.changed.wait_for(lambda: self._bg_error is not None or self._closing or predicate())
+        self.check_writable()
+
+    def _waited(self, count: str | None, seconds: str, started: float, cause: str) -> None:
+        waited = time.monotonic() - started
+        c = self.counters
+        if count is not None:
+            c[count] += 1
+        c[seconds] += waited
+        self._note_wait(waited, cause)
+
+    def _note_wait(self, waited: float, cause: str) -> None:
+        c = self.counters
+        if waited > c["stall_max_seconds"]:
+            c["stall_max_seconds"] = waited
+        if waited >= LOG_WAIT_SECONDS:
+            log.debug("hedge: writers waited %.1f ms for %s", waited * 1e3, cause)
 
     async def _switch_memtable(self) -> None:
         number = self.versions.new_file_number()
@@ -365,6 +441,7 @@ class Engine:
             raise
         old = self._wal
         self._wal = wal
+        self._wal_unsynced = 0
         old.close()
         with self._sv_lock:
             sv = self._sv
@@ -586,8 +663,12 @@ class Engine:
         user_bytes = c["wal_bytes"]
         written = compaction["flush_bytes"] + compaction["bytes_written"]
         compaction["write_amplification"] = (written / user_bytes) if user_bytes else 0.0
-        compaction["stall_slowdowns"] = c["stall_slowdowns"]
-        compaction["stall_stops"] = c["stall_stops"]
+        wc = self.write_controller
+        compaction["stall_slowdowns"] = wc.delays
+        compaction["stall_slowdown_seconds"] = round(wc.delayed_seconds, 6)
+        for name in ("stall_stops", "stall_stop_seconds", "memtable_waits", "memtable_wait_seconds",
+                     "memtable_switch_seconds", "stall_max_seconds"):
+            compaction[name] = round(c[name], 6) if isinstance(c[name], float) else c[name]
         return {
             "levels": levels,
             "memtable_bytes": sv.mem.approximate_bytes(),
@@ -597,7 +678,8 @@ class Engine:
             "next_file_number": self.versions.next_file_number,
             "background_error": None if self._bg_error is None else str(self._bg_error),
             "wal": {"groups": self._commit.groups, "writers": self._commit.writers,
-                    "syncs": c["wal_syncs"], "bytes": user_bytes, "number": self._sv.mem_wal},
+                    "syncs": c["wal_syncs"], "background_syncs": c["wal_background_syncs"],
+                    "bytes": user_bytes, "number": self._sv.mem_wal},
             "compaction": compaction,
             "cache": self.cache.stats() if self.cache is not None else None,
             "table_cache": self.tables.stats(),

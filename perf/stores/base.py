@@ -9,6 +9,8 @@ An adapter is a class with
     put(key, value) / get(key) -> bytes | None / scan(start, count) -> list
     close()
     settings() -> dict                 # durability, cache, page cache, I/O
+    background_bytes_written() -> int | None   # optional: bytes written by
+                                       # flushes and compactions since open
 
 ``scan(start, count)`` returns up to ``count`` (key, value) pairs with
 key >= start, in key order.  ``put`` is durable before it returns when the

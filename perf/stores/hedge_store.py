@@ -79,6 +79,15 @@ class HedgeStore:
     def close(self) -> None:
         self._db.close()
 
+    def background_bytes_written(self) -> int | None:
+        """Bytes written by flushes and compactions since open (stats());
+        None when the statistics do not say (they are informative only)."""
+        try:
+            c = self._db.stats()["compaction"]
+            return c["flush_bytes"] + c["bytes_written"]
+        except Exception:  # noqa: BLE001
+            return None
+
     def _concurrency(self) -> str:
         return f"{self._config.clients} coroutines on one foreground executor"
 

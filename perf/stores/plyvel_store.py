@@ -57,6 +57,12 @@ class PlyvelStore:
     def close(self) -> None:
         self._db.close()
 
+    def background_bytes_written(self) -> int | None:
+        """Bytes written by flushes and compactions since open: the sum of
+        the Write(MB) column of ``leveldb.stats`` (memtable flushes count as
+        level-0 output there), to 1 MB per level."""
+        return leveldb_written_bytes((self._db.get_property(b"leveldb.stats") or b"").decode())
+
     def settings(self) -> dict:
         return {
             "version": f"plyvel {plyvel.__version__}, LevelDB {plyvel.__leveldb_version__}",
@@ -67,3 +73,18 @@ class PlyvelStore:
             "io": "tables memory-mapped (LevelDB's default on 64-bit) or pread, through the page cache",
             "concurrency": thread_layout(self._config),
         }
+
+
+def leveldb_written_bytes(stats: str) -> int | None:
+    """The Write(MB) column of LevelDB's stats table, summed, in bytes; None
+    when the text has no such table."""
+    lines = stats.splitlines()
+    header = next((i for i, line in enumerate(lines) if "Write(MB)" in line), None)
+    if header is None:
+        return None
+    total = 0
+    for line in lines[header + 1:]:
+        fields = line.split()
+        if len(fields) == 6 and fields[0].isdigit():
+            total += int(fields[5])
+    return total << 20

@@ -12,6 +12,7 @@ would only take turns; the clients run round-robin on one thread.
 """
 from __future__ import annotations
 
+import re
 from importlib import metadata
 
 from perf.stores.base import StoreConfig
@@ -70,6 +71,12 @@ class RocksdictStore:
     def close(self) -> None:
         self._db.close()
 
+    def background_bytes_written(self) -> int | None:
+        """Bytes written by flushes and compactions since open: the
+        "Cumulative compaction: X GB write" line of ``rocksdb.stats`` (flushes
+        count as level-0 compaction output there), to 0.01 GB."""
+        return cumulative_compaction_bytes(self._db.property_value("rocksdb.stats") or "")
+
     def settings(self) -> dict:
         return {
             "version": f"rocksdict {metadata.version('rocksdict')}",
@@ -80,3 +87,13 @@ class RocksdictStore:
             "io": "pread" + (" with O_DIRECT" if self._config.cold else " through the page cache"),
             "concurrency": "one thread, clients round-robin (the binding holds the GIL)",
         }
+
+
+_CUMULATIVE = re.compile(r"^Cumulative compaction: ([0-9.]+) GB write", re.MULTILINE)
+
+
+def cumulative_compaction_bytes(stats: str) -> int | None:
+    """Bytes from the "Cumulative compaction" line of RocksDB's stats text,
+    or None when it has none."""
+    match = _CUMULATIVE.search(stats)
+    return None if match is None else int(float(match.group(1)) * (1 << 30))

@@ -206,6 +206,45 @@ def test_spawn_and_gather_inside_run(db):
     assert db.get(b"g2-024") == b"24"
 
 
+def test_coroutine_operations_take_turns_on_their_executor(db):
+    """A put that completes without waiting (a write group of one into the
+    memtable) or a get answered by the memtable still lets the executor's
+    other ready tasks run: without the checkpoint each task below would run
+    its whole loop before the next one starts."""
+    events = []
+
+    async def client(name: str, n: int) -> None:
+        for i in range(n):
+            key = b"%s%d" % (name.encode(), i)
+            await db.aio.put(key, b"v")
+            assert await db.aio.get(key) == b"v"
+            events.append(name)
+
+    async def job():
+        await hedge.gather(client("a", 4), client("b", 4), client("c", 4))
+
+    db.run(job())
+    assert events == ["a", "b", "c"] * 4
+
+
+def test_coroutine_scans_take_turns_on_their_executor(db):
+    """A scan of memtables never waits; each one starts with a checkpoint,
+    so tasks that only scan still take turns."""
+    db.put(b"a", b"1")
+    events = []
+
+    async def client(name: str) -> None:
+        for _ in range(3):
+            assert [k async for k, _ in db.aio.scan()] == [b"a"]
+            events.append(name)
+
+    async def job():
+        await hedge.gather(client("a"), client("b"))
+
+    db.run(job())
+    assert events == ["a", "b"] * 3
+
+
 def test_run_returns_the_result_and_raises_the_exception(db):
     async def ok():
         return 42

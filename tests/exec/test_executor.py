@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from hedge.errors import Cancelled, ClosedError, WrongThreadError
-from hedge.exec import Executor, current_executor, gather, spawn
+from hedge.exec import Executor, checkpoint, current_executor, gather, spawn
 from hedge.io import ops
 from hedge.io.buffer import Buffer
 from hedge.io.file import File
@@ -37,6 +37,35 @@ def test_ready_tasks_run_in_spawn_order_and_yield_round_robin(executor):
 
     executor.run_sync(main())
     assert events == ["main", "A1", "B1", "C1", "A2", "B2", "C2", "A3", "B3", "C3"]
+
+
+def test_checkpoint_yields_only_when_another_task_is_ready(executor):
+    events = []
+
+    async def alone():
+        before = executor.task_steps
+        await checkpoint()          # nothing else ready: no extra step
+        events.append(("alone", executor.task_steps - before))
+
+    async def worker(name):
+        for i in range(2):
+            events.append(f"{name}{i}")
+            await checkpoint()
+
+    async def main():
+        await alone()
+        tasks = [spawn(worker(n)) for n in "AB"]
+        for t in tasks:
+            await t
+
+    executor.run_sync(main())
+    assert events == [("alone", 0), "A0", "B0", "A1", "B1"]
+
+
+def test_checkpoint_off_an_executor_does_nothing():
+    coro = checkpoint()
+    with pytest.raises(StopIteration):
+        coro.send(None)
 
 
 def test_io_completions_resume_tasks_after_ready_ones(executor):

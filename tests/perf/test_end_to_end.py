@@ -19,7 +19,9 @@ from perf.ycsb import main
 
 PHASE_FIELDS = {"phase", "description", "operations", "elapsed_s", "throughput_ops_s", "ops", "verify", "note"}
 OP_FIELDS = {"count", "throughput_ops_s", "avg_us", "p50_us", "p95_us", "p99_us", "p999_us", "min_us", "max_us"}
-STORE_FIELDS = {"name", "status", "reason", "settings", "load_durability", "disk_bytes_after_load", "phases"}
+STORE_FIELDS = {"name", "status", "reason", "settings", "load_durability", "disk_bytes_after_load",
+                "background_bytes_after_load", "logical_bytes_loaded", "write_amplification",
+                "space_amplification", "phases"}
 TOP_FIELDS = {"schema", "started", "finished", "duration_s", "command", "config", "workloads", "notes",
               "environment", "data_bytes", "cache_bytes", "stores", "plots"}
 ENV_FIELDS = {"cpu", "cores", "cpus_allowed", "kernel", "python", "liburing", "memory_bytes", "db_dir",
@@ -228,3 +230,40 @@ def test_seconds_bound_a_workload(tmp_path):
     phase = result.phases[1]
     assert 0 < phase.operations < 10 ** 8
     assert 0.3 <= phase.elapsed_s < 3.0
+
+
+def test_the_peers_background_bytes_come_from_their_stats_text():
+    from perf.stores.plyvel_store import leveldb_written_bytes
+    from perf.stores.rocksdict_store import cumulative_compaction_bytes
+
+    rocks = ("Flush(GB): cumulative 0.123, interval 0.123\n"
+             "Cumulative compaction: 0.52 GB write, 22.63 MB/s write, 0.00 GB read, 0.00 MB/s read, 1.4 seconds\n"
+             "Interval compaction: 0.12 GB write, 23.01 MB/s write\n")
+    assert cumulative_compaction_bytes(rocks) == int(0.52 * (1 << 30))
+    assert cumulative_compaction_bytes("no stats") is None
+    level = ("                               Compactions\n"
+             "Level  Files Size(MB) Time(sec) Read(MB) Write(MB)\n"
+             "--------------------------------------------------\n"
+             "  0        2        8         2        0        87\n"
+             "  1       25       48         2      102       105\n")
+    assert leveldb_written_bytes(level) == (87 + 105) << 20
+    assert leveldb_written_bytes("") is None
+
+
+def test_load_amplification_is_reported_per_store(tmp_path, capsys):
+    results = tmp_path / "results"
+    code = main(["--stores", "hedge,sqlite", "--records", "3000", "--operations", "100", "--workloads", "C",
+                 "--clients", "4", "--progress", "never", "--no-plots", "--results", str(results)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads((results / "results.json").read_text())
+    hedge_result, sqlite_result = data["stores"]
+    logical = hedge_result["logical_bytes_loaded"]
+    assert logical > 3000 * 1000
+    assert hedge_result["space_amplification"] == pytest.approx(hedge_result["disk_bytes_after_load"] / logical,
+                                                                abs=1e-3)
+    assert hedge_result["write_amplification"] == pytest.approx(
+        hedge_result["background_bytes_after_load"] / logical, abs=1e-3)
+    assert sqlite_result["write_amplification"] is None           # sqlite does not say
+    assert sqlite_result["space_amplification"] > 0
+    assert "load amplification: space" in out and "write n/a" in out

@@ -38,5 +38,11 @@ class WalWriter:
     async def sync(self) -> None:
         await ops.fdatasync(self.file)
 
+    def duplicate(self) -> File:
+        """A File of its own on this WAL (a new descriptor): for an
+        fdatasync on another thread that must not race this writer's
+        ``close``.  The caller closes it."""
+        return File(os.dup(self.file.fd), self.file.path)
+
     def close(self) -> None:
         self.file.close()
