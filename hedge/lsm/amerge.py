@@ -29,6 +29,10 @@ from typing import AsyncIterator
 from hedge.lsm.keys import Kind
 
 PUT = Kind.PUT
+# Read-ahead of a table cursor: at most this many blocks, and no more than
+# this many bytes, in one read.
+READ_AHEAD_BLOCKS = 16
+READ_AHEAD_BYTES = 64 * 1024
 _user_key = itemgetter(0)
 
 
@@ -96,9 +100,15 @@ async def merge_runs(cursors: list, chunk: int = 512) -> AsyncIterator[list]:
 
 class TableCursor:
     """The entries of ``readers`` (tables in key order: one level, or one L0
-    table) with start <= key < end, a block at a time."""
+    table) with start <= key < end, a block at a time.
 
-    __slots__ = ("_readers", "_start", "_end", "_fill", "_next_reader", "_reader", "_ranges", "_first")
+    Read-ahead: the first read of a table takes one block, each further
+    read twice as many (adjacent in the file, one request) up to
+    ``READ_AHEAD_BYTES``: a short scan or a seek reads what it uses, a long
+    scan or a compaction takes few requests."""
+
+    __slots__ = ("_readers", "_start", "_end", "_fill", "_next_reader", "_reader", "_ranges", "_first",
+                 "_pending", "_ahead")
 
     def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True):
         self._readers = readers
@@ -109,6 +119,32 @@ class TableCursor:
         self._reader = None
         self._ranges = None
         self._first = True
+        self._pending: list = []        # blocks read ahead, in reverse order (pop from the end)
+        self._ahead = 1
+
+    async def _next(self):
+        """The next block of the current table, or None at its end."""
+        pending = self._pending
+        if pending:
+            return pending.pop()
+        ranges = self._ranges
+        want = []
+        total = 0
+        limit = self._ahead
+        for rng in ranges:
+            want.append(rng)
+            total += rng[1]
+            if len(want) >= limit or total >= READ_AHEAD_BYTES:
+                break
+        if not want:
+            return None
+        if len(want) == 1:
+            return await self._reader.read_block(want[0][0], want[0][1], self._fill)
+        self._ahead = min(limit * 2, READ_AHEAD_BLOCKS)
+        blocks = await self._reader.read_blocks(want, self._fill)
+        blocks.reverse()
+        self._pending = blocks
+        return blocks.pop()
 
     async def next_block(self) -> list | None:
         """The next non-empty run of entries, or None at the end."""
@@ -121,17 +157,20 @@ class TableCursor:
                 self._next_reader += 1
                 self._ranges = self._reader.iter_block_ranges(self._start, end)
                 self._first = True
-            rng = next(self._ranges, None)
-            if rng is None:
+                self._pending = []
+            block = await self._next()
+            if block is None:
                 self._ranges = None
                 continue
-            block = await self._reader.read_block(rng[0], rng[1], self._fill)
+            if self._ahead == 1:
+                self._ahead = 2
             entries = block.entries(self._start if self._first else None)
             self._first = False
             if end is not None and entries and entries[-1][0] >= end:
                 entries = entries[:bisect.bisect_left(entries, end, key=_user_key)]
                 self._readers = ()        # nothing at or past `end` follows
                 self._ranges = None
+                self._pending = []
                 self._next_reader = 0
             if entries:
                 return entries

@@ -4,9 +4,10 @@ table from an ordered stream of entries.
 Reads: every read the reader asks for is page-aligned (docs/format/table.md),
 so the same code serves O_DIRECT files.  A read goes into a page-aligned
 Buffer taken from a small per-thread free list of its size (reads of up to
-POOLED_PAGES pages: one page, or the two a compressed block crossing a page
-boundary spans; a new Buffer is an mmap, ~30 us), and is copied out as
-bytes (blocks in the cache must not alias a reused buffer).
+POOLED_PAGES pages: one page, the two a compressed block crossing a page
+boundary spans, or a scan's read-ahead of several blocks; a new Buffer is
+an mmap, ~30 us), and is copied out as bytes (blocks in the cache must not
+alias a reused buffer).
 
 Writes: the builder hands out finished, page-aligned chunks; they are
 written as they come (a bounded window of ``WRITE_WINDOW`` in flight), then
@@ -32,8 +33,8 @@ from hedge.lsm.version_edit import FileMeta
 PAGE = 4096
 WRITE_WINDOW = 4
 WRITE_EVERY = 256          # entries added between two writes of finished chunks
-POOLED_PAGES = 4
-_FREE_LIMIT = 256          # buffers kept per size and thread
+POOLED_PAGES = 16          # a table cursor's largest read-ahead (amerge.READ_AHEAD_BYTES)
+_FREE_BYTES = 1 << 20      # bytes of buffers kept per size and thread (at least 8 buffers)
 _local = threading.local()
 
 
@@ -54,7 +55,7 @@ def _give_back(buf: Buffer) -> None:
         if free is None:
             free = _local.free = {}
         bufs = free.setdefault(size, [])
-        if len(bufs) < _FREE_LIMIT:
+        if len(bufs) < max(8, _FREE_BYTES // size):
             bufs.append(buf)
 
 

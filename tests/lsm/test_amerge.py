@@ -141,3 +141,88 @@ def test_merge_runs_gives_entry_order_each_write_once_in_key_aligned_chunks(seed
     assert all(len(c) >= chunk for c in chunks[:-1])
     for a, b in zip(chunks, chunks[1:]):
         assert a[-1][0] != b[0][0], "a key's versions were split between two chunks"
+
+
+def _table_with_log(entries, number: int, log: list, compression: str = "none", cache=None) -> TableReader:
+    builder = TableBuilder(block_bytes=256, compression=compression)
+    for e in entries:
+        builder.add(*e)
+    ready = builder.take_ready()
+    rest, _props = builder.finish()
+    data = bytearray()
+    for offset, chunk in ready + rest:
+        assert offset == len(data)
+        data += chunk
+    reader = run(TableReader.open(memory_reader(bytes(data), log), len(data), f"t{number}.sst", number, cache))
+    log.clear()
+    return reader
+
+
+def _values_entries(n: int, value_bytes: int = 100):
+    rng = random.Random(n)
+    return [(b"k%05d" % i, i + 1, Kind.PUT, rng.randbytes(value_bytes)) for i in range(n)]
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_table_cursor_reads_ahead_doubling_from_one_block(compression):
+    """A scan's first read takes one block, each next one twice as many (one
+    request each), up to the read-ahead limit; every entry comes back once,
+    in order."""
+    from hedge.lsm import amerge
+    log: list = []
+    entries = _values_entries(2000)
+    reader = _table_with_log(entries, 1, log, compression)
+    blocks = reader.block_count
+    assert blocks > 2 * amerge.READ_AHEAD_BLOCKS
+    runs = collect(merge_runs([TableCursor([reader], None, None)], chunk=1))
+    assert [e for r in runs for e in r] == entries
+    assert len(log) < blocks // 4
+    if compression == "none":           # page-aligned blocks: count the blocks each request covers
+        per_request = [sum(1 for o, n in reader.block_ranges() if offset <= o and o + n <= offset + length)
+                       for offset, length in log]
+        assert per_request[:5] == [1, 2, 4, 8, 16]
+        assert max(per_request) == amerge.READ_AHEAD_BLOCKS
+        assert sum(per_request) == blocks
+
+
+def test_a_short_scan_reads_only_its_first_block():
+    log: list = []
+    reader = _table_with_log(_values_entries(500), 1, log)
+    cursor = TableCursor([reader], b"k00100", None)
+    first = run(cursor.next_block())
+    assert first[0][0] == b"k00100"
+    assert len(log) == 1 and log[0][1] <= 4096
+
+
+def test_read_ahead_takes_cached_blocks_from_the_cache_and_reads_the_others_in_runs():
+    from hedge.lsm.cache import BlockCache
+    log: list = []
+    entries = _values_entries(600)
+    reader = _table_with_log(entries, 1, log, cache=BlockCache(1 << 20))
+    ranges = reader.block_ranges()
+    # Cache every third block.
+    for offset, length in ranges[::3]:
+        run(reader.read_block(offset, length))
+    log.clear()
+    blocks = run(reader.read_blocks(ranges[:9]))
+    assert [b.entries() for b in blocks] == [run(reader.read_block(o, n)).entries() for o, n in ranges[:9]]
+    # Blocks 1-2, 4-5 and 7-8 were missing: three reads of two blocks each.
+    assert [(o, n) for o, n in log] == [(ranges[i][0], ranges[i][1] + ranges[i + 1][1]) for i in (1, 4, 7)]
+
+
+def test_a_damaged_block_in_a_read_ahead_run_is_a_corruption_error():
+    from hedge.errors import CorruptionError
+    builder = TableBuilder(block_bytes=256)
+    for e in _values_entries(300):
+        builder.add(*e)
+    ready = builder.take_ready()
+    rest, _props = builder.finish()
+    data = bytearray(b"".join(chunk for _, chunk in ready + rest))
+    reader = run(TableReader.open(memory_reader(bytes(data)), len(data), "t.sst", 1))
+    ranges = reader.block_ranges()
+    data[ranges[5][0] + 10] ^= 0xFF
+    damaged = run(TableReader.open(memory_reader(bytes(data)), len(data), "t.sst", 1))
+    with pytest.raises(CorruptionError):
+        run(damaged.read_blocks(ranges[2:10]))
+    with pytest.raises(CorruptionError):
+        collect(merge_runs([TableCursor([damaged], None, None)], chunk=1))

@@ -327,6 +327,49 @@ class TableReader:
                 return block
         return await self._load(offset, length, fill_cache)
 
+    async def read_blocks(self, ranges: list[tuple[int, int]], fill_cache: bool = True) -> list[Block]:
+        """The blocks at ``ranges`` (consecutive entries of ``block_ranges``,
+        in file order), each from the cache or read and verified.  The blocks
+        missing from the cache that follow each other in the file are read
+        with one request covering their pages (read-ahead for scans)."""
+        cache = self._cache
+        blocks: list = [None] * len(ranges)
+        missing: list[int] = []
+        table_id = self.table_id
+        for i, (offset, _length) in enumerate(ranges):
+            if cache is not None:
+                ckey = (table_id, offset)
+                block = cache.get(ckey)
+                if block is not None:
+                    blocks[i] = block if block.has_keys else self._decode_cached(ckey, block)
+                    continue
+            missing.append(i)
+        run: list[int] = []
+        for i in missing:
+            if run and i != run[-1] + 1:
+                await self._load_run(ranges, run, blocks, fill_cache)
+                run = []
+            run.append(i)
+        if run:
+            await self._load_run(ranges, run, blocks, fill_cache)
+        return blocks
+
+    async def _load_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: bool) -> None:
+        """Read the blocks ``ranges[i] for i in run`` (adjacent in the file)
+        with one read of the pages covering them, into ``blocks``."""
+        if len(run) == 1:
+            offset, length = ranges[run[0]]
+            blocks[run[0]] = await self._load(offset, length, fill_cache)
+            return
+        first_offset = ranges[run[0]][0]
+        last_offset, last_length = ranges[run[-1]]
+        start, span = page_span(first_offset, last_offset + last_length - first_offset)
+        data = await _read_exact(self._read, start, span, self.file_name)
+        view = memoryview(data)
+        for i in run:
+            offset, length = ranges[i]
+            blocks[i] = self.decode_block(offset, bytes(view[offset - start:offset - start + length]), fill_cache)
+
     async def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None,
                         fill_cache: bool = True) -> AsyncIterator[tuple[bytes, int, Kind, bytes]]:
         """Yield every entry ``(user_key, seq, kind, value)`` with
