@@ -60,7 +60,7 @@ from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
 from hedge.lsm.iterators import merge
-from hedge.lsm.keys import check_key
+from hedge.lsm.keys import Kind, check_key
 from hedge.lsm.lookup import NeedsIO, SuperVersion
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
@@ -71,6 +71,8 @@ from hedge.lsm.wal.writer import WalWriter
 from hedge.options import Options
 
 log = logging.getLogger("hedge")
+
+DELETE = Kind.DELETE
 
 
 
@@ -235,10 +237,13 @@ class Engine:
         if not commit.try_lead():
             return False
         try:
-            writers = (Writer(batch, False),)
-            payload, seq, _sync = self._number(writers)
-            self._log(payload)
-            self._apply(writers, seq)
+            # _number, _log and _apply for one writer, without the Writer.
+            seq = self.versions.last_seq + 1
+            self._log(batch.encode(seq))
+            add = self._sv.mem.add          # read as leader: no switch meanwhile
+            for key, s, kind, value in batch.entries(seq):
+                add(key, s, kind, value)
+            self.versions.last_seq = seq + len(batch) - 1
         finally:
             commit.release_lead()
         return True
@@ -359,7 +364,13 @@ class Engine:
         self.check_open()
         if snap is None:
             snap = self.versions.last_seq
-        return self._sv.get(key, snap)
+        sv = self._sv
+        found = sv.mem.get(key, snap)       # SuperVersion.get, one call fewer for a memtable key
+        if found is None:
+            return sv.get_below_memtable(key, snap)
+        if found[1] == DELETE:
+            return None
+        return found[2]
 
     async def get(self, key, snap: int | None = None) -> bytes | None:
         """The value of ``key`` at sequence ``snap`` (None: now), or None.

@@ -64,16 +64,24 @@ class SuperVersion:
         REQUIRES: ``key`` is checked bytes."""
         found = self.mem.get(key, snap)
         if found is None:
-            for mem in self._imm_mems:
-                found = mem.get(key, snap)
-                if found is not None:
-                    break
-            else:
-                found = _probe(key, snap, self._l0, self._deep)
-                if found is None:
-                    return None
-                if type(found) is NeedsIO:
-                    return found
+            return self.get_below_memtable(key, snap)
+        if found[1] == DELETE:
+            return None
+        return found[2]
+
+    def get_below_memtable(self, key: bytes, snap: int):
+        """``get`` for a key the (mutable) memtable has no version of at
+        ``snap``: the immutable memtables, then the tables."""
+        for mem in self._imm_mems:
+            found = mem.get(key, snap)
+            if found is not None:
+                break
+        else:
+            found = _probe(key, snap, self._l0, self._deep)
+            if found is None:
+                return None
+            if type(found) is NeedsIO:
+                return found
         if found[1] == DELETE:
             return None
         return found[2]
