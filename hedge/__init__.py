@@ -21,9 +21,10 @@ from hedge.db import DB, AsyncDB, ScanIterator, Snapshot, open  # noqa: E402,A00
 from hedge.directory import destroy  # noqa: E402
 from hedge.exec import gather, spawn  # noqa: E402
 from hedge.lsm.batch import WriteBatch  # noqa: E402
+from hedge.repair import RepairReport, repair  # noqa: E402
 
 __all__ = [
-    "open", "destroy", "DB", "AsyncDB", "Snapshot", "ScanIterator", "WriteBatch", "Options", "spawn", "gather",
+    "open", "destroy", "repair", "RepairReport", "DB", "AsyncDB", "Snapshot", "ScanIterator", "WriteBatch", "Options", "spawn", "gather",
     "HedgeError", "HedgeIOError", "ShortIOError", "AlignmentError", "CorruptionError", "LockError",
     "ReadOnlyError", "ClosedError", "ForkError", "BackgroundError", "WrongThreadError", "Cancelled",
 ]

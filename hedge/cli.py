@@ -9,6 +9,7 @@
     hedge dump FILE            print a table's entries or a WAL's or manifest's records
     hedge compact DB           flush, compact a key range (--start/--end), then until none is due
     hedge checkpoint DB TARGET a copy of DB that opens as a database of its own
+    hedge repair DB            rebuild the manifest of a closed database from its tables and WALs
     hedge bench [ARGS...]      the YCSB benchmark (python -m perf.ycsb) from a source checkout
 
 Exit status: 0 on success; 1 on a failure (an error, damage found by check
@@ -45,7 +46,9 @@ default) or as hex digits (--input hex, for binary keys).  Printed as text
 (--output text, the default: UTF-8 where it decodes and is printable, other
 bytes as \\xNN escapes and a backslash as \\\\, so every entry is one line), as
 hex (--output hex), or as the stored bytes (--output raw).  -x is
---input hex --output hex.
+--input hex --output hex.  The empty key is a key: give it as an empty
+argument ('' in the shell), e.g. hedge put DB '' VALUE; hedge scan prints
+it as an empty field before the tab.
 
 exit status: 0 success; 1 failure (an error, damage found, a key not found);
 2 bad arguments.
@@ -199,7 +202,7 @@ def cmd_get(args) -> int:
     with open_database(args, read_only=True) as db:
         value = db.get(key)
     if value is None:
-        raise CommandError(f"not found: {args.key}")
+        raise CommandError(f"not found: {args.key or '(the empty key)'}")
     out = Output(args.output)
     out.value(value)
     out.flush()
@@ -236,7 +239,7 @@ def cmd_scan(args) -> int:
         raise CommandError("--limit must be >= 0")
     out = Output(args.output)
     with open_database(args, read_only=True) as db:
-        pairs = db.scan(start or None, end)
+        pairs = db.scan(start, end)
         if args.reverse:
             # The API scans forward only: keep the last --limit pairs (all of
             # them without a limit) and print those backwards.
@@ -353,6 +356,16 @@ def cmd_checkpoint(args) -> int:
     return EXIT_OK
 
 
+def cmd_repair(args) -> int:
+    report = hedge.repair(args.db, io_method=args.io_method, **COMMAND_OPTIONS)
+    for name, why in report.tables_moved:
+        print(f"moved aside: {name}: {why}")
+    for line in report.wal_damage:
+        print(f"WAL damage: {line}")
+    print(report.summary())
+    return EXIT_OK
+
+
 def _levels(files: list[int]) -> str:
     return " ".join(f"L{i}:{n}" for i, n in enumerate(files) if n) or "none"
 
@@ -459,6 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = opens(command("checkpoint", "write a consistent copy of DB into TARGET (missing or empty) that opens as "
                                     "a database of its own: tables hard-linked, a fresh manifest", cmd_checkpoint))
     p.add_argument("target", metavar="TARGET", help="the new database's directory")
+
+    opens(command("repair", "rebuild the manifest of a closed database from the tables and WALs present: "
+                            "damaged tables are moved into DB/lost/, the rest and the WALs' writes merged "
+                            "into new tables", cmd_repair))
 
     sub.add_parser("bench", help="run the YCSB benchmark (python -m perf.ycsb; needs a source checkout); "
                                  "`hedge bench --help` lists its flags", add_help=False)

@@ -48,8 +48,8 @@ from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.engine import Engine
-from hedge.lsm.lookup import NeedsIO
 from hedge.lsm.keys import check_key
+from hedge.lsm.lookup import NeedsIO
 from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
 
@@ -104,7 +104,7 @@ class DB:
         self._engine = engine
         self.recovery = engine.recovery
         self._close_lock = threading.Lock()
-        self.aio = AsyncDB(self._calls)
+        self.aio = AsyncDB(self._calls, pools, options)
 
     @classmethod
     def _open(cls, directory: str, options: Options) -> "DB":
@@ -275,25 +275,14 @@ class DB:
         """Levels, memtables, WAL and compaction counters, cache and
         per-executor I/O counters, and the pinning layout."""
         self._check()
-        out = self._engine.stats()
-        pools = self._pools.stats()
-        out["layout"] = pools["layout"]
-        out["foreground"] = pools["foreground"]
-        out["background"] = pools["background"]
-        out["callers"] = self._callers.stats()
-        out["io_method"] = self._engine.io_method
-        out["options"] = {"direct_io": self.options.direct_io,
-                          "block_cache_bytes": self.options.block_cache_bytes,
-                          "memtable_bytes": self.options.memtable_bytes}
-        return out
+        return _stats(self._calls, self._pools, self.options)
 
     def snapshot(self) -> "Snapshot":
         """A read-only view of the database as it is now: get, multi_get and
         scan on it see no later write.  Release it with ``close()`` (or use
         it as a context manager); until then compactions keep what it sees."""
         self._check()
-        sid, seq = self._engine.acquire_snapshot()
-        return Snapshot(self._calls, sid, seq)
+        return _snapshot(self._calls)
 
     # -- the dict face ----------------------------------------------------------------
     def __getitem__(self, key: BytesLike) -> bytes:
@@ -465,6 +454,27 @@ class Snapshot:
     def __del__(self):
         if not getattr(self, "_closed", True):
             self.close()
+
+
+def _stats(calls: "_Calls", pools: Pools, options: Options) -> dict[str, Any]:
+    """``DB.stats``: the engine's figures, the pools' and callers' I/O
+    counters and layout, and the options that shape them."""
+    out = calls.engine.stats()
+    pool_stats = pools.stats()
+    out["layout"] = pool_stats["layout"]
+    out["foreground"] = pool_stats["foreground"]
+    out["background"] = pool_stats["background"]
+    out["callers"] = calls.callers.stats()
+    out["io_method"] = calls.engine.io_method
+    out["options"] = {"direct_io": options.direct_io,
+                      "block_cache_bytes": options.block_cache_bytes,
+                      "memtable_bytes": options.memtable_bytes}
+    return out
+
+
+def _snapshot(calls: "_Calls") -> Snapshot:
+    sid, seq = calls.engine.acquire_snapshot()
+    return Snapshot(calls, sid, seq)
 
 
 class _AsyncSnapshot:
@@ -708,16 +718,26 @@ class _Calls:
 class AsyncDB:
     """Coroutine forms of the DB operations (``db.aio``).
 
-    Each method returns an awaitable.  Called in a task of a hedge executor
-    (inside ``db.run``, ``hedge.spawn``) it is the engine's coroutine, run by
-    that executor.  Called in an asyncio task it is a coroutine that runs
-    the engine on the loop thread's executor: requests of many tasks share
-    one submission and completions wake the loop, which never blocks on I/O.
+    Each method that may do I/O returns an awaitable.  Called in a task of
+    a hedge executor (inside ``db.run``, ``hedge.spawn``) it is the engine's
+    coroutine, run by that executor.  Called in an asyncio task it is a
+    coroutine that runs the engine on the loop thread's executor: requests
+    of many tasks share one submission and completions wake the loop, which
+    never blocks on I/O.
+
+    ``approximate_size``, ``property``, ``stats`` and ``snapshot`` do no I/O
+    and never wait: they are plain methods here too, returning their result
+    at once (as on DB), from any thread, hedge task or asyncio task.
+    ``run``, ``write_batch`` and ``close`` have no counterpart (docs/api.md
+    says why).  AsyncDB holds the calls, the pools and the options, never
+    the DB.
     """
 
-    def __init__(self, calls: _Calls):
+    def __init__(self, calls: _Calls, pools: Pools, options: Options):
         self._calls = calls
         self._engine = calls.engine
+        self._pools = pools
+        self._options = options
 
     def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
@@ -773,6 +793,29 @@ class AsyncDB:
         self._calls.check_writable()
         start, end = _key_range(start, end)
         return self._calls.awaitable(self._engine.compact(start, end))
+
+    def approximate_size(self, start: BytesLike | None = None, end: BytesLike | None = None,
+                         include_memtables: bool = True) -> int:
+        """As ``DB.approximate_size`` (no I/O: returns the size, nothing to await)."""
+        self._calls.check()
+        start, end = _key_range(start, end)
+        return approximate_size(self._engine.super_version, start, end, include_memtables)
+
+    def stats(self) -> dict[str, Any]:
+        """As ``DB.stats`` (no I/O: returns the dict, nothing to await)."""
+        self._calls.check()
+        return _stats(self._calls, self._pools, self._options)
+
+    def snapshot(self) -> Snapshot:
+        """As ``DB.snapshot``; the snapshot's reads as coroutines are on its ``aio``."""
+        self._calls.check()
+        return _snapshot(self._calls)
+
+    # Last in the class: the name ``property`` shadows the builtin below it.
+    def property(self, name: str) -> int | float:
+        """As ``DB.property`` (no I/O: returns the value, nothing to await)."""
+        self._calls.check()
+        return get_property(self._engine, name)
 
 
 class _LoopScan:

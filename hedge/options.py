@@ -81,7 +81,7 @@ class Options:
     # Submission-queue entries of each ring; bounds requests in flight per thread.
     ring_entries: int = 256
     # Submit staged requests without waiting for the ready queue to drain once
-    # this many are staged and they are an eighth of what the kernel holds
+    # this many are staged and they are half of what the kernel holds
     # (0: only when the SQ is full or no task is ready).  Early submission keeps
     # the device busy: 0.87 of fio's IOPS at 32 in flight against 0.64.
     ring_submit_min: int = 2

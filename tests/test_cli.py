@@ -62,7 +62,8 @@ def read_db(path) -> dict:
 # -- the data commands ----------------------------------------------------------------
 def test_help_and_version():
     out = ok("--help")
-    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "bench"):
+    for command in ("stats", "get", "put", "remove", "scan", "check", "dump", "compact", "checkpoint", "repair",
+                    "bench"):
         assert command in out
     assert ok("--version").strip() == f"hedge {hedge.__version__}"
     fails("nonsense", status=2)
@@ -91,6 +92,21 @@ def test_binary_keys_and_values(tmp_path):
     assert hedge_cmd("get", "--output", "raw", db, "bin").stdout == b"\x00\xff\n"
     assert ok("get", "-x", db, "6869") == "ff00\n"
     assert "not found: nope" in fails("get", db, "nope")
+
+
+def test_the_empty_key_as_an_empty_argument(tmp_path, io_method):
+    db = tmp_path / "db"
+    ok("put", "--create", "--io-method", io_method, db, "", "empty")
+    ok("put", "-x", "--io-method", io_method, db, "00", "6e756c")
+    assert read_db(db) == {b"": b"empty", b"\x00": b"nul"}
+    assert ok("get", "--io-method", io_method, db, "") == "empty\n"
+    assert ok("get", "-x", "--io-method", io_method, db, "") == "656d707479\n"
+    assert ok("scan", "--io-method", io_method, db).splitlines() == ["\tempty", "\\x00\tnul"]
+    assert ok("scan", "-x", "--start", "", "--end", "00", db).splitlines() == ["\t656d707479"]
+    assert ok("scan", "--end", "", db) == ""
+    ok("remove", "--io-method", io_method, db, "")
+    assert "not found: (the empty key)" in fails("get", db, "")
+    assert read_db(db) == {b"\x00": b"nul"}
 
 
 def test_scan_options(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from hedge.errors import ClosedError, HedgeIOError
+from hedge.errors import AlignmentError, ClosedError, HedgeIOError
 from hedge.io import faults, powerloss
 from hedge.io.buffer import ALIGN
 
@@ -109,8 +109,6 @@ class File:
 def check_direct_alignment(file: File, address: int | None, length: int, offset: int, op: str) -> None:
     """REQUIRES a file opened with O_DIRECT.  Raise AlignmentError unless the
     buffer address, the length and the file offset are multiples of 4096."""
-    from hedge.errors import AlignmentError
-
     problems = []
     if address is None:
         problems.append("the buffer is not a hedge.io.Buffer (O_DIRECT needs page-aligned memory)")

@@ -23,11 +23,12 @@ import select
 from hedge.errors import HedgeIOError, ShortIOError
 from hedge.io import faults, powerloss
 from hedge.io import opcodes as O
-from hedge.io.buffer import Buffer
+from hedge.io.buffer import ALIGN, Buffer
 from hedge.io.file import File, check_direct_alignment
 from hedge.io.traps import io_request
 
 ETIME = 62
+_ALIGN_MASK = ALIGN - 1
 
 
 def _nbytes(obj) -> int:
@@ -45,14 +46,16 @@ def _checked_length(file: File, buf, offset: int, start: int, length: int | None
     """Validate a read/write request before anything is submitted; return
     its length.  Raises ClosedError, ValueError, AlignmentError, or an
     injected fault."""
-    file.check_open()
-    total = _nbytes(buf)
+    if file.closed:
+        file.check_open()
+    is_buffer = type(buf) is Buffer
+    total = buf.size if is_buffer else _nbytes(buf)
     if length is None:
         length = total - start
     if start < 0 or length < 0 or start + length > total:
         raise ValueError(f"range [{start}, {start + length}) does not fit a buffer of {total} bytes")
-    if file.direct:
-        check_direct_alignment(file, buf.address + start if type(buf) is Buffer else None, length, offset, op)
+    if file.direct and (not is_buffer or (buf.address + start | length | offset) & _ALIGN_MASK):
+        check_direct_alignment(file, buf.address + start if is_buffer else None, length, offset, op)
     if faults.armed:
         faults.check(op, file.path)
     return length

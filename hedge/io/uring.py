@@ -36,6 +36,7 @@ assert REQ.size == ffi.sizeof("hedge_req") and CQE.size == ffi.sizeof("hedge_cqe
 
 WAKE_UD = 0                 # the wake-up poll on the eventfd
 CANCEL_UD = (1 << 64) - 1   # cancel requests; their own completions are dropped
+BATCH_WAIT_NS = 200_000    # longest wait for a batch of completions beyond the first
 _EFD_FLAGS = os.EFD_NONBLOCK | os.EFD_CLOEXEC
 _WANT_FLAGS = lib.HEDGE_SETUP_SINGLE_ISSUER | lib.HEDGE_SETUP_DEFER_TASKRUN
 
@@ -45,7 +46,7 @@ class UringBackend(SubmitCounters):
 
     def __init__(self, entries: int, submit_min: int = 2):
         """``submit_min``: submit without waiting once this many requests
-        are staged and at least an eighth of the requests in the kernel;
+        are staged and at least half of the requests in the kernel;
         0 submits only when the SQ is full or no task is ready."""
         super().__init__()
         got = ffi.new("unsigned *")
@@ -76,6 +77,9 @@ class UringBackend(SubmitCounters):
         self._submit_at = submit_min or self.sq_entries
         self._at_kernel = 0       # submitted requests whose CQE is not reaped yet (wake poll included)
         self._keep: dict[int, object] = {}
+        # Requests that need not complete on their own (polls, timeouts): a
+        # wait never counts on them.
+        self._indefinite: set[int] = set()
         self._backlog: list = []
         self._efd = os.eventfd(0, _EFD_FLAGS)
         self._wake_armed = False
@@ -90,6 +94,8 @@ class UringBackend(SubmitCounters):
             addr = 0
         else:
             addr, offset, length = self._address_of(ud, op, obj, start, length, offset)
+        if op == O.POLL or op == O.TIMEOUT:
+            self._indefinite.add(ud)
         REQ.pack_into(self._reqbuf, self._n * 40, addr, offset, ud, fd, length, flags, op)
         n = self._n = self._n + 1
         if n >= self._submit_at or n == self.sq_entries:
@@ -149,15 +155,17 @@ class UringBackend(SubmitCounters):
         if self._err[0]:
             raise HedgeIOError(self._err[0], "io_uring_enter")
         self._at_kernel -= count
-        # Early submission: once the staged requests reach an eighth of what
-        # the kernel already holds (at least submit_min), submit them without
+        # Early submission: once the staged requests reach half of what the
+        # kernel already holds (at least submit_min), submit them without
         # waiting for the ready queue to drain.  A lightly loaded device gets
-        # its requests at once; a deep queue still gets them in batches.
-        self._submit_at = max(self.submit_min, self._at_kernel >> 3) if self.submit_min else self.sq_entries
+        # its requests at once; a deep queue gets them in batches, with the
+        # next wait (which reaps a batch too: see enter).
+        self._submit_at = max(self.submit_min, self._at_kernel >> 1) if self.submit_min else self.sq_entries
         if not count:
             return []
         out = []
         keep = self._keep
+        indefinite = self._indefinite
         for ud, res, _flags in CQE.iter_unpack(self._cqeview[:count * 16]):
             if ud == CANCEL_UD:
                 self._cancels_in_flight -= 1
@@ -171,6 +179,8 @@ class UringBackend(SubmitCounters):
                 continue
             if keep:
                 keep.pop(ud, None)
+            if indefinite:
+                indefinite.discard(ud)
             out.append((ud, res))
         return out
 
@@ -190,8 +200,16 @@ class UringBackend(SubmitCounters):
                 self._wake_armed = True
                 REQ.pack_into(self._reqbuf, self._n * 40, 0, 0, WAKE_UD, self._efd, select.POLLIN, 0, O.POLL)
                 self._n += 1
+            # Wait for a quarter of the requests that complete on their own
+            # (reads, writes, syncs: not polls, timeouts or the wake-up poll),
+            # so a deep queue is reaped in batches, one enter per several
+            # completions; a short one still returns at the first.  The
+            # batch wait is bounded by BATCH_WAIT_NS.
+            wait_nr = self.wait_target()
+            if wait_nr > 1 and (timeout_ns < 0 or timeout_ns > BATCH_WAIT_NS):
+                timeout_ns = BATCH_WAIT_NS
             t0 = time.perf_counter_ns()
-            out = self._enter(1, timeout_ns)
+            out = self._enter(wait_nr, timeout_ns)
             self.stats_wait_ns += time.perf_counter_ns() - t0
             self.stats_waits += 1
         else:
@@ -200,6 +218,13 @@ class UringBackend(SubmitCounters):
             backlog.extend(out)
             return backlog
         return out
+
+    def wait_target(self) -> int:
+        """How many completions a wait asks for: a quarter of the requests
+        (staged or in the kernel) that complete on their own, or 1 when
+        fewer than 8 are."""
+        finite = self._at_kernel + self._n - len(self._indefinite) - self._wake_armed - self._cancels_in_flight
+        return finite >> 2 if finite >= 8 else 1
 
     def cancel(self, ud: int) -> None:
         """Ask the kernel to cancel request ``ud`` (best effort); its own
@@ -240,7 +265,7 @@ class UringBackend(SubmitCounters):
 
     def set_submit_min(self, n: int) -> None:
         self.submit_min = n
-        self._submit_at = max(n, self._at_kernel >> 3) if n else self.sq_entries
+        self._submit_at = max(n, self._at_kernel >> 1) if n else self.sq_entries
 
     def next_deadline(self) -> float | None:
         return None     # timeouts are kernel requests

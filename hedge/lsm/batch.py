@@ -53,17 +53,17 @@ class WriteBatch:
 
     def put(self, key: bytes | bytearray | memoryview, value: bytes | bytearray | memoryview) -> None:
         """Add ``key -> value``.  Raises TypeError for non-bytes-like input and
-        ValueError for an empty or oversize key or an oversize value; the
+        ValueError for an oversize key or an oversize value; the
         batch is unchanged then."""
         # Plain bytes within the limits pass without a call (the common case).
-        k = key if type(key) is bytes and 0 < len(key) <= MAX_KEY_BYTES else check_key(key)
+        k = key if type(key) is bytes and len(key) <= MAX_KEY_BYTES else check_key(key)
         v = value if type(value) is bytes and len(value) <= MAX_VALUE_BYTES else check_value(value)
         self._ops.append((_PUT, k, v))
         self._bytes += OP_HEADER_BYTES + len(k) + len(v)
 
     def remove(self, key: bytes | bytearray | memoryview) -> None:
         """Add a removal of ``key`` (a tombstone).  Raises like ``put``."""
-        k = key if type(key) is bytes and 0 < len(key) <= MAX_KEY_BYTES else check_key(key)
+        k = key if type(key) is bytes and len(key) <= MAX_KEY_BYTES else check_key(key)
         self._ops.append((_DELETE, k, b""))
         self._bytes += OP_HEADER_BYTES + len(k)
 
@@ -188,8 +188,6 @@ def _decode_at(data, pos: int, file: str | None, base: int) -> tuple[int, list[O
         kind = kinds.get(kind_byte)
         if kind is None:
             raise CorruptionError(file, base + pos, f"unknown operation kind {kind_byte}")
-        if klen == 0:
-            raise CorruptionError(file, base + pos, "empty key")
         if kind is Kind.DELETE and vlen:
             raise CorruptionError(file, base + pos, "delete with a value")
         kstart = pos + OP_HEADER_BYTES

@@ -1,7 +1,8 @@
 """Keys, sequence numbers and entry kinds shared by every LSM component.
 
 An *entry* is the tuple ``(user_key, seq, kind, value)``:
-  - ``user_key``: bytes, 1..MAX_KEY_BYTES long;
+  - ``user_key``: bytes, 0..MAX_KEY_BYTES long (the empty key ``b""`` is a
+    key like any other, the smallest of all, as in LevelDB and RocksDB);
   - ``seq``: the sequence number of the write, 1..MAX_SEQ, unique per write
     (a WriteBatch takes consecutive numbers);
   - ``kind``: ``Kind.PUT`` or ``Kind.DELETE`` (a tombstone; its value is b"");
@@ -36,15 +37,13 @@ def entry_order(entry) -> tuple:
 
 def check_key(key) -> bytes:
     """Return ``key`` as bytes.  Raises TypeError for a non-bytes-like key and
-    ValueError for an empty or oversize key."""
+    ValueError for an oversize key.  The empty key is valid."""
     if isinstance(key, bytes):
         k = key
     elif isinstance(key, (bytearray, memoryview)):
         k = bytes(key)
     else:
         raise TypeError(f"key must be bytes-like, not {type(key).__name__}")
-    if not k:
-        raise ValueError("key must not be empty")
     if len(k) > MAX_KEY_BYTES:
         raise ValueError(f"key is {len(k)} bytes; the limit is {MAX_KEY_BYTES}")
     return k

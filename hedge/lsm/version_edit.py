@@ -50,7 +50,7 @@ class FileMeta:
 
     Invariants (checked at construction, ValueError otherwise): ``number`` >= 1;
     ``size``, ``entries``, ``deletes`` >= 0 and ``deletes`` <= ``entries``;
-    keys are 1..MAX_KEY_BYTES bytes with ``smallest_key`` <= ``largest_key``;
+    keys are 0..MAX_KEY_BYTES bytes with ``smallest_key`` <= ``largest_key``;
     0 <= ``smallest_seq`` <= ``largest_seq`` <= MAX_SEQ.
     """
 
@@ -73,8 +73,8 @@ class FileMeta:
         for key in (self.smallest_key, self.largest_key):
             if not isinstance(key, bytes):
                 raise ValueError(f"keys must be bytes, not {type(key).__name__}")
-            if not 1 <= len(key) <= MAX_KEY_BYTES:
-                raise ValueError(f"key length {len(key)} outside 1..{MAX_KEY_BYTES}")
+            if len(key) > MAX_KEY_BYTES:
+                raise ValueError(f"key length {len(key)} outside 0..{MAX_KEY_BYTES}")
         if self.smallest_key > self.largest_key:
             raise ValueError("smallest_key > largest_key")
         if not 0 <= self.smallest_seq <= self.largest_seq <= MAX_SEQ:

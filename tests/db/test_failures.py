@@ -105,22 +105,6 @@ def test_write_of_a_non_batch_raises_type_error(db):
     assert content(db) == before
 
 
-@pytest.mark.parametrize("key", [b"", bytearray(), memoryview(b"")], ids=["bytes", "bytearray", "memoryview"])
-def test_empty_key_raises_value_error_and_writes_nothing(db, key):
-    before = content(db)
-    with pytest.raises(ValueError):
-        db.put(key, b"v")
-    with pytest.raises(ValueError):
-        db.remove(key)
-    with pytest.raises(ValueError):
-        db.get(key)
-    with pytest.raises(ValueError):
-        db.multi_get([b"a", key])
-    with pytest.raises(ValueError):
-        hedge.WriteBatch().put(key, b"v")
-    assert content(db) == before
-
-
 def test_oversize_key_raises_value_error_and_writes_nothing(db):
     before = content(db)
     key = b"k" * (64 * 1024 + 1)

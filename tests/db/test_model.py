@@ -18,14 +18,14 @@ import hedge
 from tests.db.helpers import SMALL, SOAK, level_summary, model_scan, open_db
 
 # A small alphabet so that overwrites and removes hit existing keys.
-KEYS = [bytes([c]) for c in b"abcdefgh"] + [b"k%02d" % i for i in range(24)] + [b"\x00", b"\xff\xff"]
+KEYS = [bytes([c]) for c in b"abcdefgh"] + [b"k%02d" % i for i in range(24)] + [b"", b"\x00", b"\xff\xff"]
 keys = st.sampled_from(KEYS)
 values = st.one_of(
     st.just(b""),
     st.binary(max_size=12),
     st.builds(lambda n, c: bytes([c]) * n, st.integers(100, 700), st.integers(0, 255)),
 )
-bounds = st.one_of(st.none(), keys, st.binary(min_size=1, max_size=3))
+bounds = st.one_of(st.none(), keys, st.binary(min_size=0, max_size=3))
 batch_ops = st.lists(st.tuples(keys, st.one_of(st.none(), values)), min_size=0, max_size=8)
 
 # A call that never returns would leave hypothesis shrinking forever on a

@@ -343,3 +343,68 @@ def test_executor_open_close_leaks_no_threads_or_fds(io_method):
             ex.run_sync(touch())
     assert fds() == fd_before
     assert threading.active_count() == threads_before
+
+
+def _uring_or_skip() -> None:
+    from hedge.io.backend import uring_status
+    ok, reason = uring_status()
+    if not ok:
+        pytest.skip(f"io_uring unavailable on this machine: {reason}")
+
+
+def test_a_wait_counts_only_requests_that_complete_on_their_own():
+    """The ring waits for a quarter of its reads and writes in flight, never
+    for sleeps or polls, which may not complete for a long time."""
+    _uring_or_skip()
+    seen = {}
+    r, w = os.pipe()
+
+    async def main():
+        backend = current_executor()._backend
+        sleepers = [spawn(ops.sleep(60)) for _ in range(12)]
+        await reschedule()
+        seen["12 sleepers"] = backend.wait_target()
+        with File(r, "pipe") as f:
+            reads = [spawn(ops.read(f, bytearray(1), 0)) for _ in range(32)]
+            await reschedule()
+            seen["and 32 reads"] = backend.wait_target()
+            os.close(w)                 # end of file: every read completes
+            for t in reads:
+                await t
+        seen["after the reads"] = backend.wait_target()
+        for t in sleepers:
+            t.cancel()
+
+    with Executor(io_method="io_uring") as ex:
+        ex.run_sync(main())
+    assert seen == {"12 sleepers": 1, "and 32 reads": 8, "after the reads": 1}
+
+
+@pytest.mark.timeout(60)
+def test_a_batched_wait_still_returns_when_reads_depend_on_a_ready_task():
+    """32 reads on a pipe, fed one byte at a time by a task on the same ring:
+    a wait for a batch of completions cannot be met until that task runs,
+    so the wait's bound must hand control back.  Hangs without it."""
+    _uring_or_skip()
+    r, w = os.pipe()
+    try:
+        async def reader(f):
+            buf = bytearray(1)
+            return await ops.read(f, buf, 0)
+
+        async def feeder(n):
+            for _ in range(n):
+                os.write(w, b"x")
+                await ops.nop()
+
+        async def main():
+            with File(r, "pipe") as f:
+                readers = [spawn(reader(f)) for _ in range(32)]
+                await reschedule()
+                await feeder(32)
+                return [await t for t in readers]
+
+        with Executor(io_method="io_uring") as ex:
+            assert ex.run_sync(main()) == [1] * 32
+    finally:
+        os.close(w)

@@ -95,10 +95,9 @@ def test_byte_size_counts_every_operation():
     (lambda b: b.put("text", b"v"), TypeError),
     (lambda b: b.put(b"k", "text"), TypeError),
     (lambda b: b.put(None, b"v"), TypeError),
-    (lambda b: b.put(b"", b"v"), ValueError),
     (lambda b: b.put(b"k" * (MAX_KEY_BYTES + 1), b"v"), ValueError),
     (lambda b: b.remove(123), TypeError),
-    (lambda b: b.remove(b""), ValueError),
+    (lambda b: b.remove(b"k" * (MAX_KEY_BYTES + 1)), ValueError),
 ])
 def test_bad_input_raises_and_leaves_the_batch_unchanged(call, exc):
     batch = WriteBatch()
@@ -165,12 +164,19 @@ def test_zero_first_seq_raises_corruption():
         decode(bytes(data))
 
 
-def test_empty_key_raises_corruption():
+def test_empty_key_decodes():
     data = bytearray(WriteBatch().encode(1))
     data[8] = 1                   # count = 1
     data += bytes([Kind.PUT]) + bytes(8)
-    with pytest.raises(CorruptionError):
-        decode(bytes(data))
+    assert decode(bytes(data))[1] == [(Kind.PUT, b"", b"")]
+
+
+def test_empty_key_round_trips():
+    batch = WriteBatch()
+    batch.put(b"", b"v")
+    batch.remove(bytearray())
+    batch.put(memoryview(b""), b"")
+    assert decode(batch.encode(7)) == (7, [(Kind.PUT, b"", b"v"), (Kind.DELETE, b"", b""), (Kind.PUT, b"", b"")])
 
 
 def test_check_size_refuses_a_batch_over_the_write_limit(monkeypatch):

@@ -368,14 +368,13 @@ def test_out_of_order_add_raises_and_adds_nothing(second):
 @pytest.mark.parametrize(
     "entry,error",
     [
-        ((b"", 1, Kind.PUT, b""), ValueError),
         ((b"k" * (MAX_KEY_BYTES + 1), 1, Kind.PUT, b""), ValueError),
         ((b"k", 1, Kind.DELETE, b"v"), ValueError),
         ((b"k", 1, 7, b""), ValueError),
         ((b"k", MAX_SEQ + 1, Kind.PUT, b""), ValueError),
         (("k", 1, Kind.PUT, b""), TypeError),
     ],
-    ids=["empty_key", "oversize_key", "delete_with_value", "unknown_kind", "seq_too_large", "str_key"],
+    ids=["oversize_key", "delete_with_value", "unknown_kind", "seq_too_large", "str_key"],
 )
 def test_bad_entry_is_rejected(entry, error):
     with pytest.raises(error):

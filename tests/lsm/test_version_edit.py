@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hedge.errors import CorruptionError
-from hedge.lsm.keys import MAX_SEQ
+from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ
 from hedge.lsm.version_edit import NUM_LEVELS, FileMeta, Tag, VersionEdit
 from tests.lsm.helpers import table
 
 U64 = (1 << 64) - 1
-keys = st.binary(min_size=1, max_size=40)
+keys = st.binary(min_size=0, max_size=40)
 levels = st.integers(0, NUM_LEVELS - 1)
 numbers = st.integers(1, U64)
 
@@ -155,4 +155,4 @@ def test_file_meta_rejects_bad_values():
     with pytest.raises(ValueError):
         table(1, "a", "b", entries=1, deletes=2)
     with pytest.raises(ValueError):
-        table(1, b"", "b")
+        table(1, b"", b"b" * (MAX_KEY_BYTES + 1))

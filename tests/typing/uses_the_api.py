@@ -54,6 +54,9 @@ def blocking(path: str) -> None:
         except hedge.ReadOnlyError:
             pass
     hedge.destroy(path + "-copy")
+    report = hedge.repair(path, io_method="threads")
+    assert_type(report, hedge.RepairReport)
+    assert_type(report.tables_moved, list[tuple[str, str]])
 
 
 async def job(db: hedge.DB) -> int:
@@ -71,6 +74,11 @@ async def job(db: hedge.DB) -> int:
 async def in_asyncio(db: hedge.DB) -> None:
     assert_type(await db.aio.multi_get([b"a"]), list[bytes | None])
     await db.aio.flush()
+    assert_type(db.aio.approximate_size(b"", b"z"), int)       # no I/O: nothing to await
+    assert_type(db.aio.property("hedge.num-files"), int | float)
+    assert_type(db.aio.stats(), dict[str, Any])
+    with db.aio.snapshot() as snap:
+        assert_type(await snap.aio.get(b""), bytes | None)
 
 
 def main(path: str) -> None:

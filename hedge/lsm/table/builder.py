@@ -60,7 +60,7 @@ class TableBuilder:
         """Append one entry.
 
         Raises ValueError when the entry is not after the previous one in
-        entry order (same key and seq included), for an empty or oversize key
+        entry order (same key and seq included), for an oversize key
         or value, a seq out of 0..MAX_SEQ, an unknown kind, or a DELETE with a
         non-empty value; TypeError for non-bytes key or value; ValueError
         after finish().  Nothing is added when it raises.
@@ -74,8 +74,8 @@ class TableBuilder:
             value = bytes(value)
         klen = len(key)
         vlen = len(value)
-        if not 0 < klen <= MAX_KEY_BYTES:
-            raise ValueError(f"key length {klen} is not in 1..{MAX_KEY_BYTES}")
+        if klen > MAX_KEY_BYTES:
+            raise ValueError(f"key length {klen} is not in 0..{MAX_KEY_BYTES}")
         if vlen > MAX_VALUE_BYTES:
             raise ValueError(f"value length {vlen} exceeds {MAX_VALUE_BYTES}")
         if not 0 <= seq <= MAX_SEQ:

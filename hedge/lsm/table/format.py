@@ -166,8 +166,8 @@ def decode_index(data: bytes, file: str | None, offset: int, data_end: int
         pos += hsize
         key = data[pos : pos + klen]
         pos += klen
-        if pos > n or not klen:
-            raise CorruptionError(file, offset, "index key runs past the section or is empty")
+        if pos > n:
+            raise CorruptionError(file, offset, "index key runs past the section")
         if boff != expected_offset or blen <= 0 or blen % PAGE:
             raise CorruptionError(file, offset, f"index entry {len(keys)} has block ({boff}, {blen}); expected a page-aligned block at {expected_offset}")
         if keys and (key < keys[-1] or (key == keys[-1] and seq >= seqs[-1])):
