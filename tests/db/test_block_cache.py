@@ -11,36 +11,27 @@ import pytest
 
 import hedge
 from hedge.lsm.lookup import NeedsIO
-from tests.db.helpers import SMALL, model_scan, open_db
+from tests.db.helpers import SMALL, model_scan, open_db, random_writes
 
 pytestmark = pytest.mark.timeout(180)
 
 CACHES = {"on": 1 << 20, "off": 0, "tiny": 3 * 4096}
+KEYS = 700
 
 
 def _workload(db, seed: int = 11):
     """Puts, overwrites and removes over a tree of several levels; returns
     the model of the final state and, for the snapshot taken midway, the
     snapshot and the model at that point."""
-    rng = random.Random(seed)
-    model: dict[bytes, bytes] = {}
-    snap = snap_model = None
-    for step in range(1500):
-        key = b"key%05d" % rng.randrange(700)
-        if rng.random() < 0.15:
-            db.remove(key)
-            model.pop(key, None)
-        else:
-            value = bytes([rng.randrange(256)]) * rng.randrange(1, 120)
-            db.put(key, value)
-            model[key] = value
-        if step == 900:
-            snap, snap_model = db.snapshot(), dict(model)
+    rnd = random.Random(seed)
+    model = random_writes(db, rnd, {}, 900, KEYS)
+    snap, snap_model = db.snapshot(), dict(model)
+    random_writes(db, rnd, model, 600, KEYS)
     return model, snap, snap_model
 
 
 def _all_keys():
-    return [b"key%05d" % i for i in range(701)]
+    return [b"key%06d" % i for i in range(KEYS + 1)]      # and one never written
 
 
 @pytest.mark.parametrize("cache", list(CACHES))
