@@ -11,10 +11,11 @@ parts it is built from:
     memtables and runs compactions on the background pool;
   - the commit queue (hedge/lsm/commit.py): group commit.
 
-State readers see is one immutable ``SuperVersion`` (hedge/lsm/lookup.py: memtable, immutable
-memtables, version, open table readers), swapped as a whole under
-``_sv_lock`` by whoever changes it (the commit leader at a memtable switch,
-maintenance at an install), always built from the current one.  A reader
+State readers see is one immutable ``SuperVersion`` (hedge/lsm/lookup.py:
+memtable, immutable memtables, version, open table readers; point lookups
+walk it), swapped as a whole under ``_sv_lock`` by whoever changes it (the
+commit leader at a memtable switch, maintenance at an install), always
+built from the current one.  A reader
 takes the visible sequence number (``versions.last_seq``) FIRST and the
 super version SECOND, so every entry at or below its snapshot is in a
 memtable or table of what it holds.  Tables dropped from the version are
@@ -73,9 +74,6 @@ from hedge.options import Options
 log = logging.getLogger("hedge")
 
 DELETE = Kind.DELETE
-
-
-
 MAX_IMMUTABLES = 2          # writers wait when this many memtables await flush
 SLOWDOWN_SECONDS = 0.001    # delay per write group while L0 is backing up
 
