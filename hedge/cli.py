@@ -20,7 +20,6 @@ on stderr.  Each command runs on the calling thread and returns when done;
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import sys
@@ -29,7 +28,8 @@ from pathlib import Path
 import hedge
 from hedge.errors import HedgeError
 from hedge.lsm import filenames
-from hedge.lsm.keys import Kind
+from hedge.lsm.compression import codec_name
+from hedge.lsm.keys import Kind, prefix_end
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -124,15 +124,6 @@ class Output:
 
     def flush(self) -> None:
         self._out.flush()
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key above every key starting with ``prefix``, or None
-    (no bound) when the prefix is all 0xff bytes or empty."""
-    trimmed = prefix.rstrip(b"\xff")
-    if not trimmed:
-        return None
-    return trimmed[:-1] + bytes([trimmed[-1] + 1])
 
 
 # -- opening ------------------------------------------------------------------------
@@ -239,11 +230,7 @@ def cmd_scan(args) -> int:
         raise CommandError("--limit must be >= 0")
     out = Output(args.output)
     with open_database(args, read_only=True) as db:
-        pairs = db.scan(start, end)
-        if args.reverse:
-            # The API scans forward only: keep the last --limit pairs (all of
-            # them without a limit) and print those backwards.
-            pairs = reversed(collections.deque(pairs, maxlen=args.limit))
+        pairs = db.scan(start, end, reverse=args.reverse)
         for i, (key, value) in enumerate(pairs):
             if args.limit is not None and i >= args.limit:
                 break
@@ -283,9 +270,11 @@ def cmd_dump(args) -> int:
         if kind == "sst":
             with TableFile(path) as table:
                 props = table.properties
+                footer = table.reader.footer
                 print(f"# table {os.path.basename(path)}: {props.entry_count} entries in {props.block_count} blocks, "
                       f"seq {props.smallest_seq}..{props.largest_seq}, {props.deletes} deletes, "
-                      f"{props.file_size} bytes", flush=True)
+                      f"{props.file_size} bytes, format {footer.version}, "
+                      f"compression {codec_name(footer.compression)}", flush=True)
                 for key, seq, entry_kind, value in table.entries():
                     if limit is not None and shown >= limit:
                         break
@@ -447,9 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", metavar="KEY", help="end key (exclusive)")
     p.add_argument("--prefix", metavar="BYTES", help="only keys starting with BYTES (within --start/--end)")
     p.add_argument("--limit", metavar="N", type=int, help="print at most N pairs")
-    p.add_argument("--reverse", action="store_true",
-                   help="descending key order; the database scans forward only, so this reads the whole "
-                        "range and keeps the last N pairs (with --limit N) or all of them in memory")
+    p.add_argument("--reverse", action="store_true", help="descending key order (streamed, as forward)")
     p.add_argument("--keys-only", action="store_true", help="print keys only")
 
     p = command("check", "verify the checksums of every table block, the manifest and the WALs, reading the "

@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Itera
 from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, overload
 
 from hedge import directory as dbdir
+from hedge.cursor import AsyncCursor, Cursor
 from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
@@ -47,8 +48,9 @@ from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
+from hedge.lsm.cursor import SCAN_CHUNK_MAX, SCAN_CHUNK_MIN, EngineCursor
 from hedge.lsm.engine import Engine
-from hedge.lsm.keys import check_key
+from hedge.lsm.keys import check_key, key_after, prefix_end
 from hedge.lsm.lookup import NeedsIO
 from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
@@ -57,9 +59,7 @@ log = logging.getLogger("hedge")
 
 # A blocking scan fetches pairs in chunks, each one run of the engine's scan
 # on the calling thread: small first (a short scan merges no more than it
-# needs), doubling up to SCAN_CHUNK_MAX.
-SCAN_CHUNK_MIN = 16
-SCAN_CHUNK_MAX = 256
+# needs), doubling up to SCAN_CHUNK_MAX (the sizes cursors use too).
 _running_loop = asyncio._get_running_loop
 
 # What a scan yields.
@@ -197,25 +197,40 @@ class DB:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True) -> "ScanIterator[tuple[bytes, bytes]]": ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> "ScanIterator[tuple[bytes, bytes]]": ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator[bytes]": ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[bytes]": ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator[Any]":
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[Any]":
         """Iterate (key, value) pairs in key order over the snapshot taken
         now: keys from ``start`` (inclusive unless include_start=False) to
         ``end`` (exclusive unless include_end=True), None meaning unbounded,
         and starting with ``prefix`` when given.  With include_value=False
         it yields keys only, with include_key=False values only (plyvel's
-        names).  ``close()`` the iterator to stop early."""
+        names).  With reverse=True the keys come in descending order (same
+        range).  ``close()`` the iterator to stop early: later ``next()``
+        calls raise StopIteration (ClosedError after ``db.close()``)."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         # The first chunk takes the snapshot now, not at the first next().
-        return ScanIterator(self._calls, self._engine.scan(start, end), shape)
+        return ScanIterator(self._calls, self._engine.scan(start, end, None, reverse), shape)
+
+    def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+               prefix: BytesLike | None = None, include_start: bool = True,
+               include_end: bool = False) -> Cursor:
+        """A cursor over a snapshot taken now, limited to the range ``scan``
+        takes (same options), not positioned yet: seek(key),
+        seek_for_prev(key), seek_to_first(), seek_to_last(), next(), prev(),
+        valid(), key(), value(), item(), close() (hedge/cursor.py).  It pins
+        its snapshot until closed."""
+        self._check()
+        lower, upper = _cursor_range(start, end, prefix, include_start, include_end)
+        sid, seq = self._engine.acquire_snapshot()
+        return Cursor(self._calls, EngineCursor(self._engine, seq, lower, upper), self._calls.check, sid)
 
     def flush(self) -> None:
         """Write the memtable(s) to tables now; return when durable."""
@@ -425,19 +440,28 @@ class Snapshot:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True) -> "ScanIterator[tuple[bytes, bytes]]": ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> "ScanIterator[tuple[bytes, bytes]]": ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator[bytes]": ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[bytes]": ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> "ScanIterator[Any]":
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[Any]":
         """``DB.scan`` as the database was at the snapshot."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return ScanIterator(self._calls, self._engine.scan(start, end, self.sequence), shape)
+        return ScanIterator(self._calls, self._engine.scan(start, end, self.sequence, reverse), shape)
+
+    def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+               prefix: BytesLike | None = None, include_start: bool = True,
+               include_end: bool = False) -> Cursor:
+        """``DB.cursor`` as the database was at the snapshot; its steps
+        raise ClosedError once the snapshot is released."""
+        self._check()
+        lower, upper = _cursor_range(start, end, prefix, include_start, include_end)
+        return Cursor(self._calls, EngineCursor(self._engine, self.sequence, lower, upper), self._check, None)
 
     def close(self) -> None:
         """Release the snapshot: compactions may drop what only it saw."""
@@ -497,19 +521,28 @@ class _AsyncSnapshot:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> AsyncIterator[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator[bytes]: ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator[Any]:
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[Any]:
         s = self._snapshot
         s._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence), shape))
+        return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence, reverse), shape))
+
+    def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+               prefix: BytesLike | None = None, include_start: bool = True,
+               include_end: bool = False) -> AsyncCursor:
+        """``Snapshot.cursor`` with awaitable seeks and steps."""
+        s = self._snapshot
+        s._check()
+        lower, upper = _cursor_range(start, end, prefix, include_start, include_end)
+        return AsyncCursor(s._calls, EngineCursor(s._engine, s.sequence, lower, upper), s._check, None)
 
 
 class ScanIterator(Iterator[Item], Generic[Item]):
@@ -572,36 +605,37 @@ class ScanIterator(Iterator[Item], Generic[Item]):
 def _scan_args(start, end, prefix, include_start: bool, include_end: bool, include_key: bool,
                include_value: bool) -> tuple[bytes | None, bytes | None, int]:
     """The engine's half-open range [start, end) and the shape of a scan
-    with ``DB.scan``'s options.  The key right after ``k`` is ``k + 0x00``,
-    so bounds become half-open without filtering."""
+    with ``DB.scan``'s options.  The key right after ``k`` is ``k + 0x00``
+    (keys.key_after), so bounds become half-open without filtering."""
+    empty = False
     if start is not None:
         start = check_key(start)
         if not include_start:
-            start += b"\x00"
+            start = key_after(start)
+            empty = start is None           # nothing follows the largest key there can be
     if end is not None:
         end = check_key(end)
         if include_end:
-            end += b"\x00"
+            end = key_after(end)
     if prefix is not None:
         prefix = check_key(prefix)
         if start is None or start < prefix:
             start = prefix
-        after = _prefix_end(prefix)
+        after = prefix_end(prefix)
         if after is not None and (end is None or after < end):
             end = after
     if not include_key and not include_value:
         raise ValueError("a scan needs include_key or include_value")
+    if empty:
+        start = end = b"\xff"
     shape = PAIRS if include_key and include_value else KEYS if include_key else VALUES
     return start, end, shape
 
 
-def _prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key starting with ``prefix``
-    (None when there is none: the prefix is all 0xff)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
+def _cursor_range(start, end, prefix, include_start: bool, include_end: bool) -> tuple[bytes | None, bytes | None]:
+    """A cursor's half-open range [lower, upper) from ``scan``'s options."""
+    lower, upper, _shape = _scan_args(start, end, prefix, include_start, include_end, True, True)
+    return lower, upper
 
 
 def _shaped(agen, shape: int):
@@ -764,20 +798,31 @@ class AsyncDB:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> AsyncIterator[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator[bytes]: ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True) -> AsyncIterator[Any]:
+             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[Any]:
         """``async for key, value in db.aio.scan(a, b)``; the options of
         ``DB.scan``."""
         self._calls.check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return self._calls.aiter(_shaped(self._engine.scan(start, end), shape))
+        return self._calls.aiter(_shaped(self._engine.scan(start, end, None, reverse), shape))
+
+    def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
+               prefix: BytesLike | None = None, include_start: bool = True,
+               include_end: bool = False) -> AsyncCursor:
+        """``DB.cursor`` with awaitable seeks and steps (``await
+        cursor.seek(key)``, ``await cursor.next()``, ``async for key, value
+        in cursor``); creating it does no I/O."""
+        self._calls.check()
+        lower, upper = _cursor_range(start, end, prefix, include_start, include_end)
+        sid, seq = self._engine.acquire_snapshot()
+        return AsyncCursor(self._calls, EngineCursor(self._engine, seq, lower, upper), self._calls.check, sid)
 
     def flush(self) -> Awaitable[None]:
         self._calls.check_writable()

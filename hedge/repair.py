@@ -107,7 +107,8 @@ def repair(path: str | os.PathLike[str], **options: Any) -> RepairReport:
     """Rebuild the manifest of the closed database in directory ``path``
     from the tables and WALs present (see the module docstring).  Options
     are ``hedge.open``'s keywords; those that matter here are io_method,
-    ring_entries, table_bytes, block_bytes and bloom_bits_per_key.  Returns
+    ring_entries, table_bytes, block_bytes, bloom_bits_per_key and
+    compression (how the tables it writes are stored).  Returns
     a RepairReport.
 
     Raises HedgeError when ``path`` holds no hedge database (no CURRENT,
@@ -163,7 +164,8 @@ class _Repair:
             outputs, _ = await merge_tables(
                 readers, directory=self.directory, bottommost=True, oldest_snapshot_seq=self.last_seq,
                 max_output_bytes=self.options.table_bytes, block_bytes=self.options.block_bytes,
-                bloom_bits_per_key=self.options.bloom_bits_per_key, new_number=self.new_number)
+                bloom_bits_per_key=self.options.bloom_bits_per_key, compression=self.options.compression,
+                new_number=self.new_number)
             made += [meta.number for meta in outputs]
         except BaseException:
             self.tables.close()
@@ -252,7 +254,7 @@ class _Repair:
             return None
         number = await self.new_number()
         await write_table(self.tables.path(number), number, mem.entries(), self.options.block_bytes,
-                          self.options.bloom_bits_per_key)
+                          self.options.bloom_bits_per_key, self.options.compression)
         return number
 
     async def _move_aside(self, number: int, why: str) -> None:

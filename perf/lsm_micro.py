@@ -378,15 +378,16 @@ def merge_per_entry(skeys, repeat: int) -> float:
     class MemoryWriter:
         """TableWriter's interface over an in-memory TableBuilder."""
 
-        def __init__(self, block_bytes, bloom_bits_per_key):
-            self._b = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key)
+        def __init__(self, block_bytes, bloom_bits_per_key, compression):
+            self._b = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key,
+                                   compression=compression)
             self.bytes_written = 0
             self.number = 0
             self.add = self._b.add
 
         @classmethod
-        async def create(cls, path, number, block_bytes, bloom_bits_per_key):
-            return cls(block_bytes, bloom_bits_per_key)
+        async def create(cls, path, number, block_bytes, bloom_bits_per_key, compression):
+            return cls(block_bytes, bloom_bits_per_key, compression)
 
         def estimated_file_size(self):
             return self._b.estimated_file_size()
@@ -417,7 +418,8 @@ def merge_per_entry(skeys, repeat: int) -> float:
         def run():
             outputs, _ = drive(runner.merge_tables(
                 readers, directory="/nonexistent", bottommost=True, oldest_snapshot_seq=10**9,
-                max_output_bytes=2 << 20, block_bytes=4096, bloom_bits_per_key=10, new_number=new_number))
+                max_output_bytes=2 << 20, block_bytes=4096, bloom_bits_per_key=10, compression="none",
+                new_number=new_number))
             assert outputs
         return best_us(run, n_in, max(5, repeat // 4))
     finally:

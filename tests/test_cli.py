@@ -144,6 +144,17 @@ def test_scan_into_a_closed_pipe_stops_quietly(tmp_path):
     proc.stderr.close()
 
 
+def test_scan_reverse_streams_from_the_end(tmp_path):
+    """--reverse --limit 1 reads the last blocks only: a damaged first block
+    of the table, which a forward scan trips on, is never read."""
+    db = tmp_path / "db"
+    make_db(db, pairs={b"k%05d" % i: b"v" * 100 for i in range(3000)})
+    (table,) = sst_files(db)
+    flip_byte(table, 50)
+    assert ok("scan", "--reverse", "--limit", "2", db) == "k02999\t" + "v" * 100 + "\nk02998\t" + "v" * 100 + "\n"
+    assert "checksum" in fails("scan", "--limit", "2", db)
+
+
 def test_stats(tmp_path):
     db = tmp_path / "db"
     make_db(db, pairs={b"k%03d" % i: b"v" for i in range(100)})

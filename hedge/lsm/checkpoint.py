@@ -97,7 +97,7 @@ async def write_checkpoint(target: str, version: Version, versions: VersionSet, 
             path = filenames.join(target, filenames.table_name(number))
             made.append(path)
             meta, _ = await write_table(path, number, memtable.entries(), options.block_bytes,
-                                        options.bloom_bits_per_key)
+                                        options.bloom_bits_per_key, options.compression)
             edit = VersionEdit()
             edit.add_file(0, meta)
             version = apply_edit(version, edit)

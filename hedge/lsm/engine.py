@@ -67,6 +67,7 @@ from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.recovery import Recovered, recover, recover_read_only
+from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.lsm.wal.writer import WalWriter
 from hedge.options import Options
@@ -419,10 +420,11 @@ class Engine:
         with self._snapshot_lock:
             self._snapshots.pop(sid, None)
 
-    async def scan(self, start=None, end=None, snap: int | None = None):
+    async def scan(self, start=None, end=None, snap: int | None = None, reverse: bool = False):
         """Async iterator of (key, value), start inclusive, end exclusive,
         over the snapshot taken when iteration begins (or at ``snap``, a
-        sequence number the caller holds with ``acquire_snapshot``)."""
+        sequence number the caller holds with ``acquire_snapshot``); keys
+        ascending, or descending with ``reverse`` (hedge/lsm/reverse.py)."""
         if start is not None:
             start = check_key(start)
         if end is not None:
@@ -437,21 +439,17 @@ class Engine:
             if start is not None and end is not None and start >= end:
                 return
             mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
-            sources = []
-            if mems:
-                sources.append(ListCursor(merge([m.iter_from(start, end) for m in mems])))
-            version = sv.version
-            tables = sv.tables
-            # overlapping() is inclusive of `end`; an exact hit only costs a read.
-            for meta in version.overlapping(0, start, end):
-                sources.append(TableCursor([tables[meta.number]], start, end))
-            for level in range(1, NUM_LEVELS):
-                files = version.overlapping(level, start, end)
-                if files:
-                    sources.append(TableCursor([tables[m.number] for m in files], start, end))
-            if not sources:
-                return
-            async for item in visible_merge(sources, snap):
+            if reverse:
+                sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
+                sources += _table_cursors(sv, start, end, ReverseTableCursor)
+                merged = reverse_visible_merge(sources, snap)
+            else:
+                sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
+                sources += _table_cursors(sv, start, end, TableCursor)
+                if not sources:
+                    return
+                merged = visible_merge(sources, snap)
+            async for item in merged:
                 if self._closing:
                     raise ClosedError("the database was closed during the scan")
                 yield item
@@ -579,3 +577,19 @@ class Engine:
             "cache": self.cache.stats() if self.cache is not None else None,
             "table_cache": self.tables.stats(),
         }
+
+
+
+def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cursor_class) -> list:
+    """A ``cursor_class`` (TableCursor, ReverseTableCursor) over [start,
+    end) for each L0 table of ``sv`` and each deeper level holding any of
+    the range."""
+    version = sv.version
+    tables = sv.tables
+    # overlapping() is inclusive of `end`; an exact hit only costs a read.
+    cursors = [cursor_class([tables[meta.number]], start, end) for meta in version.overlapping(0, start, end)]
+    for level in range(1, NUM_LEVELS):
+        files = version.overlapping(level, start, end)
+        if files:
+            cursors.append(cursor_class([tables[m.number] for m in files], start, end))
+    return cursors

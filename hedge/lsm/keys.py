@@ -49,6 +49,25 @@ def check_key(key) -> bytes:
     return k
 
 
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key starting with ``prefix``, or None
+    (no bound) when the prefix is all 0xff bytes or empty."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+def key_after(key: bytes) -> bytes | None:
+    """The smallest key a database can hold above ``key``, or None when
+    there is none: ``key + b"\x00"``, except after a key of MAX_KEY_BYTES
+    (no longer key exists): its last byte raised, past trailing 0xff bytes.
+    Turns an inclusive bound into an exclusive one and back."""
+    if len(key) < MAX_KEY_BYTES:
+        return key + b"\x00"
+    return prefix_end(key)
+
+
 def check_value(value) -> bytes:
     """Return ``value`` as bytes.  Raises TypeError for a non-bytes-like value
     and ValueError for an oversize value."""

@@ -336,7 +336,7 @@ class Maintenance:
         opts = self._options
         number = self._versions.new_file_number()
         meta, written = await write_table(self._tables.path(number), number, mem.entries(), opts.block_bytes,
-                                          opts.bloom_bits_per_key, check=self._check_stop)
+                                          opts.bloom_bits_per_key, opts.compression, check=self._check_stop)
         # WALs older than the oldest memtable still unflushed are obsolete.
         remaining = sv.imms[:-1]
         next_wal = remaining[-1][1] if remaining else sv.mem_wal
@@ -365,7 +365,8 @@ class Maintenance:
             outputs, written = await merge_tables(
                 [sv.tables[meta.number] for meta in inputs], directory=versions.directory,
                 bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
-                block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key, new_number=new_number,
+                block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key,
+                compression=opts.compression, new_number=new_number,
                 check=self._check_stop)
         # Flushes may have added L0 tables meanwhile (worker process): the
         # edit is checked against the current version.
@@ -401,7 +402,8 @@ class Maintenance:
         job = CompactionJob(directory=versions.directory, inputs=tuple(m.number for m in inputs),
                             direct_io=opts.direct_io, bottommost=task.bottommost, oldest_snapshot_seq=oldest,
                             max_output_bytes=task.max_output_bytes, block_bytes=opts.block_bytes,
-                            bloom_bits_per_key=opts.bloom_bits_per_key, output_numbers=tuple(reserved))
+                            bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression,
+                            output_numbers=tuple(reserved))
         self._on_worker = True
         try:
             return await worker.run(job, more)

@@ -173,6 +173,41 @@ class Memtable:
                 pos = keys.bisect_right(last)
                 chunk = keys[pos:pos + _CHUNK_KEYS]
 
+    def iter_reverse(self, start_key: bytes | None = None, end_key: bytes | None = None) -> Iterator[Entry]:
+        """Yield every entry with start_key <= key < end_key (None:
+        unbounded), keys descending, a key's versions together (newest
+        first).  Safe on any thread while the writer adds: like
+        ``iter_from``, it copies chunks of keys under the lock and
+        re-bisects before the last key it yielded."""
+        keys = self._keys
+        lock = self._lock
+        fold = self._fold
+        with lock:
+            fold()
+            pos = keys.bisect_left(end_key) if end_key is not None else len(keys)
+            chunk = keys[max(0, pos - _CHUNK_KEYS):pos]
+        while chunk:
+            for key in reversed(chunk):
+                if start_key is not None and key < start_key:
+                    return
+                yield from self._versions(key)
+            first = chunk[0]
+            with lock:
+                fold()
+                pos = keys.bisect_left(first)
+                chunk = keys[max(0, pos - _CHUNK_KEYS):pos]
+
+    def _versions(self, key: bytes) -> list[Entry]:
+        """Every entry of ``key`` (present), newest first."""
+        entry = self._newest[key]
+        older = self._older.get(key)
+        if older is None:
+            return [entry]
+        newest_seq = entry[1]
+        out = [entry]
+        out += [e for e in older[::-1] if e[1] < newest_seq]      # a copy: the writer may append
+        return out
+
     def entries(self) -> Iterator[Entry]:
         """Every entry in entry order (what a flush writes)."""
         return self.iter_from()

@@ -89,7 +89,7 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
         if len(mem):
             number = versions.new_file_number()
             meta, _ = await write_table(tables.path(number), number, mem.entries(), options.block_bytes,
-                                        options.bloom_bits_per_key)
+                                        options.bloom_bits_per_key, options.compression)
             edit.add_file(0, meta)
             readers[number] = await tables.open(number)
         wal_number = versions.new_file_number()

@@ -3,8 +3,10 @@ table from an ordered stream of entries.
 
 Reads: every read the reader asks for is page-aligned (docs/format/table.md),
 so the same code serves O_DIRECT files.  A read goes into a page-aligned
-Buffer taken from a small per-thread free list, and is copied out as bytes
-(blocks in the cache must not alias a reused buffer).
+Buffer taken from a small per-thread free list of its size (reads of up to
+POOLED_PAGES pages: one page, or the two a compressed block crossing a page
+boundary spans; a new Buffer is an mmap, ~30 us), and is copied out as
+bytes (blocks in the cache must not alias a reused buffer).
 
 Writes: the builder hands out finished, page-aligned chunks; they are
 written as they come (a bounded window of ``WRITE_WINDOW`` in flight), then
@@ -30,25 +32,30 @@ from hedge.lsm.version_edit import FileMeta
 PAGE = 4096
 WRITE_WINDOW = 4
 WRITE_EVERY = 256          # entries added between two writes of finished chunks
-_FREE_LIMIT = 256
+POOLED_PAGES = 4
+_FREE_LIMIT = 256          # buffers kept per size and thread
 _local = threading.local()
 
 
 def _take_buffer(length: int) -> Buffer:
-    if length == PAGE:
+    if length <= POOLED_PAGES * PAGE:
         free = getattr(_local, "free", None)
-        if free:
-            return free.pop()
+        if free is not None:
+            bufs = free.get(length)
+            if bufs:
+                return bufs.pop()
     return Buffer(length)
 
 
 def _give_back(buf: Buffer) -> None:
-    if buf.size == PAGE:
+    size = buf.size
+    if size <= POOLED_PAGES * PAGE and size % PAGE == 0:
         free = getattr(_local, "free", None)
         if free is None:
-            free = _local.free = []
-        if len(free) < _FREE_LIMIT:
-            free.append(buf)
+            free = _local.free = {}
+        bufs = free.setdefault(size, [])
+        if len(bufs) < _FREE_LIMIT:
+            bufs.append(buf)
 
 
 async def read_at(file: File, offset: int, length: int) -> bytes:
@@ -88,16 +95,18 @@ class TableWriter:
     closes and removes a half-written file.
     """
 
-    def __init__(self, file: File, number: int, block_bytes: int, bloom_bits_per_key: int):
+    def __init__(self, file: File, number: int, block_bytes: int, bloom_bits_per_key: int, compression: str):
         self.file = file
         self.number = number
-        self._builder = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key)
+        self._builder = TableBuilder(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key,
+                                     compression=compression)
         self.bytes_written = 0
 
     @classmethod
-    async def create(cls, path: str, number: int, block_bytes: int, bloom_bits_per_key: int) -> "TableWriter":
+    async def create(cls, path: str, number: int, block_bytes: int, bloom_bits_per_key: int,
+                     compression: str) -> "TableWriter":
         file = await ops.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        return cls(file, number, block_bytes, bloom_bits_per_key)
+        return cls(file, number, block_bytes, bloom_bits_per_key, compression)
 
     def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
         self._builder.add(key, seq, kind, value)
@@ -144,14 +153,14 @@ class TableWriter:
 
 
 async def write_table(path: str, number: int, entries: Iterable, block_bytes: int, bloom_bits_per_key: int,
-                      check: Callable[[], None] | None = None) -> tuple[FileMeta, int]:
+                      compression: str, check: Callable[[], None] | None = None) -> tuple[FileMeta, int]:
     """Write ``entries`` ((key, seq, kind, value) in entry order) as table
     ``number`` at ``path``, fdatasync it; return its FileMeta and the bytes
     written.  ``check()``, when given, is called every WRITE_EVERY entries
     and may raise to abandon the table (a stop request).  On any failure the
     file is closed and removed, and the error propagates (HedgeIOError, or
     what ``check`` raised)."""
-    writer = await TableWriter.create(path, number, block_bytes, bloom_bits_per_key)
+    writer = await TableWriter.create(path, number, block_bytes, bloom_bits_per_key, compression)
     try:
         n = 0
         for key, seq, kind, value in entries:

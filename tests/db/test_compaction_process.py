@@ -163,7 +163,7 @@ def test_no_process_or_fd_leak_over_twenty_open_close_cycles(tmp_path):
 
 def _write_table(executor, directory, number: int, entries) -> None:
     async def write():
-        writer = await TableWriter.create(os.path.join(directory, filenames.table_name(number)), number, 4096, 10)
+        writer = await TableWriter.create(os.path.join(directory, filenames.table_name(number)), number, 4096, 10, "none")
         for entry in entries:
             writer.add(*entry)
         await writer.finish()
@@ -174,7 +174,7 @@ def _write_table(executor, directory, number: int, entries) -> None:
 def _job(directory, inputs, outputs, max_output_bytes=1 << 20) -> CompactionJob:
     return CompactionJob(directory=str(directory), inputs=tuple(inputs), direct_io=False, bottommost=True,
                          oldest_snapshot_seq=1 << 40, max_output_bytes=max_output_bytes, block_bytes=4096,
-                         bloom_bits_per_key=10, output_numbers=tuple(outputs))
+                         bloom_bits_per_key=10, compression="none", output_numbers=tuple(outputs))
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ FILE = "000042.sst"
 SOAK = os.environ.get("HEDGE_SOAK") == "1"
 
 
-def build(entries, block_bytes: int = 4096, bloom_bits_per_key: int = 10):
+def build(entries, block_bytes: int = 4096, bloom_bits_per_key: int = 10, compression: str = "none"):
     """Build a table; return (file bytes, properties).  Checks that the
     builder hands out contiguous, page-aligned chunks."""
-    builder = TableBuilder(block_bytes, bloom_bits_per_key)
+    builder = TableBuilder(block_bytes, bloom_bits_per_key, compression)
     out = bytearray()
 
     def write(chunks):

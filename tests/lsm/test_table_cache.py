@@ -23,7 +23,7 @@ def directory(executor, tmp_path):
     async def make():
         for n in range(1, TABLES + 1):
             entries = [(key(n, i), n * 1000 + i, Kind.PUT, b"v%d" % i) for i in range(300)]
-            await write_table(os.path.join(tmp_path, "%06d.sst" % n), n, entries, 4096, 10)
+            await write_table(os.path.join(tmp_path, "%06d.sst" % n), n, entries, 4096, 10, "none")
 
     executor.run_sync(make())
     return str(tmp_path)

@@ -47,6 +47,26 @@ def blocking(path: str) -> None:
             assert_type(snap.get(b"k"), bytes | None)
             assert_type(snap.multi_get([b"k"]), list[bytes | None])
             assert_type(list(snap.scan()), list[tuple[bytes, bytes]])
+        for key in db.scan(prefix=b"a", reverse=True, include_value=False):
+            assert_type(key, bytes)
+        with db.cursor(b"a", b"z", include_end=True) as cursor:
+            assert_type(cursor, hedge.Cursor)
+            assert_type(cursor.seek(b"k"), bool)
+            assert_type(cursor.seek_for_prev(b"k"), bool)
+            assert_type(cursor.seek_to_first(), bool)
+            assert_type(cursor.seek_to_last(), bool)
+            while cursor.valid():
+                assert_type(cursor.key(), bytes)
+                assert_type(cursor.value(), bytes)
+                assert_type(cursor.item(), tuple[bytes, bytes])
+                cursor.prev()
+            assert_type(cursor.next(), bool)
+            for key, value in cursor:
+                assert_type(value, bytes)
+        with db.snapshot() as snap:
+            assert_type(snap.cursor(prefix=b"p"), hedge.Cursor)
+            assert_type(list(snap.scan(reverse=True)), list[tuple[bytes, bytes]])
+            assert_type(snap.aio.cursor(), hedge.AsyncCursor)
         assert_type(db.run(job(db)), int)
     with hedge.open(path, read_only=True) as ro:
         try:
@@ -68,6 +88,17 @@ async def job(db: hedge.DB) -> int:
     await db.aio.checkpoint("/tmp/x")
     async for key, value in db.aio.scan():
         assert_type(key, bytes)
+    async for value in db.aio.scan(reverse=True, include_key=False):
+        assert_type(value, bytes)
+    async with db.aio.cursor(prefix=b"a") as cursor:
+        assert_type(cursor, hedge.AsyncCursor)
+        assert_type(await cursor.seek(b"k"), bool)
+        assert_type(await cursor.seek_to_last(), bool)
+        if await cursor.prev():
+            assert_type(cursor.key(), bytes)
+        assert_type(await cursor.next(), bool)
+        async for key, value in cursor:
+            assert_type(key, bytes)
     return len(values)
 
 

@@ -30,7 +30,7 @@ SIZE_CHECK_KEYS = 32        # an output's size is checked once per this many key
 
 
 async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldest_snapshot_seq: int,
-                       max_output_bytes: int, block_bytes: int, bloom_bits_per_key: int,
+                       max_output_bytes: int, block_bytes: int, bloom_bits_per_key: int, compression: str,
                        new_number: Callable[[], Awaitable[int]],
                        check: Callable[[], None] | None = None) -> tuple[list[FileMeta], int]:
     """Merge the tables of ``readers`` (one source each, any order) into new
@@ -63,7 +63,7 @@ async def merge_tables(readers: list, *, directory: str, bottommost: bool, oldes
             if writer is None:
                 number = await new_number()
                 writer = await TableWriter.create(filenames.join(directory, filenames.table_name(number)),
-                                                  number, block_bytes, bloom_bits_per_key)
+                                                  number, block_bytes, bloom_bits_per_key, compression)
             writer.add(key, seq, kind, value)
             last_key = key
         if writer is not None:

@@ -71,6 +71,7 @@ class CompactionJob:
     max_output_bytes: int
     block_bytes: int
     bloom_bits_per_key: int
+    compression: str
     output_numbers: tuple[int, ...]
 
 
@@ -219,7 +220,8 @@ async def _run_job(job: CompactionJob, conn: Connection) -> tuple[list[FileMeta]
         return await merge_tables(readers, directory=job.directory, bottommost=job.bottommost,
                                   oldest_snapshot_seq=job.oldest_snapshot_seq,
                                   max_output_bytes=job.max_output_bytes, block_bytes=job.block_bytes,
-                                  bloom_bits_per_key=job.bloom_bits_per_key, new_number=new_number)
+                                  bloom_bits_per_key=job.bloom_bits_per_key, compression=job.compression,
+                                  new_number=new_number)
     finally:
         for file in files:
             file.close()

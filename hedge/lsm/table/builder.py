@@ -4,10 +4,18 @@ table file, without doing any I/O.
 The caller adds entries and, as it goes, takes the finished page-aligned
 chunks ``(file_offset, data)`` with ``take_ready`` and writes them; so a big
 table is written incrementally and the builder holds at most one unfinished
-data block plus the index and the bloom filter's key hashes.  ``finish``
+data block (and, compressing, the part of a page its stored blocks do
+not fill yet) plus the index and the bloom filter's key hashes.  ``finish``
 returns the last chunks (the last data block, then index, bloom filter,
 properties and footer in one chunk) and the table's properties.  Layout:
 docs/format/table.md.
+
+With compression "none" the table is format version 1: each block padded
+to whole pages.  With a codec it is version 2: each block compressed (or
+kept raw when that saves too little, hedge/lsm/compression.py) and stored
+right after the previous one, except that a block which would cross a page
+boundary it need not cross starts on the next page when that costs at most
+PAD_LIMIT bytes of padding (a lookup then reads one page, not two).
 
 Owned by one thread (the flush or compaction job building the table).
 """
@@ -15,9 +23,13 @@ from __future__ import annotations
 
 from hedge.lsm.block import BlockBuilder, entry_bytes
 from hedge.lsm.bloom import BloomBuilder
+from hedge.lsm.compression import CODECS, store
+from hedge.lsm.compression import TRAILER_BYTES as STORED_TRAILER_BYTES
 from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, Kind
 from hedge.lsm.table.format import (
+    COMPRESSED_FORMAT_VERSION,
     FOOTER_BYTES,
+    FORMAT_VERSION,
     PAGE,
     Footer,
     Section,
@@ -31,14 +43,29 @@ from hedge.lsm.table.format import (
 _PUT = Kind.PUT
 _DELETE = Kind.DELETE
 _PROPS_FIXED_BYTES = len(TableProperties(0, 0, b"", b"", 0, 0, 0, 0, 0, 0, 0).encode())
+# Padding a compressed table spends at most, per block, to keep a block from
+# crossing a page boundary it need not cross.
+PAD_LIMIT = PAGE // 8
 
 
 class TableBuilder:
     """Builds one table.  REQUIRES: entries in entry order (user key
     ascending, seq descending; see hedge/lsm/keys.py)."""
 
-    def __init__(self, block_bytes: int = 4096, bloom_bits_per_key: int = 10):
-        self._block = BlockBuilder(block_bytes)
+    def __init__(self, block_bytes: int = 4096, bloom_bits_per_key: int = 10, compression: str = "none"):
+        """``compression``: "none" or a codec of hedge/lsm/compression.py
+        CODECS ("zstd"); raises ValueError for any other value."""
+        if compression == "none":
+            self._codec = None
+            self._block = BlockBuilder(block_bytes)
+        elif compression in CODECS:
+            self._codec = CODECS[compression]
+            # A block kept raw still fits block_bytes with its trailer.
+            self._block = BlockBuilder(max(block_bytes - STORED_TRAILER_BYTES, 1))
+        else:
+            raise ValueError(f"compression must be 'none' or one of {tuple(CODECS)}, not {compression!r}")
+        self._tail = bytearray()      # compressing: stored bytes from _tail_start, not yet a whole page
+        self._tail_start = 0
         self._bloom = BloomBuilder(bloom_bits_per_key)
         self._bloom_add = self._bloom.add
         self._ready: list[tuple[int, bytes]] = []
@@ -110,11 +137,37 @@ class TableBuilder:
         self._raw_value_bytes += vlen
 
     def _finish_block(self) -> None:
-        data = self._block.finish(pad_to=PAGE)
-        self._ready.append((self._offset, data))
-        self._index += encode_index_entry(self._last_key, self._last_seq, self._offset, len(data))
+        if self._codec is None:
+            data = self._block.finish(pad_to=PAGE)
+            offset = self._offset
+            self._ready.append((offset, data))
+        else:
+            data = store(self._block.finish(), self._codec)
+            offset = self._place(len(data))
+            tail = self._tail
+            tail += data
+            whole = len(tail) - len(tail) % PAGE
+            if whole:
+                self._ready.append((self._tail_start, bytes(tail[:whole])))
+                del tail[:whole]
+                self._tail_start += whole
+        self._index += encode_index_entry(self._last_key, self._last_seq, offset, len(data))
         self._block_count += 1
-        self._offset += len(data)
+        self._offset = offset + len(data)
+
+    def _place(self, length: int) -> int:
+        """Where a stored block of ``length`` bytes goes (compressing): right
+        after the previous one, or at the next page boundary (the gap padded
+        with zeros) when it would otherwise cross a boundary it need not and
+        the gap is at most PAD_LIMIT bytes."""
+        offset = self._offset
+        gap = -offset % PAGE
+        if 0 < gap <= PAD_LIMIT:
+            spanned = (offset + length - 1) // PAGE - offset // PAGE + 1
+            if spanned > -(-length // PAGE):
+                self._tail += bytes(gap)
+                return offset + gap
+        return offset
 
     def take_ready(self) -> list[tuple[int, bytes]]:
         """Hand over the finished data blocks as ``(file_offset, data)``;
@@ -147,7 +200,12 @@ class TableBuilder:
         self._finished = True
         if not self._block.empty():
             self._finish_block()
-        meta_start = self._offset
+        if self._codec is not None and self._tail:
+            self._tail += bytes(-len(self._tail) % PAGE)
+            self._ready.append((self._tail_start, bytes(self._tail)))
+            self._tail_start += len(self._tail)
+            self._tail = bytearray()
+        meta_start = round_up(self._offset)
         index = encode_index(self._block_count, self._index)
         bloom = self._bloom.finish()
         props_len = _PROPS_FIXED_BYTES + len(self._first_key) + len(self._last_key)
@@ -175,6 +233,8 @@ class TableBuilder:
             Section(index_off, len(index), xxh3_64(index)),
             Section(bloom_off, len(bloom), xxh3_64(bloom)),
             Section(props_off, len(props_bytes), xxh3_64(props_bytes)),
+            version=FORMAT_VERSION if self._codec is None else COMPRESSED_FORMAT_VERSION,
+            compression=self._codec or 0,
         ).encode()
         padding = file_size - FOOTER_BYTES - (meta_start + meta_len)
         tail = b"".join((index, bloom, props_bytes, bytes(padding), footer))

@@ -18,11 +18,17 @@ from hedge.errors import CorruptionError
 PAGE = 4096
 MAGIC = b"HEDGETBL"
 # Bump when any layout in docs/format/table.md changes.  Never reuse a number.
+# Version 1: data blocks of whole pages, uncompressed (written with
+# compression "none").  Version 2: stored blocks back to back, each with a
+# compression type byte and a checksum (hedge/lsm/compression.py).
 FORMAT_VERSION = 1
+COMPRESSED_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, COMPRESSED_FORMAT_VERSION)
 
-# Footer: (offset, length, xxh3_64) for index, bloom and properties, reserved
-# zeros, format version, footer checksum (xxh3_64 of bytes 0..112), magic.
-_FOOTER = struct.Struct("<9Q36xIQ8s")
+# Footer: (offset, length, xxh3_64) for index, bloom and properties, the
+# compression codec (version 2; zero in version 1), reserved zeros, format
+# version, footer checksum (xxh3_64 of bytes 0..112), magic.
+_FOOTER = struct.Struct("<9QB35xIQ8s")
 FOOTER_BYTES = _FOOTER.size
 assert FOOTER_BYTES == 128
 _FOOTER_CHECKSUMMED = 112
@@ -53,16 +59,28 @@ class Section:
 
 @dataclass(frozen=True, slots=True)
 class Footer:
+    """The last 128 bytes of a table.  ``version`` is FORMAT_VERSION or
+    COMPRESSED_FORMAT_VERSION; ``compression`` is the codec type byte of
+    the table's compressed blocks (hedge/lsm/compression.py), 0 (none) in
+    a version 1 table."""
+
     index: Section
     bloom: Section
     properties: Section
+    version: int = FORMAT_VERSION
+    compression: int = 0
+
+    @property
+    def packed(self) -> bool:
+        """Whether data blocks are stored blocks, back to back (version 2)."""
+        return self.version == COMPRESSED_FORMAT_VERSION
 
     def encode(self) -> bytes:
         head = _FOOTER.pack(
             self.index.offset, self.index.length, self.index.checksum,
             self.bloom.offset, self.bloom.length, self.bloom.checksum,
             self.properties.offset, self.properties.length, self.properties.checksum,
-            FORMAT_VERSION, 0, MAGIC,
+            self.compression, self.version, 0, MAGIC,
         )
         checksum = xxh3_64(head[:_FOOTER_CHECKSUMMED])
         return head[:_FOOTER_CHECKSUMMED] + struct.pack("<Q", checksum) + MAGIC
@@ -71,20 +89,22 @@ class Footer:
     def decode(data: bytes | memoryview, file: str | None, offset: int) -> "Footer":
         """Parse FOOTER_BYTES bytes found at file ``offset``.  Raises
         CorruptionError for a bad magic, an unknown version or a checksum
-        mismatch (checked in that order)."""
+        mismatch (checked in that order).  The compression byte of a
+        version 1 footer is reserved and read as 0."""
         if len(data) != FOOTER_BYTES:
             raise CorruptionError(file, offset, f"footer is {len(data)} bytes, expected {FOOTER_BYTES}")
         fields = _FOOTER.unpack_from(data)
         magic = fields[-1]
         if magic != MAGIC:
             raise CorruptionError(file, offset, f"bad magic {magic!r}: not a hedge table, or truncated")
-        version = fields[9]
-        if version != FORMAT_VERSION:
-            raise CorruptionError(file, offset, f"unsupported table format version {version} (this build reads {FORMAT_VERSION})")
+        version = fields[10]
+        if version not in READABLE_VERSIONS:
+            raise CorruptionError(file, offset, f"unsupported table format version {version} (this build reads {READABLE_VERSIONS})")
         actual = xxh3_64(memoryview(data)[:_FOOTER_CHECKSUMMED])
-        if fields[10] != actual:
-            raise CorruptionError(file, offset, f"footer checksum mismatch (stored {fields[10]:#018x}, computed {actual:#018x})")
-        return Footer(Section(*fields[0:3]), Section(*fields[3:6]), Section(*fields[6:9]))
+        if fields[11] != actual:
+            raise CorruptionError(file, offset, f"footer checksum mismatch (stored {fields[11]:#018x}, computed {actual:#018x})")
+        compression = fields[9] if version == COMPRESSED_FORMAT_VERSION else 0
+        return Footer(Section(*fields[0:3]), Section(*fields[3:6]), Section(*fields[6:9]), version, compression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +159,16 @@ def encode_index(count: int, entries: bytes | bytearray) -> bytes:
     return _INDEX_COUNT.pack(count) + entries
 
 
-def decode_index(data: bytes, file: str | None, offset: int, data_end: int
+def decode_index(data: bytes, file: str | None, offset: int, data_end: int, packed: bool = False
                  ) -> tuple[list[bytes], list[int], list[int], list[int]]:
     """Return (last_keys, last_seqs, block_offsets, block_lengths).
 
     Checks the structure: blocks are page-aligned, whole pages, contiguous
-    from offset 0 to ``data_end``, and their last keys are in entry order.
-    Raises CorruptionError at the index's file ``offset`` otherwise.
+    from offset 0 to ``data_end`` (``packed``, version 2: in file order,
+    each after the previous one by less than a page of padding, the last
+    ending in the page before ``data_end``), and their last keys are in
+    entry order.  Raises CorruptionError at the index's file ``offset``
+    otherwise.
     """
     if len(data) < _INDEX_COUNT.size:
         raise CorruptionError(file, offset, "index section is too short")
@@ -168,7 +191,10 @@ def decode_index(data: bytes, file: str | None, offset: int, data_end: int
         pos += klen
         if pos > n:
             raise CorruptionError(file, offset, "index key runs past the section")
-        if boff != expected_offset or blen <= 0 or blen % PAGE:
+        if packed:
+            if not expected_offset <= boff < expected_offset + PAGE or blen <= 0:
+                raise CorruptionError(file, offset, f"index entry {len(keys)} has block ({boff}, {blen}); expected a block within a page after {expected_offset}")
+        elif boff != expected_offset or blen <= 0 or blen % PAGE:
             raise CorruptionError(file, offset, f"index entry {len(keys)} has block ({boff}, {blen}); expected a page-aligned block at {expected_offset}")
         if keys and (key < keys[-1] or (key == keys[-1] and seq >= seqs[-1])):
             raise CorruptionError(file, offset, f"index entry {len(keys)} is out of order")
@@ -179,6 +205,6 @@ def decode_index(data: bytes, file: str | None, offset: int, data_end: int
         lengths.append(blen)
     if pos != n:
         raise CorruptionError(file, offset, f"index has {n - pos} trailing bytes")
-    if expected_offset != data_end:
+    if (round_up(expected_offset) if packed else expected_offset) != data_end:
         raise CorruptionError(file, offset, f"index covers data up to {expected_offset}, but the data ends at {data_end}")
     return keys, seqs, offsets, lengths

@@ -7,6 +7,12 @@ lookup is a bisect over the in-memory index and at most one block: from the
 block cache, or, unless the bloom filter rules the key out, one page-aligned
 read of whole pages (O_DIRECT-friendly).  Layout: docs/format/table.md.
 
+A compressed table (format version 2) stores its blocks back to back: a
+block's ``(offset, length)`` in the index is then where its stored bytes
+are, and the read covers the whole pages that hold them.  The block is
+checked, decompressed and verified once, when it is read; the cache holds
+the decoded block, so a hit costs no decompression.
+
 ``get_cached`` is the synchronous part of ``get``: it answers from memory
 (key range, bloom filter, index, cached block) or returns ``NOT_CACHED``
 when the answer needs a block read; ``get`` awaits only in that case.  A block found
@@ -27,6 +33,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from hedge.errors import CorruptionError
+from hedge.lsm import compression
 from hedge.lsm.block import Block
 from hedge.lsm.bloom import BloomFilter
 from hedge.lsm.cache import BlockCache
@@ -62,11 +69,11 @@ class TableReader:
 
     __slots__ = ("_read", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
                  "_offsets", "_lengths", "_cache_keys", "_bloom", "_may_contain", "_smallest", "_largest",
-                 "properties")
+                 "properties", "footer")
 
     def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
                  index: tuple[list[bytes], list[int], list[int], list[int]], bloom: BloomFilter,
-                 properties: TableProperties):
+                 properties: TableProperties, footer: Footer):
         """Private: use ``open``."""
         self._read = read
         self.file_name = file_name
@@ -81,6 +88,8 @@ class TableReader:
         self.properties = properties
         self._smallest = properties.smallest_key
         self._largest = properties.largest_key
+        # Format version and compression codec (Footer.packed: stored blocks).
+        self.footer = footer
 
     @staticmethod
     def footer_read_range(file_size: int) -> tuple[int, int]:
@@ -128,7 +137,8 @@ class TableReader:
                 raise CorruptionError(file_name, s.offset, f"{name} checksum mismatch (stored {s.checksum:#018x}, computed {actual:#018x})")
             return data
 
-        index = decode_index(bytes(section(footer.index, "index")), file_name, footer.index.offset, meta_start)
+        index = decode_index(bytes(section(footer.index, "index")), file_name, footer.index.offset, meta_start,
+                             footer.packed)
         bloom = BloomFilter(section(footer.bloom, "bloom filter"), file_name, footer.bloom.offset)
         props = TableProperties.decode(section(footer.properties, "properties"), file_name, footer.properties.offset)
         keys = index[0]
@@ -136,7 +146,7 @@ class TableReader:
                 or props.data_bytes != meta_start
                 or props.largest_key != keys[-1] or props.smallest_key > props.largest_key):
             raise CorruptionError(file_name, footer.properties.offset, "properties disagree with the index or the file size")
-        return cls(read, file_name, table_id, file_size, cache, index, bloom, props)
+        return cls(read, file_name, table_id, file_size, cache, index, bloom, props, footer)
 
     @property
     def smallest_key(self) -> bytes:
@@ -189,7 +199,8 @@ class TableReader:
         return i
 
     def block_range_for(self, key: bytes, snapshot_seq: int = MAX_SEQ) -> tuple[int, int] | None:
-        """The page-aligned ``(offset, length)`` of the one block a ``get`` of
+        """The ``(offset, length)`` (page-aligned unless compressed) of the
+        one block a ``get`` of
         ``key`` at ``snapshot_seq`` would read, or None when the table
         certainly lacks the key (``may_contain`` is False) or holds no
         version old enough."""
@@ -213,6 +224,15 @@ class TableReader:
         first, last = self._block_span(start_key, end_key)
         offsets, lengths = self._offsets, self._lengths
         for i in range(first, last):
+            yield offsets[i], lengths[i]
+
+    def iter_block_ranges_reverse(self, start_key: bytes | None = None,
+                                  end_key: bytes | None = None) -> Iterator[tuple[int, int]]:
+        """The ranges of ``iter_block_ranges``, last block first (reverse
+        scans)."""
+        first, last = self._block_span(start_key, end_key)
+        offsets, lengths = self._offsets, self._lengths
+        for i in range(last - 1, first - 1, -1):
             yield offsets[i], lengths[i]
 
     def _block_span(self, start_key: bytes | None, end_key: bytes | None) -> tuple[int, int]:
@@ -287,13 +307,22 @@ class TableReader:
         return decoded
 
     async def _load(self, offset: int, length: int, fill_cache: bool) -> Block:
-        data = await _read_exact(self._read, offset, length, self.file_name)
+        if self.footer.packed:
+            start, span = page_span(offset, length)
+            data = await _read_exact(self._read, start, span, self.file_name)
+            if span != length:
+                data = data[offset - start : offset - start + length]
+        else:
+            data = await _read_exact(self._read, offset, length, self.file_name)
         return self.decode_block(offset, data, fill_cache)
 
     def decode_block(self, offset: int, data: bytes, fill_cache: bool = True) -> Block:
-        """Verify the block read at ``offset`` (``data`` as returned by the
-        read) and, when ``fill_cache``, put it in the cache.  The engine may
-        call this for blocks it prefetched.  Raises CorruptionError."""
+        """Verify the block read at ``offset`` (``data``: its ``length``
+        bytes from the index; in a compressed table its stored bytes, which
+        are checked and decompressed here) and, when ``fill_cache``, put the
+        decoded block in the cache.  Raises CorruptionError."""
+        if self.footer.packed:
+            data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
         if fill_cache and self._cache is not None:
             self._cache.insert((self.table_id, offset), block)
@@ -330,6 +359,13 @@ class TableReader:
         """Drop this table's blocks from the cache (when the table is deleted)."""
         if self._cache is not None:
             self._cache.erase_table(self.table_id)
+
+
+def page_span(offset: int, length: int) -> tuple[int, int]:
+    """The page-aligned ``(offset, length)`` of the whole pages holding the
+    bytes ``[offset, offset + length)``."""
+    start = offset - offset % PAGE
+    return start, -(-(offset + length - start) // PAGE) * PAGE
 
 
 async def _read_exact(read: ReadFn, offset: int, length: int, file_name: str) -> bytes:
