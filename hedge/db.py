@@ -49,8 +49,9 @@ from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.cursor import SCAN_CHUNK_MAX, SCAN_CHUNK_MIN, EngineCursor
-from hedge.lsm.engine import NEEDS_IO, Engine
+from hedge.lsm.engine import Engine
 from hedge.lsm.keys import check_key, key_after, prefix_end
+from hedge.lsm.lookup import NeedsIO
 from hedge.lsm.properties import approximate_size, get_property
 from hedge.options import Options
 
@@ -170,8 +171,8 @@ class DB:
         """The value stored under ``key``, or ``default`` (None) when absent."""
         self._calls.check_blocking()
         value = self._engine.get_now(key)
-        if value is NEEDS_IO:
-            value = self._calls.call(self._engine.get(key))
+        if type(value) is NeedsIO:
+            value = self._calls.call(value.finish())
         return default if value is None else value
 
     def remove(self, key: BytesLike, sync: bool = False) -> None:
@@ -190,7 +191,8 @@ class DB:
     def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
         """Values for ``keys`` (None where absent), looked up concurrently."""
         keys = [check_key(k) for k in keys]
-        return self._call(self._engine.multi_get(keys))
+        self._calls.check_blocking()
+        return self._calls.finish_gets(self._engine.multi_get_now(keys))
 
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
@@ -422,14 +424,18 @@ class Snapshot:
     def get(self, key: BytesLike, default: Any = None) -> Any:
         """The value ``key`` had when the snapshot was taken, or ``default``."""
         self._check()
-        value = self._calls.call(self._engine.get(key, self.sequence))
+        self._calls.check_blocking()
+        value = self._engine.get_now(key, self.sequence)
+        if type(value) is NeedsIO:
+            value = self._calls.call(value.finish())
         return default if value is None else value
 
     def multi_get(self, keys: Iterable[BytesLike]) -> list[bytes | None]:
         """The values ``keys`` had at the snapshot (None where absent)."""
         self._check()
         keys = [check_key(k) for k in keys]
-        return self._calls.call(self._engine.multi_get(keys, self.sequence))
+        self._calls.check_blocking()
+        return self._calls.finish_gets(self._engine.multi_get_now(keys, self.sequence))
 
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
@@ -700,6 +706,14 @@ class _Calls:
             coro.close()
             raise
         return executor.run(coro)
+
+    def finish_gets(self, values: list) -> list:
+        """``values`` of Engine.multi_get_now, with the lookups that need a
+        block read run concurrently on this thread's executor."""
+        for value in values:
+            if type(value) is NeedsIO:
+                return self.call(self.engine.finish_gets(values))
+        return values
 
     def awaitable(self, coro):
         """For a hedge task, ``coro`` followed by a checkpoint (the other

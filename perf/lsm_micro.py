@@ -14,10 +14,12 @@ Rows (16-byte keys, 100-byte values):
     (only where the reader has one);
   - table get, absent key: a key inside the table's range that it lacks;
   - table get, block read: no cache, the block is "read" and verified;
-  - lookup across levels: what the engine does below its memtables for a
+  - lookup across levels: what the engine did below its memtables for a
     get: files_for_key, then each table until one answers, over 4 L0
     tables (300 keys each) and L1-L3 (1,200, 6,000, 60,000 keys), all
-    blocks cached; files_for_key alone on the same version;
+    blocks cached; files_for_key alone on the same version; and what it
+    does now, SuperVersion.get over the same tables under an empty
+    memtable (where the revision has it);
   - memtable get / add: a memtable of 50,000+ entries;
   - put encode+insert: WriteBatch, encode, WAL record framing, memtable add
     (what the commit leader does per single-key put, minus the write);
@@ -70,6 +72,8 @@ ROWS = (
     ("levels_present", "lookup across levels (await get), present key"),
     ("levels_present_sync", "lookup across levels (get_cached), present key"),
     ("levels_absent", "lookup across levels (await get), absent key"),
+    ("sv_present", "SuperVersion.get below a memtable, present key"),
+    ("sv_absent", "SuperVersion.get below a memtable, absent key"),
     ("mem_get", "memtable get"),
     ("mem_add", "memtable add"),
     ("put", "put encode+insert (batch, WAL record, memtable)"),
@@ -246,6 +250,14 @@ def measure(quick: bool = False, groups=GROUPS) -> dict[str, float]:
                         return found
                 return None
             out["levels_present_sync"] = best_us(per_key(lookup_cached, present), chunk, repeat)
+        try:
+            from hedge.lsm.lookup import SuperVersion
+        except ImportError:             # a revision before it
+            SuperVersion = None
+        if SuperVersion is not None:
+            sv = SuperVersion(Memtable(), 0, (), version, tables)
+            out["sv_present"] = best_us(per_key(lambda k: sv.get(k, 10**9), present), chunk, repeat)
+            out["sv_absent"] = best_us(per_key(lambda k: sv.get(k, 10**9), absent), chunk, repeat)
 
     # --- memtable and the write path -------------------------------------------------
     if "writes" in groups:

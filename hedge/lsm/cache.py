@@ -12,12 +12,18 @@ means the entry was not used since the last sweep, and it is evicted.  New
 entries start with a clear bit, so a scan of blocks read once cannot push out
 blocks that are being reused.
 
-Thread-safe: any thread may call any method.  A lookup is a dict probe plus
-setting the reference bit, both done under one short lock (which also keeps
-the statistics exact).
+Thread-safe: any thread may call any method.  A lookup takes no lock: it is
+a dict probe, then setting the entry's reference bit and advancing the hit
+counter, or advancing the miss counter, each one atomic under the GIL (an
+entry list is never replaced, only its slots; a hit on an entry being
+evicted only sets a bit nobody reads again).  Inserts, replacements and
+evictions change the map and the circle under one short lock.  The
+statistics stay exact: hits and misses are ``itertools.count`` objects (one
+C call advances one, so no increment is lost between threads).
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 
@@ -38,21 +44,20 @@ class BlockCache:
         self._map: dict[CacheKey, list] = {}
         self._clock: deque[list] = deque()  # the hand is at the left end
         self._bytes = 0
-        self._hits = 0
-        self._misses = 0
+        self._hits = itertools.count()
+        self._misses = itertools.count()
         self._inserts = 0
         self._evictions = 0
 
     def get(self, key: CacheKey) -> Block | None:
         """The cached block, or None."""
-        with self._lock:
-            entry = self._map.get(key)
-            if entry is None:
-                self._misses += 1
-                return None
-            self._hits += 1
-            entry[_REF] = True
-            return entry[_BLOCK]
+        entry = self._map.get(key)
+        if entry is None:
+            next(self._misses)
+            return None
+        next(self._hits)
+        entry[_REF] = True
+        return entry[_BLOCK]
 
     def insert(self, key: CacheKey, block: Block) -> None:
         """Cache ``block`` under ``key`` (replacing an older one), evicting
@@ -129,11 +134,17 @@ class BlockCache:
         """Counters since creation plus the current and maximum bytes."""
         with self._lock:
             return {
-                "hits": self._hits,
-                "misses": self._misses,
+                "hits": _value(self._hits),
+                "misses": _value(self._misses),
                 "inserts": self._inserts,
                 "evictions": self._evictions,
                 "bytes": self._bytes,
                 "capacity": self.capacity,
                 "entries": len(self._map),
             }
+
+
+def _value(counter: itertools.count) -> int:
+    """The next number ``counter`` would give, without advancing it: its
+    repr, ``count(N)``, is the one public view of it."""
+    return int(repr(counter)[6:-1])

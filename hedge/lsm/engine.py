@@ -11,10 +11,11 @@ parts it is built from:
     memtables and runs compactions on the background pool;
   - the commit queue (hedge/lsm/commit.py): group commit.
 
-State readers see is one immutable ``SuperVersion`` (memtable, immutable
-memtables, version, open table readers), swapped as a whole under
-``_sv_lock`` by whoever changes it (the commit leader at a memtable switch,
-maintenance at an install), always built from the current one.  A reader
+State readers see is one immutable ``SuperVersion`` (hedge/lsm/lookup.py:
+memtable, immutable memtables, version, open table readers; point lookups
+walk it), swapped as a whole under ``_sv_lock`` by whoever changes it (the
+commit leader at a memtable switch, maintenance at an install), always
+built from the current one.  A reader
 takes the visible sequence number (``versions.last_seq``) FIRST and the
 super version SECOND, so every entry at or below its snapshot is in a
 memtable or table of what it holds.  Tables dropped from the version are
@@ -62,12 +63,12 @@ from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
 from hedge.lsm.iterators import merge
 from hedge.lsm.keys import Kind, check_key
+from hedge.lsm.lookup import NeedsIO, SuperVersion
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.recovery import Recovered, recover, recover_read_only
 from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
-from hedge.lsm.table.reader import NOT_CACHED
 from hedge.lsm.version_edit import NUM_LEVELS
 from hedge.lsm.wal.writer import WalWriter
 from hedge.lsm.write_controller import MAX_IMMUTABLES, WriteController, debt_steps
@@ -76,40 +77,12 @@ from hedge.options import Options
 log = logging.getLogger("hedge")
 
 DELETE = Kind.DELETE
-
-
-class _NeedsIO:
-    """The type of NEEDS_IO: Engine.get_now's "a block must be read: await
-    ``get`` instead"."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEEDS_IO"
-
-
-NEEDS_IO = _NeedsIO()
 LOG_WAIT_SECONDS = 0.02     # a writers' wait at least this long is logged (debug) with its cause
 # After this many bytes appended to the WAL, the background pool fdatasyncs
 # it (RocksDB's wal_bytes_per_sync), so the fdatasync a memtable switch
 # waits for finds at most about this much to write (it found the whole 8 MiB
 # memtable's worth and took up to 100 ms in the YCSB load).
 WAL_BYTES_PER_SYNC = 1 << 20
-
-
-class SuperVersion:
-    """What a reader needs, frozen: ``imms`` are (memtable, wal_number)
-    pairs, newest first; ``tables`` maps file number -> TableReader for every
-    table of ``version``."""
-
-    __slots__ = ("mem", "mem_wal", "imms", "version", "tables")
-
-    def __init__(self, mem, mem_wal, imms, version, tables):
-        self.mem = mem
-        self.mem_wal = mem_wal
-        self.imms = imms
-        self.version = version
-        self.tables = tables
 
 
 class Engine:
@@ -276,10 +249,13 @@ class Engine:
         if not commit.try_lead():
             return False
         try:
-            writers = (Writer(batch, False),)
-            payload, seq, _sync = self._number(writers)
-            self._log(payload)
-            self._apply(writers, seq)
+            # _number, _log and _apply for one writer, without the Writer.
+            seq = self.versions.last_seq + 1
+            self._log(batch.encode(seq))
+            add = self._sv.mem.add          # read as leader: no switch meanwhile
+            for key, s, kind, value in batch.entries(seq):
+                add(key, s, kind, value)
+            self.versions.last_seq = seq + len(batch) - 1
         finally:
             commit.release_lead()
         return True
@@ -456,57 +432,56 @@ class Engine:
 
     def get_now(self, key, snap: int | None = None):
         """``get``'s answer when it needs no I/O (the key is in a memtable,
-        or its table block is cached, or no table can hold it), else
-        NEEDS_IO (then await ``get``).  Never suspends; any thread."""
+        or its table blocks are cached, or no table can hold it), else a
+        NeedsIO: ``await needs_io.finish()`` reads the block that is not
+        cached and goes on from that table (hedge/lsm/lookup.py).  Never
+        suspends; any thread."""
         key = check_key(key)
         self.check_open()
         if snap is None:
             snap = self.versions.last_seq
         sv = self._sv
-        found = sv.mem.get(key, snap)
+        found = sv.mem.get(key, snap)       # SuperVersion.get, one call fewer for a memtable key
         if found is None:
-            for mem, _ in sv.imms:
-                found = mem.get(key, snap)
-                if found is not None:
-                    break
-            else:
-                tables = sv.tables
-                for _level, meta in sv.version.files_for_key(key):
-                    found = tables[meta.number].get_cached(key, snap)
-                    if found is NOT_CACHED:
-                        return NEEDS_IO
-                    if found is not None:
-                        break
-                else:
-                    return None
+            return sv.get_below_memtable(key, snap)
         if found[1] == DELETE:
             return None
         return found[2]
 
     async def get(self, key, snap: int | None = None) -> bytes | None:
-        """The value of ``key`` at sequence ``snap`` (None: now), or None."""
+        """The value of ``key`` at sequence ``snap`` (None: now), or None.
+        Suspends only for blocks that are not cached."""
+        value = self.get_now(key, snap)
+        if type(value) is NeedsIO:
+            return await value.finish()
+        return value
+
+    def multi_get_now(self, keys, snap: int | None = None) -> list:
+        """``get_now`` of each of ``keys`` (checked bytes) at one snapshot
+        (None: now): values, None, or a NeedsIO where a block must be read
+        (``finish_gets`` reads them)."""
+        self.check_open()
         if snap is None:
             snap = self.versions.last_seq
-        value = self.get_now(key, snap)
-        if value is not NEEDS_IO:
-            return value
-        # Not in a memtable of the super version get_now saw, so every
-        # version of the key at or below ``snap`` is in a table of it or of
-        # any later one (flushes and compactions keep what snap sees).
-        key = check_key(key)
-        sv = self._sv
-        tables = sv.tables
-        for _level, meta in sv.version.files_for_key(key):
-            found = await tables[meta.number].get(key, snap)
-            if found is not None:
-                return None if found[1] == DELETE else found[2]
-        return None
+        get = self._sv.get
+        return [get(k, snap) for k in keys]
+
+    @staticmethod
+    async def finish_gets(values: list) -> list:
+        """``values`` of ``multi_get_now`` with every NeedsIO replaced by its
+        answer, the reads running concurrently (in place; returned)."""
+        pending = [i for i, v in enumerate(values) if type(v) is NeedsIO]
+        if pending:
+            done = await gather(*(values[i].finish() for i in pending))
+            for i, value in zip(pending, done):
+                values[i] = value
+        return values
 
     async def multi_get(self, keys, snap: int | None = None) -> list:
+        """The values of ``keys`` at one snapshot; only the lookups that
+        need a block read suspend, concurrently."""
         keys = [check_key(k) for k in keys]
-        if snap is None:
-            snap = self.versions.last_seq
-        return await gather(*(self.get(k, snap) for k in keys))
+        return await self.finish_gets(self.multi_get_now(keys, snap))
 
     def acquire_snapshot(self) -> tuple[int, int]:
         """Pin the current sequence number: compactions keep what it sees

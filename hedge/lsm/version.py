@@ -25,7 +25,7 @@ number, next file number, last sequence and compaction pointers.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -68,8 +68,9 @@ class Version:
         self.levels: tuple[tuple[FileMeta, ...], ...] = levels
         self._starts = tuple([m.smallest_key for m in files] for files in levels)
         self._level_bytes = tuple(sum(m.size for m in files) for files in levels)
-        # The non-empty levels below L0, for point lookups.
-        self._deep = tuple((level, self._starts[level], levels[level])
+        # The non-empty levels below L0, for point lookups: the largest key
+        # of each table, for bisect_left.
+        self._deep = tuple((level, [m.largest_key for m in levels[level]], levels[level])
                            for level in range(1, NUM_LEVELS) if levels[level])
 
     def __eq__(self, other: object) -> bool:
@@ -103,11 +104,19 @@ class Version:
         table per deeper level.  The first table holding any version of the
         key visible to the reader answers the lookup."""
         found = [(0, m) for m in self.levels[0] if m.smallest_key <= key <= m.largest_key]
-        for level, starts, files in self._deep:
-            i = bisect_right(starts, key) - 1
-            if i >= 0 and key <= files[i].largest_key:
+        for level, largest_keys, files in self._deep:
+            i = bisect_left(largest_keys, key)
+            if i < len(files) and files[i].smallest_key <= key:
                 found.append((level, files[i]))
         return found
+
+    def point_levels(self) -> tuple[tuple[int, list[bytes], tuple[FileMeta, ...]], ...]:
+        """Per non-empty level below L0, in level order: ``(level, largest
+        keys, tables)``, the largest key of each table in the level's order.
+        The one table of the level that may hold a key is the first whose
+        largest key is >= it (``bisect_left``), if its smallest key is <= it.
+        Precomputed: the caller must not modify the lists."""
+        return self._deep
 
     def overlapping(self, level: int, start: bytes | None, end: bytes | None) -> tuple[FileMeta, ...]:
         """Tables of ``level`` whose range meets [start, end] (inclusive; None

@@ -77,6 +77,22 @@ def wal_record_offsets(path: str) -> list[int]:
     return offsets
 
 
+def random_writes(db, rnd, model: dict, count: int, key_space: int) -> dict:
+    """``count`` writes to ``db`` and to its ``model`` (a dict), drawn from
+    ``rnd``: a remove (15%) or a put of a 10-79 byte value, of keys
+    b"key%06d" below ``key_space``.  Returns ``model``."""
+    for i in range(count):
+        key = b"key%06d" % rnd.randrange(key_space)
+        if rnd.random() < 0.15:
+            db.remove(key)
+            model.pop(key, None)
+        else:
+            value = b"%d-" % i + bytes(rnd.randrange(10, 80))
+            db.put(key, value)
+            model[key] = value
+    return model
+
+
 def model_scan(model: dict, start=None, end=None) -> list[tuple[bytes, bytes]]:
     """What a scan of [start, end) over the dict ``model`` returns."""
     return sorted((k, v) for k, v in model.items()

@@ -108,15 +108,14 @@ def test_sixteen_threads_against_a_model_each(tmp_path, io_method):
 
 
 def test_a_thread_that_ends_releases_its_ring(db, io_method):
-    db.put(b"k", b"v")
-    db.multi_get([b"k"])                         # this thread's executor exists from here on
+    db.put(b"k", b"v", sync=True)                # a WAL sync: this thread's executor exists
     fds_before = len(os.listdir("/proc/self/fd"))
     count = 1000 if io_method == "io_uring" else 200
     seen = []
 
     def one_call(i):
-        seen.append(db.multi_get([b"k"])[0])     # runs on this thread's executor (a get of a
-                                                 # memtable key would not need one)
+        db.put(b"k", b"v", sync=True)            # runs on this thread's executor (a get or a
+        seen.append(db.get(b"k"))                # put without sync would not need one)
 
     for i in range(count):
         th = threading.Thread(target=one_call, args=(i,))
@@ -134,7 +133,7 @@ def test_close_releases_every_threads_ring(tmp_path, io_method):
     ready = threading.Barrier(5)
 
     def hold():
-        db.multi_get([b"k"])                     # makes this thread's executor
+        db.put(b"k", b"v", sync=True)            # makes this thread's executor
         ready.wait()
         release.wait(30)
 

@@ -19,24 +19,14 @@ from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerC
 from hedge.lsm.keys import Kind
 from hedge.lsm.table_io import TableWriter
 from tests.conftest import require_method
+from tests.db.helpers import random_writes
 
 SMALL = dict(memtable_bytes=16 << 10, table_bytes=16 << 10, level1_bytes=64 << 10, l0_compaction_trigger=2,
              block_cache_bytes=1 << 20)
 
 
 def _workload(db, seed: int) -> dict:
-    rnd = random.Random(seed)
-    expected = {}
-    for i in range(6000):
-        key = b"key%06d" % rnd.randrange(3000)
-        if rnd.random() < 0.15:
-            db.remove(key)
-            expected.pop(key, None)
-        else:
-            value = b"%d-" % i + bytes(rnd.randrange(10, 80))
-            db.put(key, value)
-            expected[key] = value
-    return expected
+    return random_writes(db, random.Random(seed), {}, 6000, 3000)
 
 
 def test_results_are_identical_with_and_without_the_worker_process(tmp_path, io_method):

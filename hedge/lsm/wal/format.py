@@ -30,6 +30,9 @@ _COVERED = struct.Struct("<QIB3x")   # the header after the checksum
 _RESERVED = slice(21, 24)
 _ZERO_RESERVED = b"\0\0\0"
 MAX_PAYLOAD_BYTES = (1 << 32) - 1
+# Payloads up to this size are copied once and hashed in one call.
+_SMALL_PAYLOAD_BYTES = 4096
+_xxh3_64_intdigest = xxhash.xxh3_64_intdigest
 MAX_FILE_NUMBER = (1 << 64) - 1
 
 
@@ -61,6 +64,10 @@ def encode_record(file_number: int, payload, record_type: RecordType = RecordTyp
     if rtype is None:
         raise ValueError(f"unknown record type {record_type!r}")
     covered = _COVERED.pack(file_number, len(payload), rtype)
+    if len(payload) <= _SMALL_PAYLOAD_BYTES:
+        # One hash call over one small copy costs less than a hasher object.
+        covered += payload
+        return _CHECKSUM.pack(_xxh3_64_intdigest(covered)) + covered
     hasher = xxhash.xxh3_64(covered)
     hasher.update(payload)   # streamed: no copy of a large payload
     return b"".join((_CHECKSUM.pack(hasher.intdigest()), covered, payload))

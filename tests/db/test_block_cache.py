@@ -1,0 +1,109 @@
+"""The block cache changes costs, never answers: one workload gives the same
+results with the cache on, off and tiny (a few blocks, evicting all the
+time), through the blocking API and db.aio; a get whose blocks are all
+cached completes without suspending."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+import hedge
+from hedge.lsm.lookup import NeedsIO
+from tests.db.helpers import SMALL, model_scan, open_db, random_writes
+
+pytestmark = pytest.mark.timeout(180)
+
+CACHES = {"on": 1 << 20, "off": 0, "tiny": 3 * 4096}
+KEYS = 700
+
+
+def _workload(db, seed: int = 11):
+    """Puts, overwrites and removes over a tree of several levels; returns
+    the model of the final state and, for the snapshot taken midway, the
+    snapshot and the model at that point."""
+    rnd = random.Random(seed)
+    model = random_writes(db, rnd, {}, 900, KEYS)
+    snap, snap_model = db.snapshot(), dict(model)
+    random_writes(db, rnd, model, 600, KEYS)
+    return model, snap, snap_model
+
+
+def _all_keys():
+    return [b"key%06d" % i for i in range(KEYS + 1)]      # and one never written
+
+
+@pytest.mark.parametrize("cache", list(CACHES))
+def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, cache):
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": CACHES[cache]}) as db:
+        model, snap, snap_model = _workload(db)
+        db.flush()
+        levels = [level for level in db.stats()["levels"] if level["files"]]
+        assert len(levels) >= 2, levels                 # the reads cross levels
+        keys = _all_keys()
+        for _ in range(2):                              # cold, then as warm as the cache allows
+            assert [db.get(k) for k in keys] == [model.get(k) for k in keys]
+            assert db.multi_get(keys) == [model.get(k) for k in keys]
+            assert list(db.scan()) == model_scan(model)
+            assert [snap.get(k) for k in keys] == [snap_model.get(k) for k in keys]
+            assert snap.multi_get(keys) == [snap_model.get(k) for k in keys]
+
+        async def aio_reads():
+            return ([await db.aio.get(k) for k in keys], await db.aio.multi_get(keys),
+                    [await snap.aio.get(k) for k in keys], await snap.aio.multi_get(keys))
+
+        gets, multi, snap_gets, snap_multi = asyncio.run(aio_reads())
+        assert gets == multi == [model.get(k) for k in keys]
+        assert snap_gets == snap_multi == [snap_model.get(k) for k in keys]
+        snap.close()
+        stats = db.stats()["cache"]
+        if cache == "off":
+            assert stats is None                        # no cache at all
+        elif cache == "tiny":
+            assert stats["evictions"] > 0 and stats["bytes"] <= CACHES["tiny"]
+        else:
+            assert stats["hits"] > 0 and stats["evictions"] == 0
+
+
+def test_a_get_of_cached_blocks_does_not_suspend(tmp_path, io_method):
+    with open_db(tmp_path / "db", io_method, **SMALL) as db:
+        model, snap, _ = _workload(db)
+        snap.close()
+        db.compact()                                    # no compaction replaces tables from here on
+        engine = db._engine
+        keys = _all_keys()
+        for k in keys:                                  # warm the cache
+            db.get(k)
+        for k in keys:
+            coro = engine.get(k)
+            with pytest.raises(StopIteration) as done:
+                coro.send(None)
+            assert done.value.value == model.get(k)
+        assert not [v for v in engine.multi_get_now(keys) if type(v) is NeedsIO]
+
+
+def test_without_a_cache_table_keys_need_io_and_resume(tmp_path, io_method):
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 0}) as db:
+        model, snap, _ = _workload(db)
+        snap.close()
+        db.flush()
+        engine = db._engine
+        keys = _all_keys()
+        values = engine.multi_get_now(keys)
+        pending = [k for k, v in zip(keys, values) if type(v) is NeedsIO]
+        assert pending                                  # table keys need a block read
+        assert db.run(engine.finish_gets(values)) == [model.get(k) for k in keys]
+        assert [db.get(k) for k in pending] == [model.get(k) for k in pending]
+
+
+def test_multi_get_rejects_a_bad_key_and_reads_nothing(tmp_path, io_method):
+    with open_db(tmp_path / "db", io_method, **SMALL) as db:
+        db.put(b"a", b"1")
+        before = db.stats()["cache"]
+        with pytest.raises(TypeError):
+            db.multi_get([b"a", "not bytes"])
+        with pytest.raises(TypeError):
+            asyncio.run(db.aio.multi_get([b"a", 7]))
+        assert db.stats()["cache"] == before
+        assert db.multi_get([b"a", b"b"]) == [b"1", None]
