@@ -26,8 +26,10 @@ def _random_sources(rng: random.Random, n_sources: int, keys: int, writes: int):
     return [sorted(s, key=entry_order) for s in sources]
 
 
-def _table(entries, number: int) -> TableReader:
-    builder = TableBuilder(block_bytes=256)
+def _table(entries, number: int, log: list | None = None, compression: str = "none", cache=None) -> TableReader:
+    """A table of ``entries`` in memory; its reads are appended to ``log``
+    (from after the open) when given."""
+    builder = TableBuilder(block_bytes=256, compression=compression)
     for e in entries:
         builder.add(*e)
     ready = builder.take_ready()
@@ -36,7 +38,10 @@ def _table(entries, number: int) -> TableReader:
     for offset, chunk in ready + rest:
         assert offset == len(data)
         data += chunk
-    return run(TableReader.open(memory_reader(bytes(data)), len(data), f"t{number}.sst", number))
+    reader = run(TableReader.open(memory_reader(bytes(data), log), len(data), f"t{number}.sst", number, cache))
+    if log is not None:
+        log.clear()
+    return reader
 
 
 def _bounded(entries, start, end):
@@ -143,21 +148,6 @@ def test_merge_runs_gives_entry_order_each_write_once_in_key_aligned_chunks(seed
         assert a[-1][0] != b[0][0], "a key's versions were split between two chunks"
 
 
-def _table_with_log(entries, number: int, log: list, compression: str = "none", cache=None) -> TableReader:
-    builder = TableBuilder(block_bytes=256, compression=compression)
-    for e in entries:
-        builder.add(*e)
-    ready = builder.take_ready()
-    rest, _props = builder.finish()
-    data = bytearray()
-    for offset, chunk in ready + rest:
-        assert offset == len(data)
-        data += chunk
-    reader = run(TableReader.open(memory_reader(bytes(data), log), len(data), f"t{number}.sst", number, cache))
-    log.clear()
-    return reader
-
-
 def _values_entries(n: int, value_bytes: int = 100):
     rng = random.Random(n)
     return [(b"k%05d" % i, i + 1, Kind.PUT, rng.randbytes(value_bytes)) for i in range(n)]
@@ -171,7 +161,7 @@ def test_table_cursor_reads_ahead_doubling_from_one_block(compression):
     from hedge.lsm import amerge
     log: list = []
     entries = _values_entries(2000)
-    reader = _table_with_log(entries, 1, log, compression)
+    reader = _table(entries, 1, log, compression)
     blocks = reader.block_count
     assert blocks > 2 * amerge.READ_AHEAD_BLOCKS
     runs = collect(merge_runs([TableCursor([reader], None, None)], chunk=1))
@@ -187,7 +177,7 @@ def test_table_cursor_reads_ahead_doubling_from_one_block(compression):
 
 def test_a_short_scan_reads_only_its_first_block():
     log: list = []
-    reader = _table_with_log(_values_entries(500), 1, log)
+    reader = _table(_values_entries(500), 1, log)
     cursor = TableCursor([reader], b"k00100", None)
     first = run(cursor.next_block())
     assert first[0][0] == b"k00100"
@@ -198,7 +188,7 @@ def test_read_ahead_takes_cached_blocks_from_the_cache_and_reads_the_others_in_r
     from hedge.lsm.cache import BlockCache
     log: list = []
     entries = _values_entries(600)
-    reader = _table_with_log(entries, 1, log, cache=BlockCache(1 << 20))
+    reader = _table(entries, 1, log, cache=BlockCache(1 << 20))
     ranges = reader.block_ranges()
     # Cache every third block.
     for offset, length in ranges[::3]:
