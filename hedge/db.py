@@ -729,14 +729,13 @@ class _Calls:
         return _then_checkpoint(coro)
 
     def aiter(self, agen):
-        """For a hedge task, ``agen`` (an engine async iterator) after a
-        checkpoint; for an asyncio task, one whose steps run on the loop
-        thread's executor."""
+        """For a hedge task, ``agen`` (an engine async iterator) itself; for
+        an asyncio task, one whose steps run on the loop thread's executor."""
         if current_executor_or_none() is None:
             loop = _running_loop()
             if loop is not None:
                 return _LoopScan(self, loop, agen)
-        return _after_checkpoint(agen)
+        return agen
 
     async def in_loop(self, loop, coro):
         try:
@@ -758,18 +757,6 @@ async def _then_checkpoint(coro):
     result = await coro
     await checkpoint()
     return result
-
-
-async def _after_checkpoint(agen):
-    """``agen``'s items, after letting the executor's other ready tasks run:
-    a scan over cached blocks never waits, and a task scanning in a loop
-    would otherwise keep its executor to itself."""
-    await checkpoint()
-    try:
-        async for item in agen:
-            yield item
-    finally:
-        await agen.aclose()
 
 
 class AsyncDB:

@@ -50,7 +50,7 @@ import threading
 import time
 
 from hedge.errors import BackgroundError, Cancelled, ClosedError, HedgeError, ReadOnlyError
-from hedge.exec import gather
+from hedge.exec import checkpoint as executor_checkpoint, gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
@@ -501,7 +501,11 @@ class Engine:
         """Async iterator of (key, value), start inclusive, end exclusive,
         over the snapshot taken when iteration begins (or at ``snap``, a
         sequence number the caller holds with ``acquire_snapshot``); keys
-        ascending, or descending with ``reverse`` (hedge/lsm/reverse.py)."""
+        ascending, or descending with ``reverse`` (hedge/lsm/reverse.py).
+        Starts with a checkpoint: a scan over cached blocks never waits, and
+        a task scanning in a loop would otherwise keep its executor to
+        itself."""
+        await executor_checkpoint()
         if start is not None:
             start = check_key(start)
         if end is not None:
