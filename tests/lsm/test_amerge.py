@@ -91,13 +91,19 @@ def test_visible_merge_with_one_source_holding_most_keys(seed):
         assert collect(visible_merge(cursors, snapshot)) == expected
 
 
-def test_table_cursor_walks_a_level_of_several_tables_in_order():
+def _level_of_three_tables() -> tuple[list, list[TableReader]]:
+    """Random entries (keys k0000..k0299, several versions each) and the
+    three non-overlapping tables, like a level, they are split into at key
+    boundaries."""
     rng = random.Random(5)
     entries = sorted(_random_sources(rng, 1, keys=300, writes=900)[0], key=entry_order)
-    # Split at key boundaries into three non-overlapping tables, like a level.
     cuts = [entries.index(next(e for e in entries if e[0] >= b"k%04d" % k)) for k in (100, 200)]
     parts = [entries[:cuts[0]], entries[cuts[0]:cuts[1]], entries[cuts[1]:]]
-    readers = [_table(p, i) for i, p in enumerate(parts)]
+    return entries, [_table(p, i) for i, p in enumerate(parts)]
+
+
+def test_table_cursor_walks_a_level_of_several_tables_in_order():
+    entries, readers = _level_of_three_tables()
     for start, end in ((None, None), (b"k0050", b"k0250"), (b"k0150", None), (b"k0100", b"k0101")):
         expected = list(visible(_bounded(entries, start, end), 10**6))
         assert collect(visible_merge([TableCursor(readers, start, end)], 10**6)) == expected

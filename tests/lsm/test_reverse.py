@@ -17,7 +17,7 @@ from hedge.lsm.memtable import Memtable
 from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
 from tests.lsm._drive import collect
 from tests.lsm.model import random_entries, sorted_entries
-from tests.lsm.test_amerge import _bounded, _random_sources, _table
+from tests.lsm.test_amerge import _bounded, _level_of_three_tables, _random_sources, _table
 
 
 def _reverse_runs(entries, rng: random.Random):
@@ -88,11 +88,7 @@ def test_many_versions_of_one_key_across_blocks_and_sources(seed):
 
 
 def test_reverse_table_cursor_walks_a_level_of_several_tables_backwards():
-    rng = random.Random(5)
-    entries = sorted(_random_sources(rng, 1, keys=300, writes=900)[0], key=entry_order)
-    cuts = [entries.index(next(e for e in entries if e[0] >= b"k%04d" % k)) for k in (100, 200)]
-    parts = [entries[:cuts[0]], entries[cuts[0]:cuts[1]], entries[cuts[1]:]]
-    readers = [_table(p, i) for i, p in enumerate(parts)]
+    entries, readers = _level_of_three_tables()
     for start, end in ((None, None), (b"k0050", b"k0250"), (b"k0150", None), (b"k0100", b"k0101"),
                        (None, b"k0000"), (b"k0299\x00", None)):
         runs = collect(_runs(ReverseTableCursor(readers, start, end)))
