@@ -197,27 +197,33 @@ class DB:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> "ScanIterator[tuple[bytes, bytes]]": ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[tuple[bytes, bytes]]": ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[bytes]": ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[bytes]": ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[Any]":
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[Any]":
         """Iterate (key, value) pairs in key order over the snapshot taken
         now: keys from ``start`` (inclusive unless include_start=False) to
         ``end`` (exclusive unless include_end=True), None meaning unbounded,
         and starting with ``prefix`` when given.  With include_value=False
         it yields keys only, with include_key=False values only (plyvel's
         names).  With reverse=True the keys come in descending order (same
-        range).  ``close()`` the iterator to stop early: later ``next()``
-        calls raise StopIteration (ClosedError after ``db.close()``)."""
+        range).  With ``limit``, at most that many items come, and the scan
+        reads no further than they need.  ``close()`` the iterator to stop
+        early: later ``next()`` calls raise StopIteration (ClosedError after
+        ``db.close()``).  Raises TypeError or ValueError for a bad option,
+        before reading anything."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
         # The first chunk takes the snapshot now, not at the first next().
-        return ScanIterator(self._calls, self._engine.scan(start, end, None, reverse), shape)
+        return _blocking_scan(self._calls, self._engine, start, end, None, reverse, shape, limit)
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,
@@ -440,19 +446,22 @@ class Snapshot:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> "ScanIterator[tuple[bytes, bytes]]": ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[tuple[bytes, bytes]]": ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[bytes]": ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[bytes]": ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> "ScanIterator[Any]":
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> "ScanIterator[Any]":
         """``DB.scan`` as the database was at the snapshot."""
         self._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return ScanIterator(self._calls, self._engine.scan(start, end, self.sequence, reverse), shape)
+        return _blocking_scan(self._calls, self._engine, start, end, self.sequence, reverse, shape, limit)
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,
@@ -521,19 +530,22 @@ class _AsyncSnapshot:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[bytes]: ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[Any]:
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[Any]:
         s = self._snapshot
         s._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return s._calls.aiter(_shaped(s._engine.scan(start, end, s.sequence, reverse), shape))
+        return s._calls.aiter(_async_scan(s._engine, start, end, s.sequence, reverse, shape, _check_limit(limit)))
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,
@@ -546,25 +558,37 @@ class _AsyncSnapshot:
 
 
 class ScanIterator(Iterator[Item], Generic[Item]):
-    """Blocking iterator over an engine scan.  Each refill runs the scan on
-    the calling thread's executor for the next chunk of pairs (chunks grow
-    from SCAN_CHUNK_MIN to SCAN_CHUNK_MAX); the first is fetched at once,
-    which takes the snapshot."""
+    """Blocking iterator over an engine scan (``Engine.scan``, which hands
+    out chunks).  Each refill runs the scan on the calling thread's executor
+    for its next chunk: SCAN_CHUNK_MIN pairs first, doubling up to
+    SCAN_CHUNK_MAX, never more than the ``limit`` leaves.  The first chunk
+    is fetched at once, which takes the snapshot."""
 
-    def __init__(self, calls: "_Calls", agen, shape: int = PAIRS):
+    def __init__(self, calls: "_Calls", chunks, want: int, shape: int = PAIRS, limit: int | None = None):
+        """``chunks``: ``Engine.scan`` not started yet, given ``want`` and
+        ``limit``."""
         self._calls = calls
-        self._agen = agen
+        self._chunks = chunks
         self._shape = shape
-        self._size = SCAN_CHUNK_MIN
+        self._want = want
+        self._left = limit          # items still to hand out (None: no limit)
+        self._started = False
         self._chunk: list = []
         self._pos = 0
-        self._exhausted = False
-        self._refill()
+        self._exhausted = limit == 0
+        if not self._exhausted:
+            self._refill()
 
     def _refill(self) -> None:
-        self._chunk, self._exhausted = self._calls.call(_take(self._agen, self._size))
+        want = self._want
+        chunk = self._calls.call(_next_chunk(self._chunks, want if self._started else None))
+        self._started = True
+        self._exhausted, self._want, self._left = _after_chunk(len(chunk), want, self._left)
+        shape = self._shape
+        if shape != PAIRS:
+            chunk = [item[0] for item in chunk] if shape == KEYS else [item[1] for item in chunk]
+        self._chunk = chunk
         self._pos = 0
-        self._size = min(self._size * 2, SCAN_CHUNK_MAX)
 
     def __iter__(self) -> Self:
         return self
@@ -574,16 +598,16 @@ class ScanIterator(Iterator[Item], Generic[Item]):
             self._exhausted = True
             self._chunk = []
             raise ClosedError("the database is closed")
-        if self._pos >= len(self._chunk):
+        pos = self._pos
+        if pos >= len(self._chunk):
             if self._exhausted:
                 raise StopIteration
             self._refill()
             if not self._chunk:
                 raise StopIteration
-        item = self._chunk[self._pos]
-        self._pos += 1
-        shape = self._shape
-        return item if shape == PAIRS else item[0] if shape == KEYS else item[1]
+            pos = 0
+        self._pos = pos + 1
+        return self._chunk[pos]
 
     def __enter__(self) -> "ScanIterator":
         return self
@@ -597,9 +621,75 @@ class ScanIterator(Iterator[Item], Generic[Item]):
             self._exhausted = True
             self._chunk = []
             try:
-                self._calls.call(self._agen.aclose())
+                self._calls.call(self._chunks.aclose())
             except HedgeError:
                 pass
+
+
+def _check_limit(limit) -> int | None:
+    """``limit`` checked: None or an int >= 0.  Raises TypeError, ValueError."""
+    if limit is None:
+        return None
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"limit must be an int or None, not {type(limit).__name__}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit}")
+    return limit
+
+
+def _first_want(limit: int | None) -> int:
+    """The size of a scan's first chunk: SCAN_CHUNK_MIN (a short scan
+    merges no more than it needs), or with a limit all of it up to
+    SCAN_CHUNK_MAX (the caller said how many it needs)."""
+    return SCAN_CHUNK_MIN if limit is None else max(1, min(limit, SCAN_CHUNK_MAX))
+
+
+def _after_chunk(n: int, want: int, left: int | None) -> tuple[bool, int, int | None]:
+    """After a chunk of ``n`` items asked as ``want`` with ``left`` still
+    allowed by the limit: (whether the scan is over, the next want, what
+    the limit leaves)."""
+    if left is not None:
+        left -= n
+        if left <= 0:
+            return True, want, 0
+    done = n < want
+    want = min(want * 2, SCAN_CHUNK_MAX)
+    if left is not None and left < want:
+        want = left
+    return done, want, left
+
+
+def _blocking_scan(calls: "_Calls", engine: Engine, start, end, snap, reverse: bool, shape: int,
+                   limit) -> ScanIterator:
+    limit = _check_limit(limit)
+    want = _first_want(limit)
+    return ScanIterator(calls, engine.scan(start, end, snap, reverse, want, limit), want, shape, limit)
+
+
+async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: int, limit):
+    """The items of an engine scan one by one (db.aio scans); the engine
+    hands them over in chunks sized as ``ScanIterator`` sizes them."""
+    if limit == 0:
+        return
+    want = _first_want(limit)
+    left = limit
+    chunks = engine.scan(start, end, snap, reverse, want, limit)
+    try:
+        chunk = await chunks.__anext__()
+        while True:
+            if shape == PAIRS:
+                for item in chunk:
+                    yield item
+            else:
+                i = 0 if shape == KEYS else 1
+                for item in chunk:
+                    yield item[i]
+            done, want, left = _after_chunk(len(chunk), want, left)
+            if done:
+                return
+            chunk = await chunks.asend(want)
+    finally:
+        await chunks.aclose()
 
 
 def _scan_args(start, end, prefix, include_start: bool, include_end: bool, include_key: bool,
@@ -638,28 +728,10 @@ def _cursor_range(start, end, prefix, include_start: bool, include_end: bool) ->
     return lower, upper
 
 
-def _shaped(agen, shape: int):
-    """``agen`` itself for pairs, else an async iterator of their keys or
-    values."""
-    return agen if shape == PAIRS else _project(agen, 0 if shape == KEYS else 1)
-
-
-async def _project(agen, i: int):
-    try:
-        async for item in agen:
-            yield item[i]
-    finally:
-        await agen.aclose()
-
-
-async def _take(agen, n: int) -> tuple[list, bool]:
-    out: list[Any] = []
-    try:
-        while len(out) < n:
-            out.append(await agen.__anext__())
-    except StopAsyncIteration:
-        return out, True
-    return out, False
+async def _next_chunk(chunks, want: int | None) -> list:
+    """The next chunk of an engine scan (``want``: None for the first, which
+    the scan was started with)."""
+    return await chunks.asend(want)
 
 
 class _Calls:
@@ -808,20 +880,23 @@ class AsyncDB:
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[bytes]: ...
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
-             include_key: bool = True, include_value: bool = True, reverse: bool = False) -> AsyncIterator[Any]:
+             include_key: bool = True, include_value: bool = True, reverse: bool = False,
+             limit: int | None = None) -> AsyncIterator[Any]:
         """``async for key, value in db.aio.scan(a, b)``; the options of
         ``DB.scan``."""
         self._calls.check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return self._calls.aiter(_shaped(self._engine.scan(start, end, None, reverse), shape))
+        return self._calls.aiter(_async_scan(self._engine, start, end, None, reverse, shape, _check_limit(limit)))
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,

@@ -11,9 +11,19 @@ unique across sources, so ties cannot occur between distinct writes; an
 identical (key, seq) from two sources (the same write seen twice) is kept
 once, from the earlier source.
 
-``visible_merge(cursors, snapshot_seq)`` yields (key, value) for the
-newest version of each key with seq <= snapshot_seq, skipping deleted keys:
-the scan path.
+``visible_merge(cursors, snapshot_seq, want)`` hands out the (key, value)
+pairs of the newest version of each key with seq <= snapshot_seq, skipping
+deleted keys: the scan path.
+
+Chunks: the scan path hands pairs over in lists, never one by one, so a
+pair costs a list append rather than a suspension of every generator layer
+between the merge and the caller.  A chunked generator is started with the
+number of pairs ``want``ed first; each chunk it yields holds at least
+``want`` pairs, except the last, which holds fewer (possibly none) and
+tells the consumer the scan is over.  ``asend(n)`` asks for the next chunk
+with a new ``want`` (``__anext__`` keeps the last one).  A chunk may hold a
+few more pairs than asked when they came from runs already in memory;
+reaching ``want`` never reads another block.
 
 Used by one task at a time; the sources are consumed on the caller's
 executor.
@@ -196,26 +206,43 @@ class ListCursor:
         return run or None
 
 
-async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple[bytes, bytes]]:
-    """(key, value) for the newest version of each key with seq <=
-    snapshot_seq across ``cursors`` (each in entry order), skipping deleted
-    keys.  Merges whole blocks: it awaits only when a cursor needs its next
-    block, never per entry.  When one cursor comes out on top twice in a
+async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> AsyncIterator[list]:
+    """The pairs (key, value) of the newest version of each key with seq <=
+    snapshot_seq across ``cursors`` (each in entry order), deleted keys
+    skipped, handed out in chunks (see ``chunks`` in the module
+    docstring): each chunk holds at least ``want`` pairs, the number given
+    or last sent with ``asend``, except the last, which holds fewer
+    (possibly none).  A chunk may hold more than ``want``: the rest of a
+    run already in memory, never a pair that needs another block.
+
+    Merges whole blocks: it awaits only when a cursor needs its next
+    block, never per pair.  When one cursor comes out on top twice in a
     row, the stretch of its run below every other cursor's next key is
     found with one bisect and filtered without the heap."""
+    out: list = []
+    append = out.append
     decided = None
     if len(cursors) == 1:
         cursor = cursors[0]
         while True:
+            if len(out) >= want:
+                want = (yield out) or want
+                out = []
+                append = out.append
             run = await cursor.next_block()
             if run is None:
-                return
+                break
             for key, seq, kind, value in run:
                 if seq > snapshot_seq or key == decided:
                     continue
                 decided = key
                 if kind == PUT:
-                    yield key, value
+                    append((key, value))
+        if len(out) >= want:
+            yield out               # a full chunk: the last, shorter one follows
+            out = []
+        yield out
+        return
     runs = []
     heap = []                   # (key, -seq, cursor index, position in its run)
     for idx, cursor in enumerate(cursors):
@@ -226,13 +253,17 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
     heapify(heap)
     prev_idx = -1
     while heap:
+        if len(out) >= want:
+            want = (yield out) or want
+            out = []
+            append = out.append
         key, neg_seq, idx, pos = heap[0]
         run = runs[idx]
         if key != decided and -neg_seq <= snapshot_seq:
             decided = key
             entry = run[pos]
             if entry[2] == PUT:
-                yield key, entry[3]
+                append((key, entry[3]))
         pos += 1
         n = len(run)
         if idx == prev_idx and pos < n and len(heap) > 1:
@@ -248,7 +279,7 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
                         continue
                     decided = key
                     if kind == PUT:
-                        yield key, value
+                        append((key, value))
                 pos = end
         else:
             prev_idx = idx
@@ -261,3 +292,7 @@ async def visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple
             pos = 0
         entry = run[pos]
         heapreplace(heap, (entry[0], -entry[1], idx, pos))
+    if len(out) >= want:
+        yield out                   # a full chunk: the last, shorter one follows
+        out = []
+    yield out

@@ -115,30 +115,26 @@ class EngineCursor:
         await self._drop()
         if start is not None and end is not None and start >= end:
             return
-        self._scan = self._engine.scan(start, end, self._snap, reverse)
-        self._reverse = reverse
         self._size = SCAN_CHUNK_MIN
-        await self._take()
+        self._scan = self._engine.scan(start, end, self._snap, reverse, SCAN_CHUNK_MIN)
+        self._reverse = reverse
+        await self._take(True)
         if self._items:
             self.current = self._items[0]
         else:
             await self._drop()
 
-    async def _take(self) -> None:
-        """The next chunk of the open scan into ``_items``."""
-        scan = self._scan
-        items: list = []
+    async def _take(self, first: bool = False) -> None:
+        """The next chunk of the open scan into ``_items`` (``first``: the
+        chunk the scan was started for)."""
         n = self._size
         self._size = min(n * 2, SCAN_CHUNK_MAX)
-        self._more = True
         try:
-            while len(items) < n:
-                items.append(await scan.__anext__())
-        except StopAsyncIteration:
-            self._more = False
+            items = await self._scan.asend(None if first else n)
         except BaseException:
             self._clear()           # the scan failed (closed database, damaged block): not positioned
             raise
+        self._more = len(items) >= n
         self._items = items
         self._pos = 0
 

@@ -497,11 +497,17 @@ class Engine:
         with self._snapshot_lock:
             self._snapshots.pop(sid, None)
 
-    async def scan(self, start=None, end=None, snap: int | None = None, reverse: bool = False):
-        """Async iterator of (key, value), start inclusive, end exclusive,
-        over the snapshot taken when iteration begins (or at ``snap``, a
-        sequence number the caller holds with ``acquire_snapshot``); keys
-        ascending, or descending with ``reverse`` (hedge/lsm/reverse.py).
+    async def scan(self, start=None, end=None, snap: int | None = None, reverse: bool = False,
+                   want: int = 256, limit: int | None = None):
+        """The (key, value) pairs from ``start`` inclusive to ``end``
+        exclusive over the snapshot taken when iteration begins (or at
+        ``snap``, a sequence number the caller holds with
+        ``acquire_snapshot``), keys ascending, or descending with
+        ``reverse`` (hedge/lsm/reverse.py); in chunks of at least ``want``
+        pairs but the last, which is shorter, possibly empty (the protocol
+        is in hedge/lsm/amerge.py: ``asend(n)`` sets the next ``want``).
+        With ``limit``, the chunk that reaches ``limit`` pairs in all is
+        cut there and is the last.
         Starts with a checkpoint: a scan over cached blocks never waits, and
         a task scanning in a loop would otherwise keep its executor to
         itself."""
@@ -516,27 +522,42 @@ class Engine:
         else:
             sid = None
         sv = self._sv
+        chunk: list = []
         try:
-            if start is not None and end is not None and start >= end:
-                return
-            mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
-            if reverse:
-                sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
-                sources += _table_cursors(sv, start, end, ReverseTableCursor)
-                merged = reverse_visible_merge(sources, snap)
-            else:
-                sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
-                sources += _table_cursors(sv, start, end, TableCursor)
-                if not sources:
-                    return
-                merged = visible_merge(sources, snap)
-            async for item in merged:
-                if self._closing:
-                    raise ClosedError("the database was closed during the scan")
-                yield item
+            if start is None or end is None or start < end:
+                mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
+                if reverse:
+                    sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
+                    sources += _table_cursors(sv, start, end, ReverseTableCursor)
+                    merged = reverse_visible_merge(sources, snap, want)
+                else:
+                    sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
+                    sources += _table_cursors(sv, start, end, TableCursor)
+                    merged = visible_merge(sources, snap, want)
+                left = limit
+                if left is not None and left < want:
+                    want = left
+                chunk = await merged.__anext__()
+                while len(chunk) >= want:
+                    if left is not None:
+                        if len(chunk) >= left:
+                            del chunk[left:]
+                            break
+                        left -= len(chunk)
+                    if self._closing:
+                        raise ClosedError("the database was closed during the scan")
+                    want = (yield chunk) or want
+                    if left is not None and left < want:
+                        want = left
+                    chunk = await merged.asend(want)
         finally:
             if sid is not None:
                 self.release_snapshot(sid)
+        # The last chunk comes after the snapshot is released: a consumer
+        # that stops here need not close the scan.
+        if self._closing:
+            raise ClosedError("the database was closed during the scan")
+        yield chunk
 
     # -- requests from the API ----------------------------------------------------
     async def flush(self) -> None:

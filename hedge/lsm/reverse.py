@@ -84,21 +84,29 @@ class ReverseTableCursor:
                 return run
 
 
-async def reverse_visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterator[tuple[bytes, bytes]]:
+async def reverse_visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> AsyncIterator[list]:
     """(key, value) for each key, descending, whose newest version with seq
     <= snapshot_seq across ``cursors`` (reverse cursors, see the module
-    docstring) is a PUT.  Awaits only when a cursor needs its next run.
+    docstring) is a PUT, in chunks of at least ``want`` pairs but the last
+    (the protocol of ``visible_merge`` in hedge/lsm/amerge.py).  Awaits
+    only when a cursor needs its next run.
 
     When one source alone holds the largest key at the heads, its entries
     above every other head's key (a stretch no other source can add to)
     are decided in one pass over its runs; a key at the head of several
     sources is gathered from each."""
+    out: list = []
+    append = out.append
     heads = []                  # [cursor, run, position in the run]
     for cursor in cursors:
         run = await cursor.next_block()
         if run:
             heads.append([cursor, run, 0])
     while heads:
+        if len(out) >= want:
+            want = (yield out) or want
+            out = []
+            append = out.append
         if len(heads) == 1:
             i = 0
             bound = None
@@ -108,7 +116,7 @@ async def reverse_visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterat
             if keys.count(key) > 1:
                 best = await _gather_key(heads, key, snapshot_seq)
                 if best is not None and best[2] == PUT:
-                    yield key, best[3]
+                    append((key, best[3]))
                 continue
             i = keys.index(key)
             del keys[i]
@@ -128,7 +136,7 @@ async def reverse_visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterat
                     break
                 if key != current:
                     if best is not None and best[2] == PUT:
-                        yield current, best[3]
+                        append((current, best[3]))
                     current = key
                     best = None
                 seq = entry[1]
@@ -137,15 +145,23 @@ async def reverse_visible_merge(cursors: list, snapshot_seq: int) -> AsyncIterat
                 pos += 1
             if pos < n:
                 break
+            if len(out) >= want:
+                want = (yield out) or want
+                out = []
+                append = out.append
             run = await cursor.next_block()
             pos = 0
         if best is not None and best[2] == PUT:
-            yield current, best[3]
+            append((current, best[3]))
         if run is None:
             del heads[i]
         else:
             owner[1] = run
             owner[2] = pos
+    if len(out) >= want:
+        yield out                   # a full chunk: the last, shorter one follows
+        out = []
+    yield out
 
 
 async def _gather_key(heads: list, key: bytes, snapshot_seq: int):

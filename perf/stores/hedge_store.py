@@ -57,18 +57,7 @@ class HedgeStore:
         return await self._aio.get(key)
 
     async def ascan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
-        out = []
-        items = self._aio.scan(start, None)
-        try:
-            async for item in items:
-                out.append(item)
-                if len(out) >= count:
-                    break
-        finally:
-            close = getattr(items, "aclose", None)
-            if close is not None:
-                await close()
-        return out
+        return [item async for item in self._aio.scan(start, limit=count)]
 
     def run_concurrently(self, coroutines: list) -> None:
         async def main() -> None:
@@ -122,16 +111,7 @@ class HedgeThreadsStore(HedgeStore):
         return self._db.get(key)
 
     def scan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
-        out = []
-        items = self._db.scan(start, None)
-        try:
-            for item in items:
-                out.append(item)
-                if len(out) >= count:
-                    break
-        finally:
-            items.close()
-        return out
+        return list(self._db.scan(start, limit=count))
 
     def _concurrency(self) -> str:
         from perf.stores.base import thread_layout

@@ -271,3 +271,46 @@ def test_sync_scan_left_early_then_close(io_method, tmp_path):
     db.close()
     with open_db(path, io_method, **SMALL) as db:
         assert len(list(db.scan())) == 300
+
+
+def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
+    """``limit`` gives the first ``limit`` items of the same scan, blocking,
+    through db.aio and on a snapshot, in both directions and every shape,
+    with limits below, at and above the chunk sizes; a scan that reaches
+    its limit holds no snapshot even when nobody closes it."""
+    rng = random.Random(f"limit-{io_method}")
+    model: dict[bytes, bytes] = {}
+    with open_db(tmp_path / "db", io_method, **SMALL) as db:
+        random_writes(db, model, rng, 600)
+        db.compact()
+        random_writes(db, model, rng, 200)
+        snapshot = db.snapshot()
+        random_writes(db, model, rng, 100)
+        engine = db._engine
+        pinned = dict(engine._snapshots)        # the snapshot's own
+
+        async def aio_list(scanner, **options):
+            return [item async for item in scanner.scan(**options)]
+
+        for _ in range(60):
+            options = {"start": random_bound(rng), "end": random_bound(rng), "reverse": rng.random() < 0.3}
+            shape = rng.choice(({}, {"include_value": False}, {"include_key": False}))
+            options.update(shape)
+            limit = rng.choice((0, 1, 2, 15, 16, 17, 100, 256, 257, 1000))
+            for reader in (db, snapshot):
+                whole = list(reader.scan(**options))
+                assert list(reader.scan(**options, limit=limit)) == whole[:limit], (options, limit)
+                assert db.run(aio_list(reader.aio, **options, limit=limit)) == whole[:limit], (options, limit)
+            assert engine._snapshots == pinned, "a limited scan left its snapshot pinned"
+        snapshot.close()
+
+
+def test_scan_refuses_a_bad_limit(tmp_path):
+    with open_db(tmp_path / "db", "sync") as db:
+        db.put(b"a", b"1")
+        for bad, error in (("3", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)):
+            with pytest.raises(error, match="limit"):
+                db.scan(limit=bad)
+            with pytest.raises(error, match="limit"):
+                db.aio.scan(limit=bad)
+        assert list(db.scan(limit=1)) == [(b"a", b"1")]

@@ -42,3 +42,24 @@ def memory_reader(data: bytes, log: list | None = None):
         return data[offset : offset + length]
 
     return read
+
+
+def collect_chunks(agen: AsyncIterator, want: int = 256, rng=None) -> list:
+    """Every pair of a chunked scan generator (the protocol in
+    hedge/lsm/amerge.py) started with ``want``, asking for a new want of
+    1 to 9 after each chunk when ``rng`` is given.  Checks the protocol:
+    each chunk but the last holds at least the want asked, the last holds
+    fewer, and nothing follows it."""
+    pairs: list = []
+    chunk = run(agen.__anext__())
+    while True:
+        pairs += chunk
+        if len(chunk) < want:
+            try:
+                run(agen.__anext__())
+            except StopAsyncIteration:
+                return pairs
+            raise AssertionError(f"a chunk followed a last chunk of {len(chunk)} < {want} pairs")
+        if rng is not None:
+            want = rng.randint(1, 9)
+        chunk = run(agen.asend(want))

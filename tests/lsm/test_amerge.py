@@ -11,7 +11,7 @@ from hedge.lsm.amerge import ListCursor, TableCursor, merge_runs, visible_merge
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.table import TableBuilder, TableReader
-from tests.lsm._drive import collect, memory_reader, run
+from tests.lsm._drive import collect, collect_chunks, memory_reader, run
 
 
 def _random_sources(rng: random.Random, n_sources: int, keys: int, writes: int):
@@ -62,7 +62,8 @@ def test_visible_merge_matches_the_pure_iterators(seed):
                 cursors.append(TableCursor([_table(s, i)], start, end))
             else:
                 cursors.append(ListCursor(_bounded(s, start, end), size=7))
-        assert collect(visible_merge(cursors, snapshot)) == expected
+        want = rng.choice((1, 3, 256))
+        assert collect_chunks(visible_merge(cursors, snapshot, want), want, rng) == expected
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -88,7 +89,8 @@ def test_visible_merge_with_one_source_holding_most_keys(seed):
         cursors = [TableCursor([_table(s, i)], start, None) if i % 2 == 0 else
                    ListCursor(_bounded(s, start, None), size=rng.choice((1, 5, 128)))
                    for i, s in enumerate(sources)]
-        assert collect(visible_merge(cursors, snapshot)) == expected
+        want = rng.choice((1, 3, 256))
+        assert collect_chunks(visible_merge(cursors, snapshot, want), want, rng) == expected
 
 
 def _level_of_three_tables() -> tuple[list, list[TableReader]]:
@@ -106,7 +108,10 @@ def test_table_cursor_walks_a_level_of_several_tables_in_order():
     entries, readers = _level_of_three_tables()
     for start, end in ((None, None), (b"k0050", b"k0250"), (b"k0150", None), (b"k0100", b"k0101")):
         expected = list(visible(_bounded(entries, start, end), 10**6))
-        assert collect(visible_merge([TableCursor(readers, start, end)], 10**6)) == expected
+        assert collect_chunks(visible_merge([TableCursor(readers, start, end)], 10**6)) == expected
+        # Chunks of one to nine pairs: the same pairs, each chunk as big as asked.
+        rng = random.Random(repr((start, end)))
+        assert collect_chunks(visible_merge([TableCursor(readers, start, end)], 10**6, 2), 2, rng) == expected
         runs = collect(merge_runs([TableCursor(readers, start, end)], chunk=1))
         assert [e for run in runs for e in run] == _bounded(entries, start, end)
 

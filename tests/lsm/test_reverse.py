@@ -15,7 +15,7 @@ from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
-from tests.lsm._drive import collect
+from tests.lsm._drive import collect, collect_chunks
 from tests.lsm.model import random_entries, sorted_entries
 from tests.lsm.test_amerge import _bounded, _level_of_three_tables, _random_sources, _table
 
@@ -55,7 +55,8 @@ def test_reverse_merge_matches_the_forward_iterators_reversed(seed):
     start = rng.choice([None, b"k%04d" % rng.randrange(60), b"k%04d\x00" % rng.randrange(60)])
     end = rng.choice([None, b"k%04d" % rng.randrange(60)])
     for snapshot in (500, 320, 90, 1, 0):
-        assert collect(reverse_visible_merge(_cursors(sources, rng, start, end), snapshot)) == \
+        want = rng.choice((1, 3, 256))
+        assert collect_chunks(reverse_visible_merge(_cursors(sources, rng, start, end), snapshot, want), want, rng) == \
             _expected(sources, snapshot, start, end), (start, end, snapshot)
 
 
@@ -83,7 +84,8 @@ def test_many_versions_of_one_key_across_blocks_and_sources(seed):
             cursors = [ReverseTableCursor([t], start, end) for t in tables]
             cursors.append(ListCursor(_reverse_runs(_bounded(sources[3], start, end), rng), size=3))
             rng.shuffle(cursors)          # source order does not matter
-            assert collect(reverse_visible_merge(cursors, snapshot)) == \
+            want = rng.choice((1, 4, 256))
+            assert collect_chunks(reverse_visible_merge(cursors, snapshot, want), want, rng) == \
                 _expected(sources, snapshot, start, end), (snapshot, start, end)
 
 
@@ -94,7 +96,7 @@ def test_reverse_table_cursor_walks_a_level_of_several_tables_backwards():
         runs = collect(_runs(ReverseTableCursor(readers, start, end)))
         assert all(runs), "no empty run"
         assert [e for run in runs for e in run] == _bounded(entries, start, end)[::-1], (start, end)
-        assert collect(reverse_visible_merge([ReverseTableCursor(readers, start, end)], 10**6)) == \
+        assert collect_chunks(reverse_visible_merge([ReverseTableCursor(readers, start, end)], 10**6)) == \
             list(visible(_bounded(entries, start, end), 10**6))[::-1]
 
 
@@ -104,19 +106,19 @@ async def _runs(cursor):
 
 
 def test_reverse_merge_of_nothing_and_of_empty_sources():
-    assert collect(reverse_visible_merge([], 10)) == []
-    assert collect(reverse_visible_merge([ListCursor([]), ListCursor([])], 10)) == []
+    assert collect_chunks(reverse_visible_merge([], 10)) == []
+    assert collect_chunks(reverse_visible_merge([ListCursor([]), ListCursor([])], 10)) == []
     only_deletes = [(b"a", 2, Kind.DELETE, b""), (b"a", 1, Kind.PUT, b"x")]
-    assert collect(reverse_visible_merge([ListCursor(only_deletes), ListCursor([])], 10)) == []
-    assert collect(reverse_visible_merge([ListCursor(only_deletes), ListCursor([])], 1)) == [(b"a", b"x")]
+    assert collect_chunks(reverse_visible_merge([ListCursor(only_deletes), ListCursor([])], 10)) == []
+    assert collect_chunks(reverse_visible_merge([ListCursor(only_deletes), ListCursor([])], 1)) == [(b"a", b"x")]
 
 
 def test_the_empty_key_is_a_key_like_any_other():
     source = [(b"b", 3, Kind.PUT, b"B"), (b"", 2, Kind.PUT, b"E"), (b"", 1, Kind.PUT, b"old")]
     other = [(b"", 4, Kind.DELETE, b"")]
-    assert collect(reverse_visible_merge([ListCursor(source)], 10)) == [(b"b", b"B"), (b"", b"E")]
-    assert collect(reverse_visible_merge([ListCursor(source), ListCursor(other)], 10)) == [(b"b", b"B")]
-    assert collect(reverse_visible_merge([ListCursor(source), ListCursor(other)], 3)) == [(b"b", b"B"), (b"", b"E")]
+    assert collect_chunks(reverse_visible_merge([ListCursor(source)], 10)) == [(b"b", b"B"), (b"", b"E")]
+    assert collect_chunks(reverse_visible_merge([ListCursor(source), ListCursor(other)], 10)) == [(b"b", b"B")]
+    assert collect_chunks(reverse_visible_merge([ListCursor(source), ListCursor(other)], 3)) == [(b"b", b"B"), (b"", b"E")]
 
 
 def _by_key_desc(entries):

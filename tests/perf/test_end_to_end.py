@@ -176,14 +176,18 @@ class FakeAio:
         await asyncio.sleep(0)
         return self.data.get(key)
 
-    def scan(self, start, end):
-        return self._scan(start, end)
+    def scan(self, start, end=None, *, limit=None):
+        return self._scan(start, end, limit)
 
-    async def _scan(self, start, end):
+    async def _scan(self, start, end, limit):
+        n = 0
         for key in sorted(self.data):
+            if n == limit:
+                return
             if key >= start and (end is None or key < end):
                 await asyncio.sleep(0)
                 yield key, self.data[key]
+                n += 1
 
 
 class FakeDB:
