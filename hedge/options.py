@@ -63,7 +63,9 @@ class Options:
     block_cache_bytes: int = 64 << 20
     # A memtable becomes immutable (and is flushed) at this size.
     memtable_bytes: int = 8 << 20
-    # Target size of a data block inside a table.
+    # Target size of a data block inside a table.  Blocks of large entries
+    # grow to hold 16 of them, up to 4x this (docs/format/table.md): a block
+    # costs CPU to read, verify, cache and decode mostly per block.
     block_bytes: int = 4096
     # Bloom filter bits per key (~1% false positives at 10).
     bloom_bits_per_key: int = 10

@@ -192,6 +192,26 @@ def test_small_blocks_stay_within_one_page():
     assert props.data_bytes == props.block_count * PAGE
 
 
+def test_blocks_of_large_entries_grow_to_hold_more_of_them():
+    """1,000-byte values: after the first block, each block grows to
+    MAX_BLOCK_GROWTH pages (MIN_BLOCK_ENTRIES entries would need more), so
+    blocks hold 15 entries instead of 3 and the pages carry little
+    padding; every lookup and scan still finds every entry."""
+    from hedge.lsm.table.builder import MAX_BLOCK_GROWTH
+
+    entries = [(b"key%06d" % i, 1, Kind.PUT, os.urandom(1000)) for i in range(600)]
+    data, props = build(entries)
+    reader = open_table(data)
+    lengths = [length for _, length in reader.block_ranges()]
+    assert lengths[0] == PAGE
+    assert set(lengths[1:-1]) == {MAX_BLOCK_GROWTH * PAGE}
+    assert props.block_count < 600 / 12
+    assert props.data_bytes < 1.1 * (props.raw_key_bytes + props.raw_value_bytes)
+    assert collect(reader.iter_from()) == entries
+    for key, seq, kind, value in entries[::37]:
+        assert run(reader.get(key, seq)) == (seq, kind, value)
+
+
 def test_block_ranges_cover_what_iter_from_reads():
     entries = [(b"key%06d" % i, 1, Kind.PUT, b"v" * 200) for i in range(3000)]
     data, _ = build(entries)

@@ -19,7 +19,7 @@ from hedge.lsm.cache import BlockCache
 from hedge.lsm.compression import RAW, TRAILER_BYTES, ZSTD, stored_type
 from hedge.lsm.keys import MAX_SEQ, Kind
 from hedge.lsm.table import PAGE, TableBuilder, TableReader
-from hedge.lsm.table.builder import PAD_LIMIT
+from hedge.lsm.table.builder import MAX_BLOCK_GROWTH, PAD_LIMIT
 from hedge.lsm.table.format import COMPRESSED_FORMAT_VERSION, FOOTER_BYTES, FORMAT_VERSION, Footer
 from hedge.lsm.table.reader import page_span
 from tests.lsm._drive import collect, memory_reader, run
@@ -130,14 +130,18 @@ def test_compressible_blocks_are_stored_zstd_and_the_file_is_smaller():
     assert props.data_bytes < props.raw_key_bytes + props.raw_value_bytes
 
 
-def test_incompressible_blocks_are_stored_raw_and_each_fits_a_page():
+def test_incompressible_blocks_are_stored_raw_and_each_fits_its_pages():
+    """1,000-byte entries make blocks grown to MAX_BLOCK_GROWTH pages (the
+    MIN_BLOCK_ENTRIES they would hold need more); stored raw, each still
+    fits those pages with its trailer."""
     entries = random_value_entries(400, size=1000)
     packed, _ = build(entries, compression="zstd")
     blocks = stored_blocks(packed)
     assert {stored_type(b) for b in blocks} == {RAW}
-    # The raw block was built TRAILER_BYTES short so it fits block_bytes
+    # The raw block was built TRAILER_BYTES short so it fits its pages
     # with its trailer.
-    assert all(len(b) <= 4096 for b in blocks)
+    assert all(len(b) <= MAX_BLOCK_GROWTH * 4096 for b in blocks)
+    assert max(len(b) for b in blocks) > (MAX_BLOCK_GROWTH - 1) * 4096
 
 
 def test_block_builder_target_leaves_room_for_the_stored_trailer():
@@ -146,7 +150,11 @@ def test_block_builder_target_leaves_room_for_the_stored_trailer():
     entries = [(b"k%05d" % i, 1, Kind.PUT, os.urandom(4096 - 16 - 6 - 4 - 12 - TRAILER_BYTES))
                for i in range(20)]
     packed, _ = build(entries, compression="zstd")
-    assert [len(b) for b in stored_blocks(packed)] == [4096] * 20
+    sizes = [len(b) for b in stored_blocks(packed)]
+    # The first block has the base target; later ones grow to whole pages
+    # (entries this large), and fit them.
+    assert sizes[0] == 4096
+    assert all(4096 < size <= MAX_BLOCK_GROWTH * 4096 for size in sizes[1:-1]), sizes
 
 
 def test_blocks_are_back_to_back_padded_only_to_avoid_a_needless_page_crossing():

@@ -21,6 +21,7 @@ Owned by one thread (the flush or compaction job building the table).
 """
 from __future__ import annotations
 
+from hedge.lsm.block import TRAILER_BYTES as BLOCK_TRAILER_BYTES
 from hedge.lsm.block import BlockBuilder, entry_bytes
 from hedge.lsm.bloom import BloomBuilder
 from hedge.lsm.compression import CODECS, store
@@ -46,6 +47,14 @@ _PROPS_FIXED_BYTES = len(TableProperties(0, 0, b"", b"", 0, 0, 0, 0, 0, 0, 0).en
 # Padding a compressed table spends at most, per block, to keep a block from
 # crossing a page boundary it need not cross.
 PAD_LIMIT = PAGE // 8
+# A block of large entries grows past block_bytes until it holds about
+# MIN_BLOCK_ENTRIES entries of the average size so far, up to
+# MAX_BLOCK_GROWTH times block_bytes (in whole pages when not compressed, so
+# no page is padded): what a block costs to read, verify, cache and decode
+# is mostly per block, not per byte.  Blocks of small entries keep
+# block_bytes, so a point lookup still reads one small block.
+MIN_BLOCK_ENTRIES = 16
+MAX_BLOCK_GROWTH = 4
 
 
 class TableBuilder:
@@ -64,6 +73,8 @@ class TableBuilder:
             self._block = BlockBuilder(max(block_bytes - STORED_TRAILER_BYTES, 1))
         else:
             raise ValueError(f"compression must be 'none' or one of {tuple(CODECS)}, not {compression!r}")
+        self._base_target = self._block.target_bytes
+        self._max_target = self._base_target + (MAX_BLOCK_GROWTH - 1) * block_bytes
         self._tail = bytearray()      # compressing: stored bytes from _tail_start, not yet a whole page
         self._tail_start = 0
         self._bloom = BloomBuilder(bloom_bits_per_key)
@@ -154,6 +165,26 @@ class TableBuilder:
         self._index += encode_index_entry(self._last_key, self._last_seq, offset, len(data))
         self._block_count += 1
         self._offset = offset + len(data)
+        self._block.target_bytes = self._next_block_target()
+
+    def _next_block_target(self) -> int:
+        """The target size of the next block: block_bytes, or room for
+        MIN_BLOCK_ENTRIES entries of the average size so far when that is
+        more (rounded up to whole pages without compression), at most
+        MAX_BLOCK_GROWTH times block_bytes."""
+        entries = self._entries
+        base = self._base_target
+        if not entries:
+            return base
+        average = (self._raw_key_bytes + self._raw_value_bytes) / entries + entry_bytes(b"", b"")
+        want = int(MIN_BLOCK_ENTRIES * average) + BLOCK_TRAILER_BYTES
+        if want <= base:
+            return base
+        if self._codec is None:
+            want = round_up(want)
+        else:           # a block stored raw then fills whole pages with its trailer
+            want = round_up(want + STORED_TRAILER_BYTES) - STORED_TRAILER_BYTES
+        return min(want, self._max_target)
 
     def _place(self, length: int) -> int:
         """Where a stored block of ``length`` bytes goes (compressing): right
