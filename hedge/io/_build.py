@@ -8,6 +8,13 @@ and reap every available completion into an output array.  cffi releases the
 GIL around each call, so one call per loop step instead of one per request
 keeps both the per-request cost and GIL hand-offs down.
 
+It also carries the engine's C kernels, each one hot loop with a
+pure-Python twin used when this module is not built (docs/design.md, "C
+kernels"):
+
+- ``hedge_bloom_set``: the probe bits of every key of a table's bloom
+  filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``).
+
 The staged-request and completion layouts are shared with hedge/io/uring.py
 (struct formats REQ_FORMAT and CQE_FORMAT there); keep them in step.
 """
@@ -67,6 +74,8 @@ int io_uring_register_eventfd(struct io_uring *ring, int fd);
 #define HEDGE_SETUP_SINGLE_ISSUER ...
 #define HEDGE_SETUP_DEFER_TASKRUN ...
 #define HEDGE_SETUP_COOP_TASKRUN ...
+
+void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes);
 """
 
 SOURCE = r"""
@@ -197,6 +206,35 @@ int hedge_enter(struct io_uring *ring, const hedge_req *reqs, unsigned n,
     }
     io_uring_cq_advance(ring, count);
     return (int)count;
+}
+
+/* Kernel: set the probe bits of nkeys keys in a bloom bitmap of nbits bits
+   (docs/format/bloom.md).  digests holds one 16-byte xxh3_128 digest per
+   key, big-endian: h2 (high half) first, then h1.  Probe i of a key is bit
+   (h1 + i*h2) mod nbits, taken as b + i*d with both reduced.  Twin:
+   hedge/lsm/bloom.py, _set_bits_python. */
+static uint64_t hedge_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes)
+{
+    for (size_t i = 0; i < nkeys; i++) {
+        const uint8_t *digest = digests + 16 * i;
+        uint64_t b = hedge_be64(digest + 8) % nbits;
+        uint64_t d = hedge_be64(digest) % nbits;
+        bits[b >> 3] |= (uint8_t)(1u << (b & 7));
+        for (unsigned j = 1; j < probes; j++) {
+            b += d;
+            if (b >= nbits)
+                b -= nbits;
+            bits[b >> 3] |= (uint8_t)(1u << (b & 7));
+        }
+    }
 }
 """
 

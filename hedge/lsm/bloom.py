@@ -17,9 +17,10 @@ both.
 """
 from __future__ import annotations
 
+import os
 import struct
-from array import array
 import sys
+from array import array
 
 import xxhash
 
@@ -83,24 +84,57 @@ class BloomBuilder:
         nbits = nbytes * 8
         k = probes_for(self.bits_per_key)
         bits = bytearray(nbytes)
-        hashes = array("Q", self._digests)
-        if _LITTLE:
-            hashes.byteswap()                   # the digests are big-endian
-        more_probes = range(k - 1)
-        bit = _BIT
-        for h2, h1 in zip(hashes[0::2], hashes[1::2]):
-            b = h1 % nbits
-            bits[b >> 3] |= bit[b & 7]
-            d = h2 % nbits
-            for _ in more_probes:
-                b += d
-                if b >= nbits:
-                    b -= nbits
-                bits[b >> 3] |= bit[b & 7]
+        set_bits(self._digests, bits, nbits, k)
         self._digests = bytearray()
         bits += _PARAMS.pack(k, nbytes)
         bits += _CHECKSUM.pack(_xxh3_64(bits))
         return bytes(bits)
+
+
+def _set_bits_python(digests: bytes | bytearray, bits: bytearray, nbits: int, probes: int) -> None:
+    """Set the ``probes`` bits of each key whose 16-byte digest is in
+    ``digests`` (big-endian h2, h1) in ``bits`` (``nbits`` bits).  The
+    pure-Python twin of the C kernel ``hedge_bloom_set``."""
+    hashes = array("Q", digests)
+    if _LITTLE:
+        hashes.byteswap()                   # the digests are big-endian
+    more_probes = range(probes - 1)
+    bit = _BIT
+    for h2, h1 in zip(hashes[0::2], hashes[1::2]):
+        b = h1 % nbits
+        bits[b >> 3] |= bit[b & 7]
+        d = h2 % nbits
+        for _ in more_probes:
+            b += d
+            if b >= nbits:
+                b -= nbits
+            bits[b >> 3] |= bit[b & 7]
+
+
+def _c_kernel():
+    """``_set_bits_python``'s C twin from hedge.io._uring, or None when the
+    module is not built (or was built before the kernel existed), or when
+    HEDGE_PURE_PYTHON is set."""
+    if os.environ.get("HEDGE_PURE_PYTHON"):
+        return None
+    try:
+        from hedge.io._uring import ffi, lib
+    except ImportError:
+        return None
+    kernel = getattr(lib, "hedge_bloom_set", None)
+    if kernel is None:
+        return None
+    from_buffer = ffi.from_buffer
+
+    def set_bits_c(digests: bytes | bytearray, bits: bytearray, nbits: int, probes: int) -> None:
+        """``_set_bits_python`` in C (cffi releases the GIL for the loop)."""
+        kernel(from_buffer(digests), len(digests) >> 4, from_buffer(bits), nbits, probes)
+
+    return set_bits_c
+
+
+# How BloomBuilder.finish sets the bits: the C kernel when built.
+set_bits = _c_kernel() or _set_bits_python
 
 
 def _bitmap_bytes(nkeys: int, bits_per_key: int) -> int:

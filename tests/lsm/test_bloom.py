@@ -8,6 +8,7 @@ import pytest
 import xxhash
 
 from hedge.errors import CorruptionError
+from hedge.lsm import bloom as bloom_module
 from hedge.lsm.bloom import BloomBuilder, BloomFilter, probes_for
 
 
@@ -118,3 +119,52 @@ def test_bitmap_is_the_documented_one(bits_per_key, nkeys):
             p = (h1 + i * h2) % nbits
             expected[p >> 3] |= 1 << (p & 7)
     assert data[:nbytes] == bytes(expected)
+
+
+# ---- the C kernel and its pure-Python twin --------------------------------------
+
+_C_SET_BITS = bloom_module._c_kernel()
+needs_kernel = pytest.mark.skipif(_C_SET_BITS is None, reason="hedge.io._uring is not built: no C kernel to compare")
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", range(8))
+def test_c_kernel_sets_the_same_bits_as_its_python_twin(seed):
+    """Random digests (the high bits set, so unsigned 64-bit arithmetic
+    matters), bitmaps from the smallest to large, 1 to MAX_PROBES probes."""
+    rng = random.Random(seed)
+    for _ in range(20):
+        nkeys = rng.choice((0, 1, 2, rng.randint(3, 5000)))
+        digests = bytes(rng.getrandbits(8) for _ in range(16 * nkeys)) if nkeys < 50 else rng.randbytes(16 * nkeys)
+        nbytes = rng.choice((8, 9, 4095, rng.randint(8, 20_000)))
+        probes = rng.randint(1, 30)
+        expected = bytearray(nbytes)
+        bloom_module._set_bits_python(digests, expected, nbytes * 8, probes)
+        got = bytearray(nbytes)
+        _C_SET_BITS(bytearray(digests), got, nbytes * 8, probes)
+        assert got == expected, (nkeys, nbytes, probes)
+
+
+@needs_kernel
+def test_tables_built_with_and_without_the_kernel_are_identical(monkeypatch):
+    from hedge.lsm.keys import Kind
+    from hedge.lsm.table import TableBuilder
+
+    entries = [(b"key%06d" % i, 10, Kind.PUT, b"v%d" % i) for i in range(3000)]
+
+    def table() -> bytes:
+        builder = TableBuilder()
+        for e in entries:
+            builder.add(*e)
+        chunks, _ = builder.finish()
+        return b"".join(data for _, data in chunks)
+
+    monkeypatch.setattr(bloom_module, "set_bits", _C_SET_BITS)
+    with_kernel = table()
+    monkeypatch.setattr(bloom_module, "set_bits", bloom_module._set_bits_python)
+    assert table() == with_kernel
+
+
+def test_pure_python_is_chosen_when_asked(monkeypatch):
+    monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
+    assert bloom_module._c_kernel() is None
