@@ -36,6 +36,7 @@ from heapq import heapify, heappop, heapreplace
 from operator import itemgetter
 from typing import AsyncIterator
 
+from hedge.exec import gather
 from hedge.lsm.keys import Kind
 
 PUT = Kind.PUT
@@ -156,6 +157,30 @@ class TableCursor:
         self._pending = blocks
         return blocks.pop()
 
+    def first_read(self):
+        """A coroutine that reads this cursor's first block, when that block
+        is not cached (None when it is, when the cursor has started, or when
+        its range is empty).  ``read_first_blocks`` awaits those of every
+        source of a scan together."""
+        if self._ranges is not None or self._next_reader >= len(self._readers):
+            return None
+        reader = self._readers[self._next_reader]
+        ranges = reader.iter_block_ranges(self._start, self._end)
+        first = next(ranges, None)
+        if first is None or reader.block_cached(first[0]):
+            return None
+        # The cursor moves onto this table now, as next_block would; the
+        # block read is left where _next takes it from.
+        self._reader = reader
+        self._next_reader += 1
+        self._ranges = ranges
+        self._first = True
+        self._pending = []
+        return self._read_first(first)
+
+    async def _read_first(self, rng: tuple[int, int]) -> None:
+        self._pending = [await self._reader.read_block(rng[0], rng[1], self._fill)]
+
     async def next_block(self) -> list | None:
         """The next non-empty run of entries, or None at the end."""
         end = self._end
@@ -184,6 +209,24 @@ class TableCursor:
                 self._next_reader = 0
             if entries:
                 return entries
+
+
+async def read_first_blocks(cursors: list) -> None:
+    """Read the first block of every TableCursor among ``cursors`` that is
+    not cached, all at once: a scan then waits for one round of reads before
+    it can merge, instead of one round per source (the merge asks its
+    sources for their first runs one after the other).  REQUIRES: on an
+    executor (the reads run as tasks of it)."""
+    reads = []
+    for cursor in cursors:
+        if type(cursor) is TableCursor:
+            read = cursor.first_read()
+            if read is not None:
+                reads.append(read)
+    if len(reads) > 1:
+        await gather(*reads)
+    elif reads:
+        await reads[0]
 
 
 class ListCursor:

@@ -59,6 +59,11 @@ class BlockCache:
         entry[_REF] = True
         return entry[_BLOCK]
 
+    def holds(self, key: CacheKey) -> bool:
+        """Whether a block is cached under ``key``; counts neither a hit
+        nor a miss and leaves the reference bit alone."""
+        return key in self._map
+
     def insert(self, key: CacheKey, block: Block) -> None:
         """Cache ``block`` under ``key`` (replacing an older one), evicting
         unreferenced entries as needed.  A block larger than the capacity is

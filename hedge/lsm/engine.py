@@ -54,7 +54,7 @@ from hedge.exec import checkpoint as executor_checkpoint, gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
+from hedge.lsm.amerge import ListCursor, TableCursor, read_first_blocks, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.checkpoint import write_checkpoint
@@ -533,6 +533,7 @@ class Engine:
                 else:
                     sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
                     sources += _table_cursors(sv, start, end, TableCursor)
+                    await read_first_blocks(sources)
                     merged = visible_merge(sources, snap, want)
                 left = limit
                 if left is not None and left < want:

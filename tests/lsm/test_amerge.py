@@ -8,6 +8,7 @@ import random
 import pytest
 
 from hedge.lsm.amerge import ListCursor, TableCursor, merge_runs, visible_merge
+from hedge.lsm.cache import BlockCache
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.table import TableBuilder, TableReader
@@ -227,3 +228,41 @@ def test_a_damaged_block_in_a_read_ahead_run_is_a_corruption_error():
         run(damaged.read_blocks(ranges[2:10]))
     with pytest.raises(CorruptionError):
         collect(merge_runs([TableCursor([damaged], None, None)], chunk=1))
+
+
+def test_first_read_reads_an_uncached_first_block_once_and_leaves_it_to_the_merge():
+    """``first_read`` (what read_first_blocks awaits for every source of a
+    scan together) reads the first block of a cursor whose block is not
+    cached, and the merge then takes it without reading it again; a cursor
+    whose first block is cached, or whose range is empty, has none."""
+    rng = random.Random(11)
+    sources = _random_sources(rng, 3, keys=200, writes=900)
+    logs = [[] for _ in sources]
+    # No cache: a block read twice would show in the logs.
+    readers = [_table(s, i, log=logs[i]) for i, s in enumerate(sources)]
+    start = b"k0050"
+    expected = list(visible(merge([_bounded(s, start, None) for s in sources]), 10**6))
+
+    cursors = [TableCursor([r], start, None) for r in readers]
+    reads = [c.first_read() for c in cursors]
+    assert all(r is not None for r in reads)
+    for r in reads:
+        run(r)
+    assert [len(log) for log in logs] == [1, 1, 1]
+    first_reads = [list(log) for log in logs]
+    assert cursors[0].first_read() is None            # started: nothing more to do
+    assert collect_chunks(visible_merge(cursors, 10**6)) == expected
+    for log, first in zip(logs, first_reads):
+        assert log[0] == first[0] and log.count(first[0]) == 1   # the first block was read once
+
+    # With a cache holding the first blocks, a scan has nothing to read first.
+    cache = BlockCache(1 << 20)
+    readers = [_table(s, i, cache=cache) for i, s in enumerate(sources)]
+    warm = [TableCursor([r], start, None) for r in readers]
+    for r in [c.first_read() for c in warm]:
+        run(r)
+    again = [TableCursor([r], start, None) for r in readers]
+    assert [c.first_read() for c in again] == [None, None, None]
+    assert collect_chunks(visible_merge(again, 10**6)) == expected
+    # An empty range reads nothing.
+    assert TableCursor([readers[0]], b"k0100", b"k0100").first_read() is None

@@ -189,3 +189,14 @@ def test_replace_with_a_copy_larger_than_the_capacity_drops_the_entry():
     assert cache.get((1, 0)) is None
     assert cache.stats()["bytes"] == 0 and len(cache) == 0
 
+
+
+def test_holds_answers_without_counting_or_marking():
+    cache = BlockCache(1 << 20)
+    block = make_block(4096)
+    cache.insert((1, 0), block)
+    before = cache.stats()
+    assert cache.holds((1, 0)) and not cache.holds((1, 4096))
+    after = cache.stats()
+    assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
+    assert cache._map[(1, 0)][3] is False        # the reference bit is not set by holds

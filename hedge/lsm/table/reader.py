@@ -328,6 +328,11 @@ class TableReader:
             self._cache.insert((self.table_id, offset), block)
         return block
 
+    def block_cached(self, offset: int) -> bool:
+        """Whether the block at ``offset`` is in the cache now (a cacheless
+        reader never has it)."""
+        return self._cache is not None and self._cache.holds((self.table_id, offset))
+
     async def read_block(self, offset: int, length: int, fill_cache: bool = True) -> Block:
         """The block at ``(offset, length)`` (one of ``block_ranges``), from
         the cache or read and verified."""
