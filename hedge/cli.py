@@ -278,7 +278,7 @@ def cmd_dump(args) -> int:
                 for key, seq, entry_kind, value in table.entries():
                     if limit is not None and shown >= limit:
                         break
-                    out.line(key, str(seq), entry_kind.name, value)
+                    out.line(key, str(seq), Kind(entry_kind).name, value)
                     shown += 1
         elif kind == "wal":
             print(f"# WAL {os.path.basename(path)}: offset, seq, kind, key, value", flush=True)
@@ -286,8 +286,8 @@ def cmd_dump(args) -> int:
                 for i, (op_kind, key, value) in enumerate(ops):
                     if limit is not None and shown >= limit:
                         return EXIT_OK
-                    out.line(str(offset), str(first_seq + i), op_kind.name, key,
-                             *((value,) if op_kind is Kind.PUT else ()))
+                    out.line(str(offset), str(first_seq + i), Kind(op_kind).name, key,
+                             *((value,) if op_kind == Kind.PUT else ()))
                     shown += 1
         else:
             print(f"# manifest {os.path.basename(path)}: one version edit per line", flush=True)

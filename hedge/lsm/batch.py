@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 
 from hedge.errors import CorruptionError
-from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, Kind, check_key, check_value
+from hedge.lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, PUT, Kind, check_key, check_value
 
 # Layout: docs/format/batch.md.
 _HEADER = struct.Struct("<QI")      # first_seq, count
@@ -26,10 +26,12 @@ _OP = struct.Struct("<BII")         # kind, key length, value length
 _ONE_OP_HEADER = struct.Struct("<QIBII")     # _HEADER then _OP: a batch of one operation
 HEADER_BYTES = _HEADER.size
 OP_HEADER_BYTES = _OP.size
-_PUT = Kind.PUT
-_DELETE = Kind.DELETE
+_PUT = PUT
+_DELETE = DELETE
 
-_KIND_BY_BYTE = {int(k): k for k in Kind}
+# The kind an operation byte stands for, as the plain int entries hold
+# (hedge/lsm/keys.py).
+_KIND_BY_BYTE = {int(k): int(k) for k in Kind}
 
 # The largest encoded batch a write takes.  A group commit joins batches into
 # one WAL record (at most wal.format.MAX_PAYLOAD_BYTES, 4 GiB - 1) and a group
@@ -188,7 +190,7 @@ def _decode_at(data, pos: int, file: str | None, base: int) -> tuple[int, list[O
         kind = kinds.get(kind_byte)
         if kind is None:
             raise CorruptionError(file, base + pos, f"unknown operation kind {kind_byte}")
-        if kind is Kind.DELETE and vlen:
+        if kind == _DELETE and vlen:
             raise CorruptionError(file, base + pos, "delete with a value")
         kstart = pos + OP_HEADER_BYTES
         vstart = kstart + klen

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import xxhash
 
 from hedge.errors import CorruptionError
-from hedge.lsm.keys import Kind
+from hedge.lsm.keys import DELETE, PUT, Kind
 
 # Entry header: key length, value length, (seq << 8 | kind).  Then key, value.
 _HEADER = struct.Struct("<IIQ")
@@ -44,7 +44,7 @@ TRAILER_BYTES = _COUNT.size + _CHECKSUM.size
 # Largest block the uint32 offsets can address.
 MAX_BLOCK_BYTES = (1 << 32) - 1
 
-_KINDS = (Kind.DELETE, Kind.PUT)
+_KINDS = (DELETE, PUT)            # plain ints (hedge/lsm/keys.py), indexed by the stored kind byte
 _LITTLE = sys.byteorder == "little"
 _xxh3_64 = xxhash.xxh3_64_intdigest
 # Memory a decoded key costs beyond its bytes: the bytes object's header and

@@ -5,7 +5,13 @@ An *entry* is the tuple ``(user_key, seq, kind, value)``:
     key like any other, the smallest of all, as in LevelDB and RocksDB);
   - ``seq``: the sequence number of the write, 1..MAX_SEQ, unique per write
     (a WriteBatch takes consecutive numbers);
-  - ``kind``: ``Kind.PUT`` or ``Kind.DELETE`` (a tombstone; its value is b"");
+  - ``kind``: ``Kind.PUT`` (1) or ``Kind.DELETE`` (0, a tombstone; its
+    value is b"").  Entries made by the engine (write batches, blocks,
+    memtables) hold the plain ints ``PUT`` and ``DELETE``, not the enum
+    members: a tuple of bytes and ints is left alone by the garbage
+    collector, one holding an enum member (an object with a ``__dict__``)
+    is tracked for life, and a memtable holds hundreds of thousands of
+    them.  ``Kind(kind).name`` names one for people;
   - ``value``: bytes, 0..MAX_VALUE_BYTES long.
 
 Entries are ordered by user key ascending, then seq *descending*, so the
@@ -24,6 +30,10 @@ class Kind(IntEnum):
     DELETE = 0
     PUT = 1
 
+
+# The kinds as plain ints, what entries hold (see the module docstring).
+PUT = int(Kind.PUT)
+DELETE = int(Kind.DELETE)
 
 MAX_KEY_BYTES = 64 * 1024
 MAX_VALUE_BYTES = 64 * 1024 * 1024

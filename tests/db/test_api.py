@@ -399,3 +399,29 @@ def test_concurrent_sync_writers_are_group_committed(tmp_path, io_method):
     assert after["writers"] - before["writers"] == writers
     assert 1 <= syncs < writers / 4, f"{syncs} fdatasyncs for {writers} concurrent sync writers"
     assert groups < writers / 4
+
+
+def test_entries_hold_plain_int_kinds_that_the_collector_leaves_alone(tmp_path):
+    """Memtable entries, written or replayed from the WAL, and block entries
+    hold the kind as a plain int: a tuple of bytes and ints is untracked by
+    the garbage collector, so a full memtable does not lengthen every full
+    collection (one holding a Kind member would be tracked for life)."""
+    import gc
+
+    path = tmp_path / "db"
+    with open_db(path, ONE) as db:
+        db.put(b"a", b"1")
+        db.remove(b"b")
+        gc.collect()
+        for key in (b"a", b"b"):
+            entry = db._engine._sv.mem._newest[key]
+            assert type(entry[2]) is int and not gc.is_tracked(entry), entry
+    with open_db(path, ONE) as db:             # replayed from the WAL into a table or a memtable
+        db.flush()
+        reader = next(iter(db._engine._sv.tables.values()))
+        ranges = reader.block_ranges()
+        block = db.run(reader.read_block(*ranges[0]))
+        assert [type(e[2]) for e in block.entries()] == [int, int]
+        db.put(b"c", b"3")
+        gc.collect()
+        assert not gc.is_tracked(db._engine._sv.mem._newest[b"c"])
