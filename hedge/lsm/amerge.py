@@ -37,9 +37,8 @@ from operator import itemgetter
 from typing import AsyncIterator
 
 from hedge.exec import gather
-from hedge.lsm.keys import Kind
+from hedge.lsm.keys import PUT
 
-PUT = Kind.PUT
 # Read-ahead of a table cursor: at most this many blocks, and no more than
 # this many bytes, in one read.
 READ_AHEAD_BLOCKS = 16

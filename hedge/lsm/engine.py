@@ -62,7 +62,7 @@ from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
 from hedge.lsm.iterators import merge
-from hedge.lsm.keys import Kind, check_key
+from hedge.lsm.keys import DELETE, check_key
 from hedge.lsm.lookup import NeedsIO, SuperVersion
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
@@ -76,7 +76,6 @@ from hedge.options import Options
 
 log = logging.getLogger("hedge")
 
-DELETE = Kind.DELETE
 LOG_WAIT_SECONDS = 0.02     # a writers' wait at least this long is logged (debug) with its cause
 # After this many bytes appended to the WAL, the background pool fdatasyncs
 # it (RocksDB's wal_bytes_per_sync), so the fdatasync a memtable switch

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from hedge.lsm.keys import Kind
+from hedge.lsm.keys import DELETE
 from hedge.lsm.table.reader import NOT_CACHED
-
-DELETE = Kind.DELETE
 
 
 class SuperVersion:

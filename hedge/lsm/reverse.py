@@ -31,9 +31,8 @@ import bisect
 from operator import itemgetter
 from typing import AsyncIterator
 
-from hedge.lsm.keys import Kind
+from hedge.lsm.keys import PUT
 
-PUT = Kind.PUT
 _user_key = itemgetter(0)
 
 

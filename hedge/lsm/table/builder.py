@@ -26,7 +26,7 @@ from hedge.lsm.block import BlockBuilder, entry_bytes
 from hedge.lsm.bloom import BloomBuilder
 from hedge.lsm.compression import CODECS, store
 from hedge.lsm.compression import TRAILER_BYTES as STORED_TRAILER_BYTES
-from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, Kind
+from hedge.lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQ, MAX_VALUE_BYTES, PUT
 from hedge.lsm.table.format import (
     COMPRESSED_FORMAT_VERSION,
     FOOTER_BYTES,
@@ -41,8 +41,6 @@ from hedge.lsm.table.format import (
     xxh3_64,
 )
 
-_PUT = Kind.PUT
-_DELETE = Kind.DELETE
 _PROPS_FIXED_BYTES = len(TableProperties(0, 0, b"", b"", 0, 0, 0, 0, 0, 0, 0).encode())
 # Padding a compressed table spends at most, per block, to keep a block from
 # crossing a page boundary it need not cross.
@@ -118,8 +116,8 @@ class TableBuilder:
             raise ValueError(f"value length {vlen} exceeds {MAX_VALUE_BYTES}")
         if not 0 <= seq <= MAX_SEQ:
             raise ValueError(f"seq {seq} is not in 0..{MAX_SEQ}")
-        if kind != _PUT:
-            if kind != _DELETE:
+        if kind != PUT:
+            if kind != DELETE:
                 raise ValueError(f"unknown entry kind {kind!r}")
             if vlen:
                 raise ValueError("a DELETE entry carries no value")
@@ -138,7 +136,7 @@ class TableBuilder:
         self._last_key = key
         self._last_seq = seq
         self._entries += 1
-        if kind == _DELETE:
+        if kind == DELETE:
             self._deletes += 1
         if seq < self._min_seq:
             self._min_seq = seq
