@@ -170,12 +170,17 @@ class TableCursor:
             return None
         # The cursor moves onto this table now, as next_block would; the
         # block read is left where _next takes it from.
-        self._reader = reader
+        self._enter_next_table(ranges)
+        return self._read_first(first)
+
+    def _enter_next_table(self, ranges) -> None:
+        """Move onto the table at ``_next_reader``, whose blocks still to
+        read are ``ranges`` (from its ``iter_block_ranges``)."""
+        self._reader = self._readers[self._next_reader]
         self._next_reader += 1
         self._ranges = ranges
         self._first = True
         self._pending = []
-        return self._read_first(first)
 
     async def _read_first(self, rng: tuple[int, int]) -> None:
         self._pending = [await self._reader.read_block(rng[0], rng[1], self._fill)]
@@ -187,11 +192,7 @@ class TableCursor:
             if self._ranges is None:
                 if self._next_reader >= len(self._readers):
                     return None
-                self._reader = self._readers[self._next_reader]
-                self._next_reader += 1
-                self._ranges = self._reader.iter_block_ranges(self._start, end)
-                self._first = True
-                self._pending = []
+                self._enter_next_table(self._readers[self._next_reader].iter_block_ranges(self._start, end))
             block = await self._next()
             if block is None:
                 self._ranges = None
