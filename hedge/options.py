@@ -15,6 +15,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from hedge.io.backend import SUBMIT_MIN
+
 IO_METHODS = ("auto", "io_uring", "threads", "sync")
 WAL_RECOVERY_MODES = ("tolerate_tail", "absolute", "point_in_time")
 # "none", then the codecs of hedge/lsm/compression.py CODECS.
@@ -98,8 +100,9 @@ class Options:
     # Submit staged requests without waiting for the ready queue to drain once
     # this many are staged and they are half of what the kernel holds
     # (0: only when the SQ is full or no task is ready).  Early submission keeps
-    # the device busy: 0.87 of fio's IOPS at 32 in flight against 0.64.
-    ring_submit_min: int = 2
+    # a device busy while many tasks run; each submission costs a system call
+    # and a device kick, so it waits for a batch (hedge/io/backend.py).
+    ring_submit_min: int = SUBMIT_MIN
     # What to do with a damaged WAL on open: drop only a torn final record
     # (tolerate_tail), refuse any damage (absolute), or stop at the first bad
     # record (point_in_time).

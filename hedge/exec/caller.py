@@ -39,6 +39,7 @@ from hedge.errors import ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.executor import DONE, RUNNING, Executor, current_executor_or_none, set_current_executor
 from hedge.exec.task import Task
+from hedge.io.backend import SUBMIT_MIN
 from hedge.io.traps import TRAP_IO
 
 log = logging.getLogger("hedge")
@@ -54,7 +55,7 @@ class CallerExecutor(Executor):
     """An executor owned by the thread that creates it and driven by it."""
 
     def __init__(self, io_method: str = "auto", ring_entries: int = 256, name: str | None = None,
-                 submit_min: int = 2):
+                 submit_min: int = SUBMIT_MIN):
         super().__init__(io_method=io_method, ring_entries=ring_entries, name=name, submit_min=submit_min)
         self._attach()
         self._active = False          # a run() is in progress (read by close from other threads)
@@ -375,7 +376,7 @@ class _Holder:
 class CallerExecutors:
     """One CallerExecutor per thread for one owner (a database)."""
 
-    def __init__(self, io_method: str = "auto", ring_entries: int = 256, submit_min: int = 2,
+    def __init__(self, io_method: str = "auto", ring_entries: int = 256, submit_min: int = SUBMIT_MIN,
                  name: str = "hedge-caller"):
         self.io_method = io_method
         self.ring_entries = ring_entries

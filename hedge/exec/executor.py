@@ -39,7 +39,7 @@ import threading
 from hedge.errors import Cancelled, ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.task import State, SyncHandle, Task
-from hedge.io.backend import create_backend
+from hedge.io.backend import SUBMIT_MIN, create_backend
 from hedge.io.opcodes import OPEN_ENDED
 from hedge.io.traps import TRAP_IO, TRAP_SUSPEND, TRAP_YIELD
 
@@ -92,13 +92,13 @@ class Executor:
     """A thread running coroutines over one I/O backend (ring).
 
     ``Executor(io_method="auto", ring_entries=256, name=None, cpus=None,
-    submit_min=2)``;
+    submit_min=SUBMIT_MIN)``;
     ``start()`` launches the thread (it pins itself to ``cpus`` first when
     given, then creates its ring); ``close()`` stops it.
     """
 
     def __init__(self, io_method: str = "auto", ring_entries: int = 256, name: str | None = None,
-                 cpus: frozenset[int] | None = None, on_start=None, submit_min: int = 2):
+                 cpus: frozenset[int] | None = None, on_start=None, submit_min: int = SUBMIT_MIN):
         self.id = next(_ids)
         self.name = name or f"hedge-exec-{self.id}"
         self.io_method = io_method

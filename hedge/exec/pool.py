@@ -24,13 +24,14 @@ from hedge.exec import forkguard
 from hedge.exec.executor import Executor, current_executor_or_none
 from hedge.exec.task import SyncHandle
 from hedge.exec.topology import Layout, plan_layout, read_topology
+from hedge.io.backend import SUBMIT_MIN
 
 log = logging.getLogger("hedge")
 
 
 class Pool:
     def __init__(self, name: str, cpu_sets, io_method: str = "auto", ring_entries: int = 256,
-                 submit_min: int = 2):
+                 submit_min: int = SUBMIT_MIN):
         """``cpu_sets``: one entry per thread, a frozenset of CPUs to pin it
         to, or None for no pinning."""
         if not cpu_sets:
@@ -140,7 +141,7 @@ class Pools:
     def __init__(self, io_method: str = "auto", ring_entries: int = 256,
                  foreground_threads: int | None = None, background_threads: int | None = None,
                  pin: bool = True, foreground_cpus=None, background_cpus=None,
-                 layout: Layout | None = None, submit_min: int = 2):
+                 layout: Layout | None = None, submit_min: int = SUBMIT_MIN):
         if layout is None:
             layout = plan_layout(read_topology(), foreground_threads=foreground_threads,
                                  background_threads=background_threads, pin=pin,

@@ -27,6 +27,7 @@ import time
 from hedge.errors import HedgeIOError, WrongThreadError
 from hedge.io import opcodes as O
 from hedge.io._uring import ffi, lib
+from hedge.io.backend import SUBMIT_MIN
 from hedge.io.buffer import Buffer
 from hedge.io.counters import SubmitCounters
 
@@ -44,7 +45,7 @@ _WANT_FLAGS = lib.HEDGE_SETUP_SINGLE_ISSUER | lib.HEDGE_SETUP_DEFER_TASKRUN
 class UringBackend(SubmitCounters):
     name = "io_uring"
 
-    def __init__(self, entries: int, submit_min: int = 2):
+    def __init__(self, entries: int, submit_min: int = SUBMIT_MIN):
         """``submit_min``: submit without waiting once this many requests
         are staged and at least half of the requests in the kernel;
         0 submits only when the SQ is full or no task is ready."""
