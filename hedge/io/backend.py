@@ -60,9 +60,9 @@ METHODS = ("io_uring", "threads", "sync")
 # staged requests go to the kernel before the ready queue drains once this
 # many are staged (and they are half of what the kernel holds).  Each
 # submission costs a system call and, on a virtual machine, an exit to kick
-# the device: with a threshold of 2, cold gets from 64 coroutines spent 16 us
-# of system time each and ran at 1.3-1.5x rocksdict; with 16, 4-5 us and
-# 2.0x, while a ring of 32 reads in flight keeps its rate (docs/design.md).
+# the device: with a threshold of 2, cold gets from 64 coroutines spent 14-19
+# us of system time each and ran at 1.3-1.5x rocksdict; with 16, 5-7 us and
+# about 2x, while a ring of 32 reads in flight keeps its rate (docs/design.md).
 SUBMIT_MIN = 16
 
 _EFD_FLAGS = os.EFD_NONBLOCK | os.EFD_CLOEXEC
