@@ -126,7 +126,10 @@ class ChildRun:
         self.proc = start_child(*args, env=env, new_session=self.group)
         self.lines: list[str] = []
         self.ready = threading.Event()
-        self._acks_left = kill_after_acks
+        self._acks = 0
+        self._eof = False
+        self._acked = threading.Condition()
+        self._kill_at = kill_after_acks
         self._tail = b""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -144,13 +147,25 @@ class ChildRun:
                 if text == "R":
                     self.ready.set()
                 self.lines.append(text)
-                if self._acks_left is not None and text.startswith("A "):
-                    self._acks_left -= 1
-                    if self._acks_left == 0:
+                if text.startswith("A "):
+                    with self._acked:
+                        self._acks += 1
+                        self._acked.notify_all()
+                    if self._acks == self._kill_at:
                         self._kill_now()
+        with self._acked:
+            self._eof = True                # no more lines: waiters stop waiting
+            self._acked.notify_all()
         # A last line without its newline was cut by the kill: ignored (an
         # announcement cut short means the write had not started; an
         # acknowledgement cut short counts as not received).
+
+    def wait_for_acks(self, n: int, timeout: float) -> bool:
+        """Wait until the child has acknowledged ``n`` writes; False when it
+        did not within ``timeout`` seconds or its output ended first."""
+        with self._acked:
+            self._acked.wait_for(lambda: self._acks >= n or self._eof, timeout)
+            return self._acks >= n
 
     def _kill_now(self) -> None:
         try:

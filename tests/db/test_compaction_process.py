@@ -76,7 +76,23 @@ def _load_held_back(path, io_method: str) -> dict:
     return expected
 
 
-def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method):
+@pytest.fixture
+def job_handed_over(monkeypatch) -> threading.Event:
+    """An event set when the engine hands a compaction job to its worker
+    process (``CompactionWorker.run`` starts)."""
+    event = threading.Event()
+    run = CompactionWorker.run
+
+    async def run_and_tell(self, job, more):
+        event.set()
+        return await run(self, job, more)
+
+    monkeypatch.setattr(CompactionWorker, "run", run_and_tell)
+    return event
+
+
+def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method,
+                                                                                   job_handed_over):
     opts = dict(LONG)
     expected = _load_held_back(tmp_path / "db", io_method)
     with hedge.open(tmp_path / "db", io_method=io_method, **{**opts, "compaction_process": True}) as db:
@@ -87,14 +103,18 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
 
         def killer() -> None:
             # Kill once the worker has written its first output: mid-merge.
+            # The job's hand-over is an event; the output is a file another
+            # process writes, which only polling the directory can see.
+            if not job_handed_over.wait(30):
+                return
+            worker = engine.maintenance.worker
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not killed:
-                worker = engine.maintenance.worker
-                if worker is not None and worker.busy and any(
-                        p is not None and p[0] == "sst" and p[1] > newest_input
-                        for p in map(filenames.parse, os.listdir(tmp_path / "db"))):
+            while time.monotonic() < deadline:
+                if worker.busy and any(p is not None and p[0] == "sst" and p[1] > newest_input
+                                       for p in map(filenames.parse, os.listdir(tmp_path / "db"))):
                     killed.append(worker.pid)
                     os.kill(worker.pid, signal.SIGKILL)
+                    return
                 time.sleep(0.002)
 
         thread = threading.Thread(target=killer)
@@ -121,14 +141,11 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
     assert on_disk == live
 
 
-def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tmp_path):
+def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tmp_path, job_handed_over):
     expected = _load_held_back(tmp_path / "db", "io_uring" if _uring_ok() else "threads")
     db = hedge.open(tmp_path / "db", **{**LONG, "compaction_process": True})
-    deadline = time.monotonic() + 30
-    maintenance = db._engine.maintenance
-    while not (maintenance.worker is not None and maintenance.worker.busy) and time.monotonic() < deadline:
-        time.sleep(0.002)
-    pid = maintenance.worker.pid
+    assert job_handed_over.wait(60), "no compaction reached the worker"
+    pid = db._engine.maintenance.worker.pid
     started = time.monotonic()
     db.close()
     assert time.monotonic() - started < 10
