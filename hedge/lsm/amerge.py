@@ -2,8 +2,9 @@
 tables through the ring.
 
 Both merges work on *cursors* that hand out runs of entries a block at a
-time (``TableCursor`` for tables, ``ListCursor`` for memtables), so they
-await only between runs, never per entry:
+time, or part of a block when a scan's limit leaves fewer to take
+(``TableCursor`` for tables, ``ListCursor`` for memtables), so they await
+only between runs, never per entry:
 
 ``merge_runs(cursors)`` (compaction) merges them into entry order (key asc,
 seq desc), in lists cut at user-key boundaries.  Sequence numbers are
@@ -11,7 +12,7 @@ unique across sources, so ties cannot occur between distinct writes; an
 identical (key, seq) from two sources (the same write seen twice) is kept
 once, from the earlier source.
 
-``visible_merge(cursors, snapshot_seq, want)`` hands out the (key, value)
+``visible_merge(cursors, snapshot_seq, want, limit)`` hands out the (key, value)
 pairs of the newest version of each key with seq <= snapshot_seq, skipping
 deleted keys: the scan path.
 
@@ -43,6 +44,10 @@ from hedge.lsm.keys import PUT
 # this many bytes, in one read.
 READ_AHEAD_BLOCKS = 16
 READ_AHEAD_BYTES = 64 * 1024
+# The fewest entries a table cursor decodes per run when asked for fewer: a
+# run costs a call through the merge, and more entries are often needed
+# (older versions, deleted keys).
+MIN_RUN = 4
 _user_key = itemgetter(0)
 
 
@@ -118,7 +123,7 @@ class TableCursor:
     scan or a compaction takes few requests."""
 
     __slots__ = ("_readers", "_start", "_end", "_fill", "_next_reader", "_reader", "_ranges", "_first",
-                 "_pending", "_ahead")
+                 "_pending", "_ahead", "_block", "_pos")
 
     def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True):
         self._readers = readers
@@ -131,6 +136,8 @@ class TableCursor:
         self._first = True
         self._pending: list = []        # blocks read ahead, in reverse order (pop from the end)
         self._ahead = 1
+        self._block = None              # the block being handed out, from entry _pos on (None: take the next)
+        self._pos = 0
 
     async def _next(self):
         """The next block of the current table, or None at its end."""
@@ -185,37 +192,55 @@ class TableCursor:
     async def _read_first(self, rng: tuple[int, int]) -> None:
         self._pending = [await self._reader.read_block(rng[0], rng[1], self._fill)]
 
-    async def next_block(self) -> list | None:
-        """The next non-empty run of entries, or None at the end."""
+    async def next_block(self, limit: int | None = None) -> list | None:
+        """The next non-empty run of entries, or None at the end: the rest
+        of the current block, or with ``limit`` at most that many (at least
+        MIN_RUN) of them.  A block is decoded a run at a time, so a scan
+        that stops inside a block decodes only what it took."""
         end = self._end
         while True:
-            if self._ranges is None:
-                if self._next_reader >= len(self._readers):
-                    return None
-                self._enter_next_table(self._readers[self._next_reader].iter_block_ranges(self._start, end))
-            block = await self._next()
+            block = self._block
             if block is None:
-                self._ranges = None
-                continue
-            if self._ahead == 1:
-                self._ahead = 2
-            entries = block.entries(self._start if self._first else None)
-            self._first = False
+                if self._ranges is None:
+                    if self._next_reader >= len(self._readers):
+                        return None
+                    self._enter_next_table(self._readers[self._next_reader].iter_block_ranges(self._start, end))
+                block = await self._next()
+                if block is None:
+                    self._ranges = None
+                    continue
+                if self._ahead == 1:
+                    self._ahead = 2
+                pos = block.lower_bound(self._start) if self._first and self._start is not None else 0
+                self._first = False
+            else:
+                pos = self._pos
+            count = len(block)
+            stop = count if limit is None or pos + limit >= count else pos + max(limit, MIN_RUN)
+            if stop >= count:
+                stop = count
+                self._block = None
+            else:
+                self._block = block
+                self._pos = stop
+            entries = block.entries_between(pos, stop)
             if end is not None and entries and entries[-1][0] >= end:
                 entries = entries[:bisect.bisect_left(entries, end, key=_user_key)]
                 self._readers = ()        # nothing at or past `end` follows
                 self._ranges = None
                 self._pending = []
                 self._next_reader = 0
+                self._block = None
             if entries:
                 return entries
 
 
-async def read_first_blocks(cursors: list) -> None:
+async def read_first_blocks(cursors: list) -> bool:
     """Read the first block of every TableCursor among ``cursors`` that is
     not cached, all at once: a scan then waits for one round of reads before
     it can merge, instead of one round per source (the merge asks its
-    sources for their first runs one after the other).  REQUIRES: on an
+    sources for their first runs one after the other).  Returns whether it
+    read any (and so let the executor's other tasks run).  REQUIRES: on an
     executor (the reads run as tasks of it)."""
     reads = []
     for cursor in cursors:
@@ -227,6 +252,9 @@ async def read_first_blocks(cursors: list) -> None:
         await gather(*reads)
     elif reads:
         await reads[0]
+    else:
+        return False
+    return True
 
 
 class ListCursor:
@@ -241,7 +269,9 @@ class ListCursor:
         self._size = min(first, size)
         self._max = size
 
-    async def next_block(self) -> list | None:
+    async def next_block(self, limit: int | None = None) -> list | None:
+        """The next run (None at the end); ``limit`` is a hint it ignores:
+        a run costs no decoding."""
         n = self._size
         if n < self._max:
             self._size = min(2 * n, self._max)
@@ -249,7 +279,8 @@ class ListCursor:
         return run or None
 
 
-async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> AsyncIterator[list]:
+async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256,
+                        limit: int | None = None) -> AsyncIterator[list]:
     """The pairs (key, value) of the newest version of each key with seq <=
     snapshot_seq across ``cursors`` (each in entry order), deleted keys
     skipped, handed out in chunks (see ``chunks`` in the module
@@ -258,21 +289,29 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> As
     (possibly none).  A chunk may hold more than ``want``: the rest of a
     run already in memory, never a pair that needs another block.
 
-    Merges whole blocks: it awaits only when a cursor needs its next
-    block, never per pair.  When one cursor comes out on top twice in a
-    row, the stretch of its run below every other cursor's next key is
-    found with one bisect and filtered without the heap."""
+    Merges runs: it awaits only when a cursor needs its next run, never
+    per pair.  With ``limit`` (the most pairs the consumer will take in
+    all), it tells each cursor how many pairs are still needed, so a table
+    cursor decodes no more of its block than that (at least MIN_RUN);
+    without one it takes whole blocks, as a consumer asking for chunk
+    after chunk would soon want them.  When one cursor comes out on top
+    twice in a row, the stretch of its run below every other cursor's
+    next key is found with one bisect and filtered without the heap."""
     out: list = []
     append = out.append
+    # The pairs still wanted beyond those in ``out`` (None: no limit).
+    left = limit
     decided = None
     if len(cursors) == 1:
         cursor = cursors[0]
         while True:
             if len(out) >= want:
+                if left is not None:
+                    left -= len(out)
                 want = (yield out) or want
                 out = []
                 append = out.append
-            run = await cursor.next_block()
+            run = await cursor.next_block(None if left is None else left - len(out))
             if run is None:
                 break
             for key, seq, kind, value in run:
@@ -289,7 +328,7 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> As
     runs = []
     heap = []                   # (key, -seq, cursor index, position in its run)
     for idx, cursor in enumerate(cursors):
-        run = await cursor.next_block()
+        run = await cursor.next_block(left)
         runs.append(run)
         if run:
             heap.append((run[0][0], -run[0][1], idx, 0))
@@ -297,6 +336,8 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> As
     prev_idx = -1
     while heap:
         if len(out) >= want:
+            if left is not None:
+                left -= len(out)
             want = (yield out) or want
             out = []
             append = out.append
@@ -327,7 +368,7 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256) -> As
         else:
             prev_idx = idx
         if pos == n:
-            run = await cursors[idx].next_block()
+            run = await cursors[idx].next_block(None if left is None else left - len(out))
             if run is None:
                 heappop(heap)
                 continue

@@ -251,8 +251,9 @@ class Block:
             return None
         return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
 
-    def _lower_bound(self, user_key: bytes) -> int:
-        """Index of the first entry whose user key is >= user_key."""
+    def lower_bound(self, user_key: bytes) -> int:
+        """Index of the first entry whose user key is >= user_key (the
+        entry count when there is none)."""
         if self._keys is not None:
             return bisect_left(self._keys, user_key)
         data = self._data
@@ -278,13 +279,19 @@ class Block:
     def entries(self, start_key: bytes | None = None) -> list[tuple[bytes, int, Kind, bytes]]:
         """The entries ``iter_from(start_key)`` yields, as a list (cheaper
         per entry than a generator)."""
+        first = 0 if start_key is None else self.lower_bound(start_key)
+        return self.entries_between(first, self._count)
+
+    def entries_between(self, first: int, stop: int) -> list[tuple[bytes, int, Kind, bytes]]:
+        """The entries at index ``first`` up to (not including) ``stop``,
+        decoded, in entry order.  REQUIRES: 0 <= first <= stop <= len(self).
+        A scan that needs a few entries of a block decodes only those."""
         data = self._data
         offs = self._offs
         header = _HEADER.unpack_from
         kinds = _KINDS
-        first = 0 if start_key is None else self._lower_bound(start_key)
-        if first:
-            offs = offs[first:]
+        if first or stop != self._count:
+            offs = offs[first:stop]
         out = []
         append = out.append
         keys = self._keys
@@ -295,7 +302,7 @@ class Block:
                 vstart = kstart + klen
                 append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
         else:
-            for key, off in zip(keys[first:] if first else keys, offs):
+            for key, off in zip(keys[first:stop] if first or stop != self._count else keys, offs):
                 klen, vlen, sk = header(data, off)
                 vstart = off + 16 + klen
                 append((key, sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))

@@ -507,10 +507,11 @@ class Engine:
         is in hedge/lsm/amerge.py: ``asend(n)`` sets the next ``want``).
         With ``limit``, the chunk that reaches ``limit`` pairs in all is
         cut there and is the last.
-        Starts with a checkpoint: a scan over cached blocks never waits, and
+        Starts with a checkpoint (a scan over cached blocks never waits, and
         a task scanning in a loop would otherwise keep its executor to
-        itself."""
-        await executor_checkpoint()
+        itself), unless it starts by reading blocks: that lets the other
+        tasks run already, and a scan that waits for reads should not wait
+        for a round of the other tasks besides."""
         if start is not None:
             start = check_key(start)
         if end is not None:
@@ -528,12 +529,14 @@ class Engine:
                 if reverse:
                     sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
                     sources += _table_cursors(sv, start, end, ReverseTableCursor)
+                    await executor_checkpoint()
                     merged = reverse_visible_merge(sources, snap, want)
                 else:
                     sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
                     sources += _table_cursors(sv, start, end, TableCursor)
-                    await read_first_blocks(sources)
-                    merged = visible_merge(sources, snap, want)
+                    if not await read_first_blocks(sources):
+                        await executor_checkpoint()
+                    merged = visible_merge(sources, snap, want, limit)
                 left = limit
                 if left is not None and left < want:
                     want = left
@@ -550,6 +553,8 @@ class Engine:
                     if left is not None and left < want:
                         want = left
                     chunk = await merged.asend(want)
+            else:
+                await executor_checkpoint()         # an empty range
         finally:
             if sid is not None:
                 self.release_snapshot(sid)

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import ListCursor, TableCursor, merge_runs, visible_merge
+from hedge.lsm.amerge import MIN_RUN, ListCursor, TableCursor, merge_runs, visible_merge
+from hedge.lsm.block import Block
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
@@ -27,10 +28,11 @@ def _random_sources(rng: random.Random, n_sources: int, keys: int, writes: int):
     return [sorted(s, key=entry_order) for s in sources]
 
 
-def _table(entries, number: int, log: list | None = None, compression: str = "none", cache=None) -> TableReader:
+def _table(entries, number: int, log: list | None = None, compression: str = "none", cache=None,
+           block_bytes: int = 256) -> TableReader:
     """A table of ``entries`` in memory; its reads are appended to ``log``
     (from after the open) when given."""
-    builder = TableBuilder(block_bytes=256, compression=compression)
+    builder = TableBuilder(block_bytes=block_bytes, compression=compression)
     for e in entries:
         builder.add(*e)
     ready = builder.take_ready()
@@ -94,6 +96,49 @@ def test_visible_merge_with_one_source_holding_most_keys(seed):
         assert collect_chunks(visible_merge(cursors, snapshot, want), want, rng) == expected
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_visible_merge_with_a_limit_gives_the_same_pairs(seed):
+    """A limit only tells the table cursors how much of a block to decode:
+    the pairs are those of the merge without it, however many the consumer
+    takes (even past the limit), for any chunk sizes."""
+    rng = random.Random(2000 + seed)
+    sources = _random_sources(rng, rng.randrange(1, 5), keys=80, writes=500)
+    start = rng.choice([None, b"k%04d" % rng.randrange(80)])
+    for snapshot in (500, 200):
+        expected = list(visible(merge([_bounded(s, start, None) for s in sources]), snapshot))
+        cursors = [TableCursor([_table(s, i)], start, None) if i % 2 == 0 or not s else
+                   ListCursor(_bounded(s, start, None), size=7)
+                   for i, s in enumerate(sources)]
+        want = rng.choice((1, 3, 16, 256))
+        limit = rng.choice((0, 1, 2, 5, 17, 60, 1000))
+        assert collect_chunks(visible_merge(cursors, snapshot, want, limit), want, rng) == expected
+
+
+def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
+    """With a limit, a table cursor decodes the entries the merge still
+    needs (at least MIN_RUN), not the rest of its block; without one, whole
+    blocks."""
+    entries = [(b"k%05d" % i, i + 1, Kind.PUT, b"v") for i in range(2000)]
+    reader = _table(entries, 1, block_bytes=8192)
+    decoded = []
+    original = Block.entries_between
+
+    def counting(block, first, stop):
+        decoded.append(stop - first)
+        return original(block, first, stop)
+
+    monkeypatch.setattr(Block, "entries_between", counting)
+    for limit, start in ((5, None), (2, b"k00100"), (MIN_RUN + 3, b"k00500")):
+        decoded.clear()
+        chunk = run(visible_merge([TableCursor([reader], start, None)], 10**6, limit, limit).__anext__())
+        first = 0 if start is None else int(start[1:])
+        assert chunk == [(e[0], e[3]) for e in entries[first:first + max(limit, MIN_RUN)]]
+        assert sum(decoded) == max(limit, MIN_RUN), decoded
+    decoded.clear()
+    run(visible_merge([TableCursor([reader], None, None)], 10**6, 5).__anext__())
+    assert sum(decoded) > 100, decoded          # the whole first block
+
+
 def _level_of_three_tables() -> tuple[list, list[TableReader]]:
     """Random entries (keys k0000..k0299, several versions each) and the
     three non-overlapping tables, like a level, they are split into at key
@@ -124,7 +169,7 @@ def _in_runs(items, rng):
         def __init__(self):
             self._pos = 0
 
-        async def next_block(self):
+        async def next_block(self, limit=None):
             if self._pos >= len(items):
                 return None
             n = rng.randint(1, 9)
