@@ -531,21 +531,21 @@ class _AsyncSnapshot:
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             limit: int | None = None) -> AsyncScan[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: bool = True, include_value: bool = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[bytes]: ...
+             limit: int | None = None) -> AsyncScan[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: bool = True, include_value: bool = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[Any]:
+             limit: int | None = None) -> AsyncScan[Any]:
         s = self._snapshot
         s._check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return s._calls.aiter(_async_scan(s._engine, start, end, s.sequence, reverse, shape, _check_limit(limit)))
+        return AsyncScan(s._calls, (s._engine, start, end, s.sequence, reverse, shape, _check_limit(limit)))
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,
@@ -690,6 +690,90 @@ async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: in
             chunk = await chunks.asend(want)
     finally:
         await chunks.aclose()
+
+
+async def _scan_list(engine: Engine, start, end, snap, reverse: bool, shape: int, limit) -> list:
+    """Every item of an engine scan in one list (``AsyncScan.to_list``):
+    the chunks are joined, with no step per item.  Without a limit the
+    chunks are SCAN_CHUNK_MAX pairs from the first: all of them are
+    wanted."""
+    if limit == 0:
+        return []
+    want = SCAN_CHUNK_MAX if limit is None else _first_want(limit)
+    left = limit
+    items: list = []
+    chunks = engine.scan(start, end, snap, reverse, want, limit)
+    try:
+        chunk = await chunks.__anext__()
+        while True:
+            if shape == PAIRS:
+                items += chunk
+            else:
+                i = 0 if shape == KEYS else 1
+                items += [item[i] for item in chunk]
+            done, want, left = _after_chunk(len(chunk), want, left)
+            if done:
+                return items
+            chunk = await chunks.asend(want)
+    finally:
+        await chunks.aclose()
+
+
+async def _no_items():
+    """An async iterator with nothing left (a scan ``to_list`` took)."""
+    return
+    yield
+
+
+async def _rest_of(iterator) -> list:
+    return [item async for item in iterator]
+
+
+class AsyncScan(AsyncIterator[Item], Generic[Item]):
+    """What ``db.aio.scan`` and ``snapshot.aio.scan`` return: an async
+    iterator over the scan's items (``async for``), whose ``to_list()``
+    takes them all at once.
+
+    ``async for`` steps the engine's scan item by item: in a hedge task
+    through one async generator, from asyncio each step on the loop
+    thread's executor.  ``to_list()`` joins the scan's chunks instead, with
+    no step per item, which is most of what a short scan costs once its
+    blocks are in memory.  Nothing runs until the first step or
+    ``to_list()``; the snapshot is taken then.  One consumer at a time."""
+
+    __slots__ = ("_calls", "_args", "_it")
+
+    def __init__(self, calls: "_Calls", args: tuple):
+        """``args``: those of ``_async_scan`` (engine, start, end, snap,
+        reverse, shape, limit)."""
+        self._calls = calls
+        self._args = args
+        self._it = None
+
+    def _iterator(self):
+        it = self._it
+        if it is None:
+            it = self._it = self._calls.aiter(_async_scan(*self._args))
+        return it
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self._iterator()
+
+    def __anext__(self) -> Awaitable[Item]:
+        return self._iterator().__anext__()
+
+    def aclose(self) -> Awaitable[None]:
+        """Stop the scan and release its snapshot."""
+        return self._iterator().aclose()
+
+    def to_list(self) -> Awaitable[list[Item]]:
+        """The items not taken yet, in one list (all of them when iteration
+        has not begun); the scan is then over."""
+        it = self._it
+        if it is not None:
+            return _rest_of(it)
+        self._it = _no_items()
+        return self._calls.awaitable(_scan_list(*self._args))
 
 
 def _scan_args(start, end, prefix, include_start: bool, include_end: bool, include_key: bool,
@@ -881,22 +965,22 @@ class AsyncDB:
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: Literal[True] = True, include_value: Literal[True] = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[tuple[bytes, bytes]]: ...
+             limit: int | None = None) -> AsyncScan[tuple[bytes, bytes]]: ...
     @overload
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: bool = True, include_value: bool = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[bytes]: ...
+             limit: int | None = None) -> AsyncScan[bytes]: ...
 
     def scan(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
              prefix: BytesLike | None = None, include_start: bool = True, include_end: bool = False,
              include_key: bool = True, include_value: bool = True, reverse: bool = False,
-             limit: int | None = None) -> AsyncIterator[Any]:
+             limit: int | None = None) -> AsyncScan[Any]:
         """``async for key, value in db.aio.scan(a, b)``; the options of
         ``DB.scan``."""
         self._calls.check()
         start, end, shape = _scan_args(start, end, prefix, include_start, include_end, include_key, include_value)
-        return self._calls.aiter(_async_scan(self._engine, start, end, None, reverse, shape, _check_limit(limit)))
+        return AsyncScan(self._calls, (self._engine, start, end, None, reverse, shape, _check_limit(limit)))
 
     def cursor(self, start: BytesLike | None = None, end: BytesLike | None = None, *,
                prefix: BytesLike | None = None, include_start: bool = True,

@@ -6,9 +6,13 @@ memtable and L1.  Prints the environment, the levels, then per round:
   - full: entries/s of one whole scan, forward and reverse;
   - scan50: scans/s of 50 pairs from random keys (reverse: the 50 below);
   - cursor: steps/s of a cursor walking 50 keys on and 50 back from random
-    seeks (each walk switches direction once).
+    seeks (each walk switches direction once);
+  - aio scan50: forward scan50 through db.aio in one task, stepped with
+    ``async for`` and taken with ``to_list()``.
 Rates are per second of the scanning thread's CPU time (the box is shared:
-wall time mostly measures the neighbours); the block cache holds the data.
+wall time mostly measures the neighbours), of the process's for the aio
+rows (db.run runs them on an executor thread); the block cache holds the
+data.
 
     python -m perf.scan_bench [--records N] [--rounds R] [--dir DIR]
 """
@@ -29,10 +33,10 @@ def key_of(i: int) -> bytes:
     return b"k%015d" % ((i * 2654435761) % 10**15)
 
 
-def per_cpu_second(fn) -> float:
-    t0 = time.thread_time()
+def per_cpu_second(fn, clock=time.thread_time) -> float:
+    t0 = clock()
     n = fn()
-    return n / max(1e-9, time.thread_time() - t0)
+    return n / max(1e-9, clock() - t0)
 
 
 def main(argv=None) -> None:
@@ -70,6 +74,19 @@ def main(argv=None) -> None:
                     return len(starts)
                 return run
 
+            def aio_short(to_list: bool):
+                async def scans() -> None:
+                    for s in starts:
+                        if to_list:
+                            await db.aio.scan(s, limit=50).to_list()
+                        else:
+                            [item async for item in db.aio.scan(s, limit=50)]
+
+                def run() -> int:
+                    db.run(scans())
+                    return len(starts)
+                return run
+
             def walks() -> int:
                 steps = 0
                 with db.cursor() as cursor:
@@ -91,7 +108,9 @@ def main(argv=None) -> None:
                       f"scan50 {per_cpu_second(short(False)):>7,.0f}/s   "
                       f"reverse: full {per_cpu_second(full(True)):>9,.0f} entries/s  "
                       f"scan50 {per_cpu_second(short(True)):>7,.0f}/s   "
-                      f"cursor {per_cpu_second(walks):>9,.0f} steps/s", flush=True)
+                      f"cursor {per_cpu_second(walks):>9,.0f} steps/s   "
+                      f"aio scan50: async for {per_cpu_second(aio_short(False), time.process_time):>7,.0f}/s  "
+                      f"to_list {per_cpu_second(aio_short(True), time.process_time):>7,.0f}/s", flush=True)
     finally:
         shutil.rmtree(path, ignore_errors=True)
 

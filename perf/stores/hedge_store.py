@@ -57,7 +57,7 @@ class HedgeStore:
         return await self._aio.get(key)
 
     async def ascan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
-        return [item async for item in self._aio.scan(start, limit=count)]
+        return await self._aio.scan(start, limit=count).to_list()
 
     def run_concurrently(self, coroutines: list) -> None:
         async def main() -> None:

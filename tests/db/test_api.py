@@ -228,8 +228,9 @@ def test_coroutine_operations_take_turns_on_their_executor(db):
 
 
 def test_coroutine_scans_take_turns_on_their_executor(db):
-    """A scan of memtables never waits; each one starts with a checkpoint,
-    so tasks that only scan still take turns."""
+    """A scan of memtables never waits; each one (stepped, taken with
+    to_list, over an empty range) has a checkpoint, so tasks that only scan
+    still take turns."""
     db.put(b"a", b"1")
     events = []
 
@@ -237,12 +238,16 @@ def test_coroutine_scans_take_turns_on_their_executor(db):
         for _ in range(3):
             assert [k async for k, _ in db.aio.scan()] == [b"a"]
             events.append(name)
+            assert await db.aio.scan().to_list() == [(b"a", b"1")]
+            events.append(name)
+            assert [k async for k, _ in db.aio.scan(b"b", b"a")] == []
+            events.append(name)
 
     async def job():
         await hedge.gather(client("a"), client("b"))
 
     db.run(job())
-    assert events == ["a", "b"] * 3
+    assert events == ["a", "b"] * 9
 
 
 def test_run_returns_the_result_and_raises_the_exception(db):

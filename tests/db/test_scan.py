@@ -4,6 +4,7 @@ while writers go on (a thread, or coroutines on the same executor), and an
 async scan abandoned early."""
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -275,7 +276,7 @@ def test_sync_scan_left_early_then_close(io_method, tmp_path):
 
 def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
     """``limit`` gives the first ``limit`` items of the same scan, blocking,
-    through db.aio and on a snapshot, in both directions and every shape,
+    through db.aio (``async for`` and ``to_list``) and on a snapshot, in both directions and every shape,
     with limits below, at and above the chunk sizes; a scan that reaches
     its limit holds no snapshot even when nobody closes it."""
     rng = random.Random(f"limit-{io_method}")
@@ -292,6 +293,9 @@ def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
         async def aio_list(scanner, **options):
             return [item async for item in scanner.scan(**options)]
 
+        async def aio_to_list(scanner, **options):
+            return await scanner.scan(**options).to_list()
+
         for _ in range(60):
             options = {"start": random_bound(rng), "end": random_bound(rng), "reverse": rng.random() < 0.3}
             shape = rng.choice(({}, {"include_value": False}, {"include_key": False}))
@@ -301,8 +305,52 @@ def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
                 whole = list(reader.scan(**options))
                 assert list(reader.scan(**options, limit=limit)) == whole[:limit], (options, limit)
                 assert db.run(aio_list(reader.aio, **options, limit=limit)) == whole[:limit], (options, limit)
+                assert db.run(aio_to_list(reader.aio, **options, limit=limit)) == whole[:limit], (options, limit)
+                assert db.run(aio_to_list(reader.aio, **options)) == whole, options
             assert engine._snapshots == pinned, "a limited scan left its snapshot pinned"
         snapshot.close()
+
+
+def test_async_scan_to_list_takes_what_iteration_left(io_method, tmp_path):
+    """``to_list()`` gives the items not taken yet (all of them, or the
+    rest after some steps), the same from a hedge task and from asyncio;
+    after it the scan is over; on a closed database it raises ClosedError
+    like a step does."""
+    rows = [(b"c%04d" % i, b"%d" % i * 30) for i in range(700)]
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    try:
+        for k, v in rows[::2]:
+            db.put(k, v)
+        db.flush()
+        for k, v in rows[1::2]:                 # half in a table, half in the memtable
+            db.put(k, v)
+
+        async def partly(steps, **options):
+            scan = db.aio.scan(**options)
+            taken = [await scan.__anext__() for _ in range(steps)]
+            rest = await scan.to_list()
+            after = [item async for item in scan] + await scan.to_list()
+            return taken, rest, after
+
+        for steps in (0, 1, 17, 699):
+            assert db.run(partly(steps)) == (rows[:steps], rows[steps:], [])
+            assert asyncio.run(partly(steps)) == (rows[:steps], rows[steps:], [])
+        taken, rest, after = db.run(partly(3, end=b"c0100", reverse=True, include_value=False, limit=50))
+        assert taken + rest == [k for k, _ in rows[99::-1]][:50] and after == []
+
+        async def whole(**options):
+            return await db.aio.scan(**options).to_list()
+
+        assert asyncio.run(whole(start=b"c0650", include_key=False)) == [v for _, v in rows[650:]]
+        assert db.run(whole(limit=0)) == []
+    finally:
+        db.close()
+
+    async def closed():
+        return await db.aio.scan().to_list()
+
+    with pytest.raises(hedge.ClosedError):
+        asyncio.run(closed())
 
 
 def test_scan_refuses_a_bad_limit(tmp_path):

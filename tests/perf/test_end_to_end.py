@@ -177,7 +177,7 @@ class FakeAio:
         return self.data.get(key)
 
     def scan(self, start, end=None, *, limit=None):
-        return self._scan(start, end, limit)
+        return FakeScan(self._scan(start, end, limit))
 
     async def _scan(self, start, end, limit):
         n = 0
@@ -188,6 +188,19 @@ class FakeAio:
                 await asyncio.sleep(0)
                 yield key, self.data[key]
                 n += 1
+
+
+class FakeScan:
+    """What hedge's db.aio.scan returns, as far as the adapter uses it."""
+
+    def __init__(self, items):
+        self._items = items
+
+    def __aiter__(self):
+        return self._items
+
+    async def to_list(self):
+        return [item async for item in self._items]
 
 
 class FakeDB:

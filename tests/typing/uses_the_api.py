@@ -90,6 +90,8 @@ async def job(db: hedge.DB) -> int:
         assert_type(key, bytes)
     async for value in db.aio.scan(reverse=True, include_key=False):
         assert_type(value, bytes)
+    assert_type(await db.aio.scan(limit=3).to_list(), list[tuple[bytes, bytes]])
+    assert_type(await db.aio.scan(include_value=False).to_list(), list[bytes])
     async with db.aio.cursor(prefix=b"a") as cursor:
         assert_type(cursor, hedge.AsyncCursor)
         assert_type(await cursor.seek(b"k"), bool)
