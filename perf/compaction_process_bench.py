@@ -1,5 +1,7 @@
-"""Load throughput with compaction merges in a worker process vs in the
-background thread (Options.compaction_process), side by side in one run.
+"""Load throughput with compaction merges (or, with ``--option
+flush_process``, flushes) in a worker process vs in the background thread
+(Options.compaction_process, Options.flush_process), side by side in one
+run.
 
 Each round loads the same records (hashed key order, like YCSB's load) into
 a fresh database from 64 client coroutines (sync=False), once with the
@@ -8,6 +10,7 @@ for compaction to settle.  Prints every run (with the CPU seconds of the
 database process and of the worker) and the medians:
 
     python -m perf.compaction_process_bench [--records 200000] [--value-size 1000] [--rounds 3]
+        [--option compaction_process|flush_process]
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ def key_of(i: int) -> bytes:
     return b"user%020d" % ((i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
 
 
-def run_once(directory: str, records: int, value: bytes, on: bool, pin: bool = True) -> dict:
+def run_once(directory: str, records: int, value: bytes, on: bool, pin: bool = True,
+             option: str = "compaction_process") -> dict:
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    db = hedge.open(directory, compaction_process=on, pin=pin)
+    db = hedge.open(directory, pin=pin, **{option: on})
     try:
         counter = iter(range(records))
 
@@ -64,17 +68,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-pin", action="store_true", help="open with pin=False (no thread or worker pinning)")
     ap.add_argument("--dir", default=None, help="parent directory for the databases")
+    ap.add_argument("--option", choices=("compaction_process", "flush_process"), default="compaction_process",
+                    help="the option turned on and off (the other keeps its default)")
     args = ap.parse_args()
     value = os.urandom(args.value_size)
     parent = tempfile.mkdtemp(prefix="hedge-cpbench-", dir=args.dir)
     print(f"{args.records:,} records of {args.value_size:,} bytes, {CLIENTS} clients, cpus available: "
-          f"{len(os.sched_getaffinity(0))}, pin={not args.no_pin}")
+          f"{len(os.sched_getaffinity(0))}, pin={not args.no_pin}, toggling {args.option}")
     runs = []
     try:
         for r in range(args.rounds):
             for on in ((True, False) if r % 2 == 0 else (False, True)):
                 path = os.path.join(parent, f"db-{r}-{on}")
-                res = run_once(path, args.records, value, on, pin=not args.no_pin)
+                res = run_once(path, args.records, value, on, pin=not args.no_pin, option=args.option)
                 shutil.rmtree(path)
                 runs.append(res)
                 print(f"round {r} process={'on ' if on else 'off'}  load {res['puts_per_s']:9,.0f} puts/s   "

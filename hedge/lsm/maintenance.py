@@ -60,7 +60,7 @@ from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
-from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig, reserve_count
+from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, FlushJob, WorkerConfig, reserve_count
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.table_cache import TableCache
 from hedge.lsm.table_io import write_table
@@ -110,12 +110,13 @@ class Maintenance:
         self._compacting = None         # the compaction Task running beside flushes (worker process)
         self._on_worker = False         # that task is waiting on the worker (the one safe place to cancel it)
         self._worker: CompactionWorker | None = None
+        self._flush_worker: CompactionWorker | None = None     # flushes (Options.flush_process)
         self._manual: deque[RangeRequest] = deque()
         self._holds = 0                 # deletion holds taken (checkpoints in progress)
         self._held: list[str] = []      # tables dropped while a hold was taken, to remove later
         self._hold_lock = threading.Lock()
-        self.counters = {"flushes": 0, "flush_bytes": 0, "compactions": 0, "trivial_moves": 0,
-                         "compaction_bytes_read": 0, "compaction_bytes_written": 0}
+        self.counters = {"flushes": 0, "flush_bytes": 0, "flush_worker_failures": 0, "compactions": 0,
+                         "trivial_moves": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0}
 
     # -- control (any thread) ---------------------------------------------------------
     def start(self, pool) -> None:
@@ -169,11 +170,12 @@ class Maintenance:
             pass
 
     def stop_worker(self) -> None:
-        """Stop the compaction worker, if one runs (never hangs).  REQUIRES:
-        the task has ended."""
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.stop()
+        """Stop the compaction and flush workers, if they run (never hangs).
+        REQUIRES: the task has ended."""
+        for worker in (self._worker, self._flush_worker):
+            if worker is not None:
+                worker.stop()
+        self._worker = self._flush_worker = None
 
     @property
     def worker(self) -> CompactionWorker | None:
@@ -196,9 +198,11 @@ class Maintenance:
     def stats(self) -> dict:
         c = self.counters
         return {"count": c["compactions"], "trivial_moves": c["trivial_moves"], "flushes": c["flushes"],
-                "flush_bytes": c["flush_bytes"], "bytes_read": c["compaction_bytes_read"],
+                "flush_bytes": c["flush_bytes"], "flush_worker_failures": c["flush_worker_failures"],
+                "bytes_read": c["compaction_bytes_read"],
                 "bytes_written": c["compaction_bytes_written"],
-                "worker_pid": self._worker.pid if self._worker is not None else None}
+                "worker_pid": self._worker.pid if self._worker is not None else None,
+                "flush_worker_pid": self._flush_worker.pid if self._flush_worker is not None else None}
 
     # -- the task --------------------------------------------------------------------
     async def _run(self) -> None:
@@ -335,8 +339,11 @@ class Maintenance:
         mem, wal_number = sv.imms[-1]
         opts = self._options
         number = self._versions.new_file_number()
-        meta, written = await write_table(self._tables.path(number), number, mem.entries(), opts.block_bytes,
-                                          opts.bloom_bits_per_key, opts.compression, check=self._check_stop)
+        built = await self._flush_in_worker(mem, wal_number, number) if opts.flush_process else None
+        if built is None:
+            built = await write_table(self._tables.path(number), number, mem.entries(), opts.block_bytes,
+                                      opts.bloom_bits_per_key, opts.compression, check=self._check_stop)
+        meta, written = built
         # WALs older than the oldest memtable still unflushed are obsolete.
         remaining = sv.imms[:-1]
         next_wal = remaining[-1][1] if remaining else sv.mem_wal
@@ -344,6 +351,35 @@ class Maintenance:
         edit.add_file(0, meta)
         await self._install(edit, flushed=mem, counts={"flushes": 1, "flush_bytes": written})
         await _unlink_logged(self._path(filenames.wal_name(wal_number)))
+
+    async def _flush_in_worker(self, mem, wal_number: int, number: int) -> tuple | None:
+        """The table of ``mem`` as table ``number`` (FileMeta, bytes
+        written), built by the flush worker process from ``mem``'s WAL
+        (started on first use); the task waits by polling its socket
+        through the ring.  None when the worker failed (or could not
+        start): its partial output is removed and the caller flushes the
+        memtable itself, which is the truth the WAL must match."""
+        opts = self._options
+        job = FlushJob(directory=self._versions.directory, wal_number=wal_number, entries=len(mem),
+                       max_seq=mem.max_seq, block_bytes=opts.block_bytes,
+                       bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression,
+                       output_number=number)
+        try:
+            worker = self._flush_worker
+            if worker is None or not worker.usable:
+                if worker is not None:
+                    worker.kill()
+                worker = self._flush_worker = CompactionWorker(self._worker_config)
+            outputs, written = await worker.run(job, _no_more_numbers)
+        except Cancelled:
+            raise               # stopping: a partial output is an orphan, removed at the next open
+        except BaseException as e:  # noqa: BLE001 - the flush goes on in this thread
+            log.warning("hedge: the flush worker failed (%s: %s); flushing in the maintenance thread",
+                        type(e).__name__, e)
+            self.counters["flush_worker_failures"] += 1
+            await unlink_quietly(self._tables.path(number))
+            return None
+        return outputs[0], written
 
     async def _compact(self, task) -> None:
         tree = self._tree
@@ -460,3 +496,9 @@ async def _unlink_logged(path: str) -> None:
         await ops.unlink(path)
     except Exception as e:  # noqa: BLE001 - an orphan is removed on the next open
         log.warning("hedge: could not remove %s: %s", path, e)
+
+
+def _no_more_numbers(n: int) -> list[int]:
+    """A flush job's answer to a request for more output numbers: none (it
+    writes the one it was given)."""
+    return []

@@ -141,17 +141,8 @@ async def _replay_wals(directory: str, names: list[str], versions: VersionSet,
     wal_numbers = sorted(number for kind, number in parsed if kind == "wal" and number >= state.wal_number)
     for number in wal_numbers:
         path = filenames.join(directory, filenames.wal_name(number))
-        data = await read_file(path)
-        reader = WalReader(data, number, path, options.wal_recovery)
-        for record in reader:
-            if record.record_type != RecordType.BATCHES:
-                raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a WAL")
-            for first_seq, batch_ops in decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES):
-                seq = first_seq
-                for kind, key, value in batch_ops:
-                    mem.add(key, seq, kind, value)
-                    seq += 1
-                last_seq = max(last_seq, seq - 1)
+        newest, reader = await replay_wal(path, number, options.wal_recovery, mem)
+        last_seq = max(last_seq, newest)
         replayed.append(number)
         if reader.dropped_tail_bytes:
             dropped += reader.dropped_tail_bytes
@@ -163,6 +154,26 @@ async def _replay_wals(directory: str, names: list[str], versions: VersionSet,
             break
     versions.last_seq = last_seq
     return mem, replayed, dropped
+
+
+async def replay_wal(path: str, number: int, mode, mem: Memtable) -> tuple[int, WalReader]:
+    """Add every write of WAL ``number`` at ``path`` to ``mem``, under the
+    wal_recovery ``mode``; return the newest sequence number it holds (0:
+    none) and its reader (how it ended, the torn tail it dropped).  Raises
+    CorruptionError for damage the mode refuses, HedgeIOError."""
+    data = await read_file(path)
+    reader = WalReader(data, number, path, mode)
+    last_seq = 0
+    for record in reader:
+        if record.record_type != RecordType.BATCHES:
+            raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a WAL")
+        for first_seq, batch_ops in decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES):
+            seq = first_seq
+            for kind, key, value in batch_ops:
+                mem.add(key, seq, kind, value)
+                seq += 1
+            last_seq = max(last_seq, seq - 1)
+    return last_seq, reader
 
 
 async def _open_tables(versions: VersionSet, tables: TableCache) -> dict[int, TableReader]:

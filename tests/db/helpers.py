@@ -21,7 +21,7 @@ CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
 # Compaction merges in-process: a worker process per test database would
 # cost a process start each; tests/db/test_compaction_process.py and the
 # power-loss kills cover the worker (the default).
-LEAN = dict(foreground_threads=1, background_threads=1, pin=False, compaction_process=False)
+LEAN = dict(foreground_threads=1, background_threads=1, pin=False, compaction_process=False, flush_process=False)
 
 # A tree that really has several levels after a few hundred small writes.
 SMALL = dict(LEAN, memtable_bytes=4096, table_bytes=16384, level1_bytes=16384,

@@ -79,12 +79,14 @@ def _load_held_back(path, io_method: str) -> dict:
 @pytest.fixture
 def job_handed_over(monkeypatch) -> threading.Event:
     """An event set when the engine hands a compaction job to its worker
-    process (``CompactionWorker.run`` starts)."""
+    process (``CompactionWorker.run`` starts with a CompactionJob; the
+    flush worker's jobs do not count)."""
     event = threading.Event()
     run = CompactionWorker.run
 
     async def run_and_tell(self, job, more):
-        event.set()
+        if isinstance(job, CompactionJob):
+            event.set()
         return await run(self, job, more)
 
     monkeypatch.setattr(CompactionWorker, "run", run_and_tell)

@@ -240,7 +240,7 @@ def test_power_loss_images_with_the_compaction_worker(method, tmp_path, reaper):
     from tests.conftest import require_method
 
     require_method(method)
-    result = power_loss_kills(tmp_path, method, WORKER_KILLS, {"compaction_process": True},
+    result = power_loss_kills(tmp_path, method, WORKER_KILLS, {"compaction_process": True, "flush_process": True},
                               f"powerloss-worker-{method}")
     report(result, f"{method} with the compaction worker")
 
@@ -340,9 +340,11 @@ def test_compaction_outputs_are_durable_before_their_edit(io_method, tmp_path):
 
 
 def test_compaction_worker_outputs_are_durable_before_their_edit(tmp_path, monkeypatch):
+    """The tables the compaction and flush workers write are durable
+    before the edit naming them: every strict image reads every write."""
     path = tmp_path / "db"
     small = dict(memtable_bytes=4096, l0_compaction_trigger=2, table_bytes=8192, level1_bytes=16384,
-                 compaction_process=True)
+                 compaction_process=True, flush_process=True)
     open_db(path, "threads").close()
     with recorded(path, tmp_path, monkeypatch) as log:
         with open_db(path, "threads", **small) as db:
@@ -350,9 +352,11 @@ def test_compaction_worker_outputs_are_durable_before_their_edit(tmp_path, monke
             db.compact()
             stats = db.stats()["compaction"]
             assert stats["count"] > 0 and stats["worker_pid"] is not None
+            assert stats["flushes"] > 0 and stats["flush_worker_pid"] is not None
+            assert stats["flush_worker_failures"] == 0
             powerloss.disarm()
     recording = powerloss.Recording.load(log)
-    assert len(recording.pids) == 2          # this process and the worker recorded
+    assert len(recording.pids) == 3          # this process and both workers recorded
     for image in strict_images(log, path, tmp_path, range(3)):
         assert read_all(image.path, "threads") == expected, image.describe()
 

@@ -1,6 +1,6 @@
-"""The compaction worker: a separate process that runs compaction merges, so
-their pure-Python CPU work has its own GIL instead of taking the foreground
-thread's time.
+"""The compaction worker: a separate process that runs compaction merges
+(and, in a second one, flushes), so their pure-Python CPU work has its own
+GIL instead of taking the foreground thread's time.
 
 The process is started with fork+exec (``subprocess``, ``python -m
 hedge.lsm.compaction``): like multiprocessing's "spawn" it inherits
@@ -14,7 +14,10 @@ Protocol (parent -> worker, worker -> parent):
   1. parent: ``WorkerConfig`` (once, first);
   2. parent: ``CompactionJob`` — the input tables (numbers; the worker opens
      them), bottommost, oldest_snapshot_seq, max_output_bytes, block/bloom
-     options and the output file numbers the parent reserved;
+     options and the output file numbers the parent reserved — or a
+     ``FlushJob``: the WAL of an immutable memtable (replayed in the worker,
+     with the memtable's entry count and newest seq to check it against),
+     block/bloom options and the one output number;
   3. worker, any number of times: ``("more",)`` when it has used every
      reserved number; parent: a tuple of fresh numbers (so it never runs
      out, and never allocates numbers itself);
@@ -75,6 +78,22 @@ class CompactionJob:
     output_numbers: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class FlushJob:
+    """Build the L0 table of one immutable memtable from the WAL that holds
+    exactly its writes.  ``entries`` and ``max_seq`` are the memtable's: the
+    replay must find the same, or the job fails (the parent then flushes
+    the memtable itself)."""
+    directory: str
+    wal_number: int
+    entries: int
+    max_seq: int
+    block_bytes: int
+    bloom_bits_per_key: int
+    compression: str
+    output_number: int
+
+
 def reserve_count(input_bytes: int, max_output_bytes: int) -> int:
     """Output numbers to reserve up front: every output but the last holds at
     least ``max_output_bytes`` and a compaction writes no more than it reads
@@ -114,7 +133,8 @@ class CompactionWorker:
     def usable(self) -> bool:
         return not self._broken and self._proc.poll() is None
 
-    async def run(self, job: CompactionJob, more: Callable[[int], list[int]]) -> tuple[list[FileMeta], int]:
+    async def run(self, job: CompactionJob | FlushJob,
+                  more: Callable[[int], list[int]]) -> tuple[list[FileMeta], int]:
         """Send ``job``, wait for the answer without blocking the executor
         (the socket is polled through the ring) and return (outputs,
         bytes_written).  ``more(n)`` reserves n more output numbers.  Raises
@@ -196,7 +216,30 @@ class CompactionWorker:
 
 # -- the worker process ------------------------------------------------------------
 
-async def _run_job(job: CompactionJob, conn: Connection) -> tuple[list[FileMeta], int]:
+async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
+    """Replay the WAL (any damage refused) and write its writes as the
+    table; the same entries in the same order as the memtable's, so the
+    same bytes as a flush of the memtable."""
+    from hedge.lsm import filenames
+    from hedge.lsm.memtable import Memtable
+    from hedge.lsm.recovery import replay_wal
+    from hedge.lsm.table_io import write_table
+
+    path = filenames.join(job.directory, filenames.wal_name(job.wal_number))
+    mem = Memtable()
+    max_seq, _reader = await replay_wal(path, job.wal_number, "absolute", mem)
+    if len(mem) != job.entries or max_seq != job.max_seq:
+        raise HedgeError(f"{path} holds {len(mem)} writes up to seq {max_seq}, its memtable {job.entries} "
+                         f"up to seq {job.max_seq}")
+    number = job.output_number
+    meta, written = await write_table(filenames.join(job.directory, filenames.table_name(number)), number,
+                                      mem.entries(), job.block_bytes, job.bloom_bits_per_key, job.compression)
+    return [meta], written
+
+
+async def _run_job(job: CompactionJob | FlushJob, conn: Connection) -> tuple[list[FileMeta], int]:
+    if type(job) is FlushJob:
+        return await _flush_job(job)
     from hedge.lsm import filenames
     from hedge.lsm.compaction.runner import merge_tables
     from hedge.lsm.table_io import open_table
