@@ -41,10 +41,11 @@ from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, overload
 from hedge import directory as dbdir
 from hedge.cursor import AsyncCursor, Cursor
 from hedge.errors import ClosedError, ForkError, HedgeError, ReadOnlyError, WrongThreadError
-from hedge.exec import checkpoint, forkguard
+from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
+from hedge.io.traps import reschedule
 from hedge.io.backend import resolve_method
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
@@ -909,9 +910,16 @@ class _Calls:
 async def _then_checkpoint(coro):
     """Await ``coro``, then let the executor's other ready tasks run: a
     task whose operations complete without waiting (a memtable hit, a write
-    group of one) would otherwise keep its executor to itself."""
+    group of one) would otherwise keep its executor to itself.  An
+    operation that waited (for a read, for its write group) gave the others
+    their turn already and ends without the extra step."""
+    executor = current_executor_or_none()
+    if executor is None:
+        return await coro
+    steps = executor.task_steps
     result = await coro
-    await checkpoint()
+    if executor.task_steps == steps and executor.others_ready():
+        await reschedule()
     return result
 
 

@@ -126,6 +126,8 @@ class Executor:
         self.pinned_cpus: frozenset[int] | None = None
         # Counters (executor thread only).
         self.tasks_spawned = 0
+        # Steps run so far, counted as each starts: a task that reads it twice
+        # sees it change exactly when it gave the executor up in between.
         self.task_steps = 0
         self.io_requests = 0
         self.io_errors = 0
@@ -414,6 +416,7 @@ class Executor:
                     exc = Cancelled()
             task._state = RUNNING
             steps += 1
+            self.task_steps += 1
             try:
                 if exc is None:
                     trap = task._coro.send(value)
@@ -426,7 +429,6 @@ class Executor:
                 self._finish(task, None, e)
                 continue
             dispatch(task, trap)
-        self.task_steps += steps
 
     def _dispatch(self, task: Task, trap) -> None:
         """Act on what RUNNING ``task`` yielded: stage its request, park it,

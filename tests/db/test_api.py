@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+import types
 
 import pytest
 
 import hedge
+from hedge.io.traps import TRAP_IO, TRAP_YIELD, reschedule
 from tests.db.helpers import LEAN, SMALL, open_db, run_child
 
 # A hung engine call fails its test instead of the whole run.
@@ -248,6 +250,63 @@ def test_coroutine_scans_take_turns_on_their_executor(db):
 
     db.run(job())
     assert events == ["a", "b"] * 9
+
+
+@types.coroutine
+def _counting_steps(awaitable, counts: list):
+    """Await ``awaitable``, counting in ``counts`` each time it gives its
+    executor up (each trap it yields)."""
+    coro = awaitable.__await__()
+    value, exc = None, None
+    while True:
+        try:
+            trap = coro.send(value) if exc is None else coro.throw(exc)
+        except StopIteration as stop:
+            return stop.value
+        counts.append(trap[0])
+        try:
+            value, exc = (yield trap), None
+        except BaseException as e:  # noqa: BLE001 - thrown on into the awaitable
+            value, exc = None, e
+
+
+def test_an_operation_that_waited_ends_without_another_turn(tmp_path, io_method):
+    """While other tasks are ready, an operation that completes at once
+    gives them a turn at its end (one yield), and one that waited for a
+    read or for its write group does not add a second: it gave them their
+    turn while it waited."""
+    with open_db(tmp_path / "db", io_method, block_cache_bytes=0) as db:
+        db.put(b"on-disk", b"1")
+        db.flush()
+        db.put(b"in-memory", b"2")
+
+        async def job():
+            spinning = True
+
+            async def spinner():
+                while spinning:
+                    await reschedule()
+
+            spinners = [hedge.spawn(spinner()) for _ in range(2)]
+            await reschedule()                  # the spinners are running
+            found = {}
+            for name, op in (("memtable get", lambda: db.aio.get(b"in-memory")),
+                             ("read from a table", lambda: db.aio.get(b"on-disk")),
+                             ("put", lambda: db.aio.put(b"k", b"v")),
+                             ("remove", lambda: db.aio.remove(b"k"))):
+                counts: list = []
+                await _counting_steps(op(), counts)
+                found[name] = counts
+            spinning = False
+            for task in spinners:
+                await task
+            return found
+
+        found = db.run(job())
+    assert found["memtable get"] == [TRAP_YIELD]
+    assert found["read from a table"] == [TRAP_IO]
+    for name in ("put", "remove"):
+        assert len(found[name]) == 1, (name, found[name])      # gathering its group, or the closing turn
 
 
 def test_run_returns_the_result_and_raises_the_exception(db):
