@@ -45,8 +45,8 @@ from hedge.exec import forkguard
 from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
-from hedge.io.traps import reschedule
 from hedge.io.backend import resolve_method
+from hedge.io.traps import reschedule
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.cursor import SCAN_CHUNK_MAX, SCAN_CHUNK_MIN, EngineCursor

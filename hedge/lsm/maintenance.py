@@ -11,7 +11,10 @@ obsolete (the flushed WAL, compaction inputs) are removed afterwards.
 With the compaction worker process (Options.compaction_process) a
 compaction runs as a task of its own beside the loop (one at a time) and
 flushes go on while the worker merges; log_and_apply makes their installs
-take turns.
+take turns.  With the flush worker (Options.flush_process) a second
+process builds each flushed table from the memtable's WAL; the loop waits
+for it and installs the table as its own, and flushes the memtable itself
+when the worker fails.
 
 What it needs from the engine (``tree``): ``super_version`` (the state to
 flush and compact), ``install(version, added, dropped, flushed)`` (called
