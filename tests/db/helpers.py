@@ -77,15 +77,28 @@ def wal_record_offsets(path: str) -> list[int]:
     return offsets
 
 
-def random_writes(db, rnd, model: dict, count: int, key_space: int) -> dict:
+def random_writes(db, rnd, model: dict, count: int, key_space: int, batches: float = 0.0) -> dict:
     """``count`` writes to ``db`` and to its ``model`` (a dict), drawn from
-    ``rnd``: a remove (15%) or a put of a 10-79 byte value, of keys
-    b"key%06d" below ``key_space``.  Returns ``model``."""
+    ``rnd``: a remove (15%), a write batch of one to four puts and removes
+    (a ``batches`` share, none by default) or a put of a 10-79 byte value,
+    of keys b"key%06d" below ``key_space``.  Returns ``model``."""
     for i in range(count):
         key = b"key%06d" % rnd.randrange(key_space)
-        if rnd.random() < 0.15:
+        r = rnd.random()
+        if r < 0.15:
             db.remove(key)
             model.pop(key, None)
+        elif r < 0.15 + batches:
+            with db.write_batch() as batch:
+                for _ in range(rnd.randint(1, 4)):
+                    k = b"key%06d" % rnd.randrange(key_space)
+                    if rnd.random() < 0.3:
+                        batch.remove(k)
+                        model.pop(k, None)
+                    else:
+                        v = b"b%d-" % i + bytes(rnd.randrange(0, 60))
+                        batch.put(k, v)
+                        model[k] = v
         else:
             value = b"%d-" % i + bytes(rnd.randrange(10, 80))
             db.put(key, value)

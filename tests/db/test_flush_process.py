@@ -13,7 +13,7 @@ import signal
 import hedge
 from hedge.lsm import maintenance as maintenance_module
 from hedge.lsm.compaction.worker import FlushJob
-from tests.db.helpers import model_scan, open_db
+from tests.db.helpers import model_scan, open_db, random_writes
 
 # Small memtables, no compaction: every flush leaves its own L0 table.
 FLUSHING = dict(memtable_bytes=8 << 10, l0_compaction_trigger=1000, l0_slowdown_trigger=1000,
@@ -24,27 +24,7 @@ def _writes(db, rng: random.Random, model: dict, n: int) -> None:
     """Puts, overwrites, removes and batches (several versions of a key in
     one memtable, tombstones), the same for any database given the same
     ``rng`` state."""
-    for i in range(n):
-        key = b"k%04d" % rng.randrange(400)
-        r = rng.random()
-        if r < 0.15:
-            db.remove(key)
-            model.pop(key, None)
-        elif r < 0.25:
-            with db.write_batch() as batch:
-                for _ in range(rng.randint(1, 4)):
-                    k = b"k%04d" % rng.randrange(400)
-                    if rng.random() < 0.3:
-                        batch.remove(k)
-                        model.pop(k, None)
-                    else:
-                        v = b"b%d" % i + bytes(rng.randrange(0, 60))
-                        batch.put(k, v)
-                        model[k] = v
-        else:
-            value = b"%d-" % i + bytes(rng.randrange(0, 120))
-            db.put(key, value)
-            model[key] = value
+    random_writes(db, rng, model, n, 400, batches=0.1)
 
 
 def _tables(path) -> dict[str, bytes]:
