@@ -216,9 +216,8 @@ class TableCursor:
             else:
                 pos = self._pos
             count = len(block)
-            stop = count if limit is None or pos + limit >= count else pos + max(limit, MIN_RUN)
-            if stop >= count:
-                stop = count
+            stop = count if limit is None else min(count, pos + max(limit, MIN_RUN))
+            if stop == count:
                 self._block = None
             else:
                 self._block = block

@@ -290,7 +290,8 @@ class Block:
         offs = self._offs
         header = _HEADER.unpack_from
         kinds = _KINDS
-        if first or stop != self._count:
+        part = first or stop != self._count
+        if part:
             offs = offs[first:stop]
         out = []
         append = out.append
@@ -302,7 +303,7 @@ class Block:
                 vstart = kstart + klen
                 append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
         else:
-            for key, off in zip(keys[first:stop] if first or stop != self._count else keys, offs):
+            for key, off in zip(keys[first:stop] if part else keys, offs):
                 klen, vlen, sk = header(data, off)
                 vstart = off + 16 + klen
                 append((key, sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))

@@ -355,6 +355,15 @@ class Maintenance:
         await self._install(edit, flushed=mem, counts={"flushes": 1, "flush_bytes": written})
         await _unlink_logged(self._path(filenames.wal_name(wal_number)))
 
+    def _usable(self, worker: CompactionWorker | None) -> CompactionWorker:
+        """``worker`` when its process still serves, else a new worker
+        process (the old one killed)."""
+        if worker is not None:
+            if worker.usable:
+                return worker
+            worker.kill()
+        return CompactionWorker(self._worker_config)
+
     async def _flush_in_worker(self, mem, wal_number: int, number: int) -> tuple | None:
         """The table of ``mem`` as table ``number`` (FileMeta, bytes
         written), built by the flush worker process from ``mem``'s WAL
@@ -368,11 +377,7 @@ class Maintenance:
                        bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression,
                        output_number=number)
         try:
-            worker = self._flush_worker
-            if worker is None or not worker.usable:
-                if worker is not None:
-                    worker.kill()
-                worker = self._flush_worker = CompactionWorker(self._worker_config)
+            worker = self._flush_worker = self._usable(self._flush_worker)
             outputs, written = await worker.run(job, _no_more_numbers)
         except Cancelled:
             raise               # stopping: a partial output is an orphan, removed at the next open
@@ -423,11 +428,7 @@ class Maintenance:
         use); the task waits by polling its socket through the ring.  When
         the job fails, every output number reserved for it is removed (a
         dead worker may have left partial tables)."""
-        worker = self._worker
-        if worker is None or not worker.usable:
-            if worker is not None:
-                worker.kill()
-            worker = self._worker = CompactionWorker(self._worker_config)
+        worker = self._worker = self._usable(self._worker)
         versions = self._versions
         reserved = [versions.new_file_number()
                     for _ in range(reserve_count(sum(m.size for m in inputs), task.max_output_bytes))]
