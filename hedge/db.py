@@ -667,28 +667,38 @@ def _blocking_scan(calls: "_Calls", engine: Engine, start, end, snap, reverse: b
     return ScanIterator(calls, engine.scan(start, end, snap, reverse, want, limit), want, shape, limit)
 
 
-async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: int, limit):
-    """The items of an engine scan one by one (db.aio scans); the engine
-    hands them over in chunks sized as ``ScanIterator`` sizes them."""
-    if limit == 0:
-        return
-    want = _first_want(limit)
+async def _shaped_chunks(engine: Engine, start, end, snap, reverse: bool, shape: int, limit, want: int):
+    """The chunks of an engine scan started with ``want``, each as the
+    scan's shape asks (pairs, keys or values), sized as ``ScanIterator``
+    sizes them, until the scan or its limit ends (the last chunk may be
+    empty).  Closing it closes the engine scan."""
     left = limit
     chunks = engine.scan(start, end, snap, reverse, want, limit)
     try:
         chunk = await chunks.__anext__()
         while True:
             if shape == PAIRS:
-                for item in chunk:
-                    yield item
+                yield chunk
             else:
                 i = 0 if shape == KEYS else 1
-                for item in chunk:
-                    yield item[i]
+                yield [item[i] for item in chunk]
             done, want, left = _after_chunk(len(chunk), want, left)
             if done:
                 return
             chunk = await chunks.asend(want)
+    finally:
+        await chunks.aclose()
+
+
+async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: int, limit):
+    """The items of an engine scan one by one (db.aio scans)."""
+    if limit == 0:
+        return
+    chunks = _shaped_chunks(engine, start, end, snap, reverse, shape, limit, _first_want(limit))
+    try:
+        async for chunk in chunks:
+            for item in chunk:
+                yield item
     finally:
         await chunks.aclose()
 
@@ -701,23 +711,14 @@ async def _scan_list(engine: Engine, start, end, snap, reverse: bool, shape: int
     if limit == 0:
         return []
     want = SCAN_CHUNK_MAX if limit is None else _first_want(limit)
-    left = limit
     items: list = []
-    chunks = engine.scan(start, end, snap, reverse, want, limit)
+    chunks = _shaped_chunks(engine, start, end, snap, reverse, shape, limit, want)
     try:
-        chunk = await chunks.__anext__()
-        while True:
-            if shape == PAIRS:
-                items += chunk
-            else:
-                i = 0 if shape == KEYS else 1
-                items += [item[i] for item in chunk]
-            done, want, left = _after_chunk(len(chunk), want, left)
-            if done:
-                return items
-            chunk = await chunks.asend(want)
+        async for chunk in chunks:
+            items += chunk
     finally:
         await chunks.aclose()
+    return items
 
 
 async def _no_items():
