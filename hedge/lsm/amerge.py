@@ -48,6 +48,9 @@ READ_AHEAD_BYTES = 64 * 1024
 # run costs a call through the merge, and more entries are often needed
 # (older versions, deleted keys).
 MIN_RUN = 4
+# A read made for a scan's limit covers this many times the bytes the pairs
+# still wanted are expected to need from its source (TableCursor).
+READ_MARGIN = 2.0
 _user_key = itemgetter(0)
 
 
@@ -120,16 +123,27 @@ class TableCursor:
     Read-ahead: the first read of a table takes one block, each further
     read twice as many (adjacent in the file, one request) up to
     ``READ_AHEAD_BYTES``: a short scan or a seek reads what it uses, a long
-    scan or a compaction takes few requests."""
+    scan or a compaction takes few requests.
 
-    __slots__ = ("_readers", "_start", "_end", "_fill", "_next_reader", "_reader", "_ranges", "_first",
-                 "_pending", "_ahead", "_block", "_pos")
+    With ``pair_bytes`` (this source's bytes on disk per entry of all the
+    scan's sources: its size over their entries), a read made while a
+    scan's limit leaves ``n`` pairs to take covers at least the blocks that
+    ``n`` pairs are expected to need from this source, with a margin
+    (``READ_MARGIN``): a scan then waits for about one round of reads, not
+    one per block (each round costs it a turn of all the executor's tasks).
+    The pairs are expected to fall among the sources in proportion to their
+    entries."""
 
-    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True):
+    __slots__ = ("_readers", "_start", "_end", "_fill", "_pair_bytes", "_next_reader", "_reader", "_ranges",
+                 "_first", "_pending", "_ahead", "_block", "_pos")
+
+    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True,
+                 pair_bytes: float = 0.0):
         self._readers = readers
         self._start = start
         self._end = end
         self._fill = fill_cache
+        self._pair_bytes = pair_bytes
         self._next_reader = 0
         self._reader = None
         self._ranges = None
@@ -139,46 +153,75 @@ class TableCursor:
         self._block = None              # the block being handed out, from entry _pos on (None: take the next)
         self._pos = 0
 
-    async def _next(self):
+    def _ranges_to_read(self, pairs: int | None, ranges) -> list:
+        """The ranges of the next read, taken from ``ranges`` (the
+        current table's, in file order): at least ``_ahead`` blocks and,
+        with ``pairs`` wanted and an estimate, the bytes they are expected
+        to need (half the first block more when the scan starts inside
+        it); at most READ_AHEAD_BLOCKS and about READ_AHEAD_BYTES."""
+        budget = 0.0
+        if pairs is not None and self._pair_bytes:
+            budget = pairs * self._pair_bytes * READ_MARGIN
+        halve_first = budget and self._first and self._start is not None
+        ahead = self._ahead
+        want = []
+        total = 0
+        for rng in ranges:
+            want.append(rng)
+            total += rng[1]
+            if halve_first:
+                budget += rng[1] / 2
+                halve_first = False
+            if ((len(want) >= ahead and total >= budget) or total >= READ_AHEAD_BYTES
+                    or len(want) >= READ_AHEAD_BLOCKS):
+                break
+        return want
+
+    async def _next(self, pairs: int | None):
         """The next block of the current table, or None at its end."""
         pending = self._pending
         if pending:
             return pending.pop()
-        ranges = self._ranges
-        want = []
-        total = 0
-        limit = self._ahead
-        for rng in ranges:
-            want.append(rng)
-            total += rng[1]
-            if len(want) >= limit or total >= READ_AHEAD_BYTES:
-                break
+        want = self._ranges_to_read(pairs, self._ranges)
         if not want:
             return None
+        return await self._read(want)
+
+    async def _read(self, want: list):
+        """The first of the blocks at ``want``; the others wait in
+        ``_pending``."""
         if len(want) == 1:
             return await self._reader.read_block(want[0][0], want[0][1], self._fill)
-        self._ahead = min(limit * 2, READ_AHEAD_BLOCKS)
+        self._ahead = min(self._ahead * 2, READ_AHEAD_BLOCKS)
         blocks = await self._reader.read_blocks(want, self._fill)
         blocks.reverse()
         self._pending = blocks
         return blocks.pop()
 
-    def first_read(self):
-        """A coroutine that reads this cursor's first block, when that block
-        is not cached (None when it is, when the cursor has started, or when
-        its range is empty).  ``read_first_blocks`` awaits those of every
-        source of a scan together."""
+    def first_read(self, pairs: int | None = None):
+        """A coroutine that reads this cursor's first blocks (its first
+        block, or with ``pairs`` wanted the blocks they are expected to
+        need) when any of them is not cached; None when all are, when the
+        cursor has started, or when its range is empty.
+        ``read_first_blocks`` awaits those of every source of a scan
+        together."""
         if self._ranges is not None or self._next_reader >= len(self._readers):
             return None
         reader = self._readers[self._next_reader]
         ranges = reader.iter_block_ranges(self._start, self._end)
         first = next(ranges, None)
-        if first is None or reader.block_cached(first[0]):
+        if first is None:
             return None
         # The cursor moves onto this table now, as next_block would; the
-        # block read is left where _next takes it from.
+        # blocks read are left where _next takes them from.
         self._enter_next_table(ranges)
-        return self._read_first(first)
+        want = self._ranges_to_read(pairs, itertools.chain((first,), ranges))
+        for offset, _length in want:
+            if not reader.block_cached(offset):
+                return self._read_first(want)
+        # All cached: _next takes them from the cache when they are needed.
+        self._ranges = itertools.chain(want, ranges)
+        return None
 
     def _enter_next_table(self, ranges) -> None:
         """Move onto the table at ``_next_reader``, whose blocks still to
@@ -189,8 +232,9 @@ class TableCursor:
         self._first = True
         self._pending = []
 
-    async def _read_first(self, rng: tuple[int, int]) -> None:
-        self._pending = [await self._reader.read_block(rng[0], rng[1], self._fill)]
+    async def _read_first(self, want: list) -> None:
+        block = await self._read(want)
+        self._pending.append(block)
 
     async def next_block(self, limit: int | None = None) -> list | None:
         """The next non-empty run of entries, or None at the end: the rest
@@ -205,7 +249,7 @@ class TableCursor:
                     if self._next_reader >= len(self._readers):
                         return None
                     self._enter_next_table(self._readers[self._next_reader].iter_block_ranges(self._start, end))
-                block = await self._next()
+                block = await self._next(limit)
                 if block is None:
                     self._ranges = None
                     continue
@@ -234,9 +278,10 @@ class TableCursor:
                 return entries
 
 
-async def read_first_blocks(cursors: list) -> bool:
-    """Read the first block of every TableCursor among ``cursors`` that is
-    not cached, all at once: a scan then waits for one round of reads before
+async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
+    """Read the first block (with ``pairs`` wanted, the first blocks they
+    are expected to need) of every TableCursor among ``cursors`` whose first
+    block is not cached, all at once: a scan then waits for one round of reads before
     it can merge, instead of one round per source (the merge asks its
     sources for their first runs one after the other).  Returns whether it
     read any (and so let the executor's other tasks run).  REQUIRES: on an
@@ -244,7 +289,7 @@ async def read_first_blocks(cursors: list) -> bool:
     reads = []
     for cursor in cursors:
         if type(cursor) is TableCursor:
-            read = cursor.first_read()
+            read = cursor.first_read(pairs)
             if read is not None:
                 reads.append(read)
     if len(reads) > 1:

@@ -533,8 +533,8 @@ class Engine:
                     merged = reverse_visible_merge(sources, snap, want)
                 else:
                     sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
-                    sources += _table_cursors(sv, start, end, TableCursor)
-                    if not await read_first_blocks(sources):
+                    sources += _table_cursors(sv, start, end, TableCursor, pair_bytes=True)
+                    if not await read_first_blocks(sources, limit):
                         await executor_checkpoint()
                     merged = visible_merge(sources, snap, want, limit)
                 left = limit
@@ -692,16 +692,30 @@ class Engine:
 
 
 
-def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cursor_class) -> list:
+def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cursor_class,
+                   pair_bytes: bool = False) -> list:
     """A ``cursor_class`` (TableCursor, ReverseTableCursor) over [start,
     end) for each L0 table of ``sv`` and each deeper level holding any of
-    the range."""
+    the range.  With ``pair_bytes`` (TableCursor), each cursor is given its
+    source's size over the entries of every source, memtables included:
+    the bytes it is expected to read per pair a scan takes."""
     version = sv.version
     tables = sv.tables
+    per_entry = 0.0
+    if pair_bytes:
+        entries = version.entries + len(sv.mem) + sum(len(m) for m, _ in sv.imms)
+        per_entry = 1 / entries if entries else 0.0
+
+    def cursor(files, size):
+        readers = [tables[m.number] for m in files]
+        if pair_bytes:
+            return cursor_class(readers, start, end, True, size * per_entry)
+        return cursor_class(readers, start, end)
+
     # overlapping() is inclusive of `end`; an exact hit only costs a read.
-    cursors = [cursor_class([tables[meta.number]], start, end) for meta in version.overlapping(0, start, end)]
+    cursors = [cursor((meta,), meta.size) for meta in version.overlapping(0, start, end)]
     for level in range(1, NUM_LEVELS):
         files = version.overlapping(level, start, end)
         if files:
-            cursors.append(cursor_class([tables[m.number] for m in files], start, end))
+            cursors.append(cursor(files, version.level_bytes(level)))
     return cursors

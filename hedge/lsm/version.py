@@ -44,7 +44,7 @@ class Version:
     """An immutable snapshot of the live tables (see the module docstring for
     the invariants, which the constructor checks: ValueError otherwise)."""
 
-    __slots__ = ("levels", "_starts", "_level_bytes", "_deep")
+    __slots__ = ("levels", "_starts", "_level_bytes", "entries", "_deep")
 
     def __init__(self, levels: Iterable[Iterable[FileMeta]] = ()):
         levels = tuple(tuple(files) for files in levels)
@@ -68,6 +68,8 @@ class Version:
         self.levels: tuple[tuple[FileMeta, ...], ...] = levels
         self._starts = tuple([m.smallest_key for m in files] for files in levels)
         self._level_bytes = tuple(sum(m.size for m in files) for files in levels)
+        # Entries of every table (a scan sizes its reads by them).
+        self.entries: int = sum(m.entries for files in levels for m in files)
         # The non-empty levels below L0, for point lookups: the largest key
         # of each table, for bisect_left.
         self._deep = tuple((level, [m.largest_key for m in levels[level]], levels[level])

@@ -274,14 +274,16 @@ def test_sync_scan_left_early_then_close(io_method, tmp_path):
         assert len(list(db.scan())) == 300
 
 
-def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
+@pytest.mark.parametrize("cache_bytes", [SMALL["block_cache_bytes"], 0], ids=["cache", "no-cache"])
+def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path, cache_bytes):
     """``limit`` gives the first ``limit`` items of the same scan, blocking,
     through db.aio (``async for`` and ``to_list``) and on a snapshot, in both directions and every shape,
-    with limits below, at and above the chunk sizes; a scan that reaches
-    its limit holds no snapshot even when nobody closes it."""
+    with limits below, at and above the chunk sizes, with and without a
+    block cache (a limit sizes the reads); a scan that reaches its limit
+    holds no snapshot even when nobody closes it."""
     rng = random.Random(f"limit-{io_method}")
     model: dict[bytes, bytes] = {}
-    with open_db(tmp_path / "db", io_method, **SMALL) as db:
+    with open_db(tmp_path / "db", io_method, **dict(SMALL, block_cache_bytes=cache_bytes)) as db:
         random_writes(db, model, rng, 600)
         db.compact()
         random_writes(db, model, rng, 200)
@@ -309,6 +311,36 @@ def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path):
                 assert db.run(aio_to_list(reader.aio, **options)) == whole, options
             assert engine._snapshots == pinned, "a limited scan left its snapshot pinned"
         snapshot.close()
+
+
+def test_a_scan_sizes_its_reads_by_each_sources_share_of_the_entries(tmp_path):
+    """Each table source of a forward scan is told its bytes on disk per
+    entry of every source, memtables included (TableCursor's read budget):
+    its size over the entries of the whole tree."""
+    from hedge.lsm.amerge import TableCursor
+    from hedge.lsm.engine import _table_cursors
+    with open_db(tmp_path / "db", "sync", **dict(SMALL, memtable_bytes=1 << 20, l0_compaction_trigger=8)) as db:
+        rng = random.Random(5)
+        for _ in range(3):
+            for _ in range(150):
+                db.put(rng.randbytes(8), rng.randbytes(rng.randrange(50, 150)))
+            db.flush()
+        for _ in range(40):
+            db.put(rng.randbytes(8), b"v")
+        sv = db._engine._sv
+        tables = sv.version.levels[0]
+        assert len(tables) == 3 and len(sv.mem) == 40
+        entries = sum(m.entries for m in tables) + 40
+        cursors = _table_cursors(sv, None, None, TableCursor, pair_bytes=True)
+        assert [c._pair_bytes for c in cursors] == pytest.approx([m.size / entries for m in tables])
+        db.compact(b"")
+        sv = db._engine._sv
+        levels = [level for level in range(1, len(sv.version.levels)) if sv.version.levels[level]]
+        entries = sv.version.entries + len(sv.mem)
+        cursors = _table_cursors(sv, None, None, TableCursor, pair_bytes=True)
+        assert levels and not sv.version.levels[0]
+        assert [c._pair_bytes for c in cursors] == pytest.approx(
+            [sv.version.level_bytes(level) / entries for level in levels])
 
 
 def test_async_scan_to_list_takes_what_iteration_left(io_method, tmp_path):

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import MIN_RUN, ListCursor, TableCursor, merge_runs, visible_merge
+from hedge.lsm.amerge import MIN_RUN, READ_MARGIN, ListCursor, TableCursor, merge_runs, visible_merge
 from hedge.lsm.block import Block
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.iterators import merge, visible
@@ -311,3 +311,92 @@ def test_first_read_reads_an_uncached_first_block_once_and_leaves_it_to_the_merg
     assert collect_chunks(visible_merge(again, 10**6)) == expected
     # An empty range reads nothing.
     assert TableCursor([readers[0]], b"k0100", b"k0100").first_read() is None
+
+
+def _interleaved_tables(n_sources: int, entries_each: int, logs: list, cache=None) -> tuple[list, list]:
+    """``n_sources`` tables (100 B values, 256 B blocks) holding every
+    ``n_sources``-th key of one key space each, as L0 tables of hashed keys
+    do; and each one's bytes per pair of the whole key space (TableCursor's
+    ``pair_bytes``)."""
+    entries = _values_entries(n_sources * entries_each)
+    readers = [_table(entries[j::n_sources], j, logs[j], cache=cache) for j in range(n_sources)]
+    total = len(entries)
+    pair_bytes = [sum(n for _o, n in r.block_ranges()) / total for r in readers]
+    return readers, pair_bytes
+
+
+def _blocks_read(reader, log) -> int:
+    return sum(1 for o, n in reader.block_ranges() for offset, length in log if offset <= o and o + n <= offset + length)
+
+
+def test_first_reads_sized_by_the_limit_leave_the_merge_nothing_to_read():
+    """Given each source's bytes per pair, a scan's first reads (one
+    request a source, as read_first_blocks gathers them) cover the blocks
+    its limit is expected to need from each source, so the merge reads
+    nothing more: the scan waits for one round of reads, not one per block.
+    Without the estimate the same scan reads a block at a time, one source
+    after another."""
+    limit, start = 60, b"k00500"
+    logs = [[] for _ in range(3)]
+    readers, pair_bytes = _interleaved_tables(3, 600, logs)
+    expected = [(b"k%05d" % i, None) for i in range(500, 500 + limit)]
+
+    cursors = [TableCursor([r], start, None, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
+    for read in [c.first_read(limit) for c in cursors]:
+        run(read)
+    assert [len(log) for log in logs] == [1, 1, 1]
+    needed = [-(-(limit // 3) * r.block_count // 600) for r in readers]    # the blocks of 20 pairs a source
+    # At least those, and no more than the margin asks (and the block the scan starts in).
+    assert all(n <= _blocks_read(r, log) <= n * READ_MARGIN + 1 for r, log, n in zip(readers, logs, needed))
+    chunk = run(visible_merge(cursors, 10**6, limit, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == [k for k, _v in expected]
+    assert [len(log) for log in logs] == [1, 1, 1]
+
+    for log in logs:
+        log.clear()
+    plain = [TableCursor([r], start, None) for r in readers]
+    for read in [c.first_read(limit) for c in plain]:
+        run(read)
+    assert [_blocks_read(r, log) for r, log in zip(readers, logs)] == [1, 1, 1]
+    chunk = run(visible_merge(plain, 10**6, limit, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == [k for k, _v in expected]
+    assert all(len(log) > 2 for log in logs)
+
+
+def test_a_cached_first_block_does_not_hide_the_uncached_blocks_after_it():
+    """first_read looks at every block its estimate covers: with the first
+    block cached and the next ones not, it reads those (and only those); with
+    all of them cached it has nothing to read, and the merge then takes them
+    from the cache without a read."""
+    limit, start = 40, b"k00300"
+    logs = [[] for _ in range(2)]
+    cache = BlockCache(1 << 20)
+    readers, pair_bytes = _interleaved_tables(2, 500, logs, cache=cache)
+    expected = [b"k%05d" % i for i in range(300, 300 + limit)]
+    # Cache the block holding `start` in each table.
+    for r in readers:
+        cursor = TableCursor([r], start, None)
+        run(cursor.next_block(1))
+    first_blocks = [list(log) for log in logs]
+    for log in logs:
+        log.clear()
+
+    cursors = [TableCursor([r], start, None, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
+    reads = [c.first_read(limit) for c in cursors]
+    assert all(read is not None for read in reads)
+    for read in reads:
+        run(read)
+    assert [len(log) for log in logs] == [1, 1]
+    for log, first in zip(logs, first_blocks):
+        assert log[0][0] > first[0][0]                   # the cached block was not read again
+    chunk = run(visible_merge(cursors, 10**6, limit, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == expected
+    assert [len(log) for log in logs] == [1, 1]
+
+    for log in logs:
+        log.clear()
+    again = [TableCursor([r], start, None, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
+    assert [c.first_read(limit) for c in again] == [None, None]
+    chunk = run(visible_merge(again, 10**6, limit, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == expected
+    assert logs == [[], []]
