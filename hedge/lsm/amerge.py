@@ -279,11 +279,11 @@ class TableCursor:
 
 
 async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
-    """Read the first block (with ``pairs`` wanted, the first blocks they
-    are expected to need) of every TableCursor among ``cursors`` whose first
-    block is not cached, all at once: a scan then waits for one round of reads before
-    it can merge, instead of one round per source (the merge asks its
-    sources for their first runs one after the other).  Returns whether it
+    """Read the first blocks of every TableCursor among ``cursors`` (the
+    first block, or with ``pairs`` wanted those they are expected to need)
+    that are not cached, all at once: a scan then waits for one round of
+    reads before it can merge, instead of one round per source (the merge
+    asks its sources for their first runs one after the other).  Returns whether it
     read any (and so let the executor's other tasks run).  REQUIRES: on an
     executor (the reads run as tasks of it)."""
     reads = []
