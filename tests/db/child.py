@@ -12,7 +12,7 @@
         latin-1 strings; a non-batch write has exactly one op.  "@FILE"
         instead of the JSON reads it from FILE.
     child.py crash PATH IO_METHOD OPTIONS_JSON RUN SEED
-        open, print "R", then write forever (the line protocol is in
+        print "O", open, print "R", then write forever (the line protocol is in
         Workload's docstring; tests/db/test_crash.py reads it) until killed.
     child.py powerloss PATH IO_METHOD OPTIONS_JSON RUN SEED
         open, print "R", then one writer forever (SequentialWorkload's
@@ -234,6 +234,7 @@ def powerloss(path, io_method, options_json, run, seed) -> None:
 
 
 def crash(path, io_method, options_json, run, seed) -> None:
+    emit("O")                   # about to open (and recover): a moment to kill at
     db = open_db(path, io_method, options_json)
     emit("R")
     Workload(db, int(run), int(seed)).forever()

@@ -139,6 +139,7 @@ class ChildRun:
         self.proc = start_child(*args, env=env, new_session=self.group)
         self.lines: list[str] = []
         self.ready = threading.Event()
+        self.opening = threading.Event()     # an "O" line: the child is about to open the database
         self._acks = 0
         self._eof = False
         self._acked = threading.Condition()
@@ -159,6 +160,8 @@ class ChildRun:
                 text = line.decode()
                 if text == "R":
                     self.ready.set()
+                elif text == "O":
+                    self.opening.set()
                 self.lines.append(text)
                 if text.startswith("A "):
                     with self._acked:

@@ -14,7 +14,7 @@ import pytest
 
 import hedge
 from hedge.errors import BackgroundError, CorruptionError
-from hedge.lsm import filenames
+from hedge.lsm import filenames, maintenance
 from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, WorkerConfig
 from hedge.lsm.keys import Kind
 from hedge.lsm.table_io import TableWriter
@@ -43,6 +43,10 @@ def test_results_are_identical_with_and_without_the_worker_process(tmp_path, io_
             results[on] = ([db.get(k) for k in keys], list(db.scan()))
             assert results[on][1] == sorted(expected.items())
     assert results[True] == results[False]
+
+
+def _table_numbers(path) -> set[int]:
+    return {p[1] for p in map(filenames.parse, os.listdir(path)) if p is not None and p[0] == "sst"}
 
 
 def _children() -> set[int]:
@@ -94,38 +98,34 @@ def job_handed_over(monkeypatch) -> threading.Event:
 
 
 def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_write(tmp_path, io_method,
-                                                                                   job_handed_over):
+                                                                                   monkeypatch):
     opts = dict(LONG)
     expected = _load_held_back(tmp_path / "db", io_method)
+    inputs = _table_numbers(tmp_path / "db")
+    # One output number reserved per job: the worker asks for more as it
+    # starts its second output, its first one written.  That request is the
+    # moment to kill it: mid-merge, with an output of its own on disk.
+    monkeypatch.setattr(maintenance, "reserve_count", lambda input_bytes, max_output_bytes: 1)
+    killed = []
+    written = []
+    run = CompactionWorker.run
+
+    async def run_and_kill(self, job, more):
+        def kill_then_more(n: int) -> list[int]:
+            if isinstance(job, CompactionJob) and not killed:
+                written.extend(_table_numbers(tmp_path / "db") - inputs)
+                killed.append(self.pid)
+                os.kill(self.pid, signal.SIGKILL)
+            return more(n)
+        return await run(self, job, kill_then_more)
+
+    monkeypatch.setattr(CompactionWorker, "run", run_and_kill)
     with hedge.open(tmp_path / "db", io_method=io_method, **{**opts, "compaction_process": True}) as db:
-        engine = db._engine
-        # Every output gets a number above the inputs' (the version at open).
-        newest_input = max(meta.number for level in engine.super_version.version.levels for meta in level)
-        killed = []
-
-        def killer() -> None:
-            # Kill once the worker has written its first output: mid-merge.
-            # The job's hand-over is an event; the output is a file another
-            # process writes, which only polling the directory can see.
-            if not job_handed_over.wait(30):
-                return
-            worker = engine.maintenance.worker
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                if worker.busy and any(p is not None and p[0] == "sst" and p[1] > newest_input
-                                       for p in map(filenames.parse, os.listdir(tmp_path / "db"))):
-                    killed.append(worker.pid)
-                    os.kill(worker.pid, signal.SIGKILL)
-                    return
-                time.sleep(0.002)
-
-        thread = threading.Thread(target=killer)
-        thread.start()
         started = time.monotonic()
         with pytest.raises(BackgroundError) as info:
             db.compact()
-        thread.join()
-        assert killed, "the compaction never reached the worker"
+        assert killed, "the compaction never asked for more output numbers"
+        assert written, "the worker had written no output when it was killed"
         assert "died" in str(info.value.__cause__) and "SIGKILL" in str(info.value.__cause__)
         assert time.monotonic() - started < 30
         assert db.stats()["background_error"] is not None
@@ -138,9 +138,7 @@ def test_killing_the_worker_mid_compaction_is_a_background_error_and_loses_no_wr
         assert db.stats()["compaction"]["count"] > 0
         assert list(db.scan()) == sorted(expected.items())
         live = {meta.number for level in db._engine.super_version.version.levels for meta in level}
-    on_disk = {filenames.parse(n)[1] for n in os.listdir(tmp_path / "db")
-               if filenames.parse(n) is not None and filenames.parse(n)[0] == "sst"}
-    assert on_disk == live
+    assert _table_numbers(tmp_path / "db") == live
 
 
 def test_close_during_a_worker_compaction_neither_hangs_nor_leaves_the_worker(tmp_path, job_handed_over):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import time
 
 import pytest
 
@@ -122,7 +121,9 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(io_method, tmp_path):
         child = ChildRun("crash", path, io_method, options_json, str(run), str(rng.getrandbits(32)))
         try:
             if rng.random() < 0.15:
-                time.sleep(rng.uniform(0.0, 0.5))       # maybe still starting or recovering
+                # As the child starts to open the database: the kill lands
+                # while it opens or recovers, or soon after.
+                assert child.opening.wait(60), "child never started to open the database"
             else:
                 # A random moment of the child's writing, counted in its
                 # acknowledged writes (2 to 800, about 0.4 s of an idle
