@@ -13,9 +13,9 @@ Percentiles are nearest-rank: the value at rank ceil(q/100 * count) in sorted
 order, reported as the highest value of its bucket (never above the maximum
 recorded).  Memory is a few thousand counters, whatever the number of samples,
 held in an ``array`` rather than a list: the garbage collector finds nothing
-to visit in it (a run keeps one histogram per client and operation, whose thousands of
-list slots each full collection would otherwise visit, lengthening the
-pauses the benchmark measures).
+to visit in it (a run keeps one histogram per client and operation, whose
+thousands of list slots each full collection would otherwise visit,
+lengthening the pauses the benchmark measures).
 
 Thread safety: one histogram per client thread; merge them after the phase.
 """

@@ -283,8 +283,8 @@ async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
     first block, or with ``pairs`` wanted those they are expected to need)
     that are not cached, all at once: a scan then waits for one round of
     reads before it can merge, instead of one round per source (the merge
-    asks its sources for their first runs one after the other).  Returns whether it
-    read any (and so let the executor's other tasks run).  REQUIRES: on an
+    asks its sources for their first runs one after the other).  Returns
+    whether it read any (and so let the executor's other tasks run).  REQUIRES: on an
     executor (the reads run as tasks of it)."""
     reads = []
     for cursor in cursors:

@@ -29,8 +29,7 @@ def _writes(db, rng: random.Random, model: dict, n: int) -> None:
 
 def _tables(path) -> dict[str, bytes]:
     """The table files of ``path`` by name."""
-    return {name: open(os.path.join(path, name), "rb").read() for name in sorted(os.listdir(path))
-            if name.endswith(".sst")}
+    return {name: (path / name).read_bytes() for name in sorted(os.listdir(path)) if name.endswith(".sst")}
 
 
 def test_the_worker_builds_the_tables_the_thread_would(tmp_path, io_method):
