@@ -134,14 +134,15 @@ class TableCursor:
     The pairs are expected to fall among the sources in proportion to their
     entries."""
 
-    __slots__ = ("_readers", "_start", "_end", "_fill", "_pair_bytes", "_next_reader", "_reader", "_ranges",
-                 "_first", "_pending", "_ahead", "_block", "_pos")
+    __slots__ = ("_readers", "_start", "_end", "_seek", "_fill", "_pair_bytes", "_next_reader", "_reader",
+                 "_ranges", "_first", "_pending", "_ahead", "_block", "_pos")
 
     def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True,
                  pair_bytes: float = 0.0):
         self._readers = readers
         self._start = start
         self._end = end
+        self._seek = start              # the bound a scan begins inside its first block at (None: none)
         self._fill = fill_cache
         self._pair_bytes = pair_bytes
         self._next_reader = 0
@@ -162,7 +163,7 @@ class TableCursor:
         budget = 0.0
         if pairs is not None and self._pair_bytes:
             budget = pairs * self._pair_bytes * READ_MARGIN
-        halve_first = budget and self._first and self._start is not None
+        halve_first = budget and self._first and self._seek is not None
         ahead = self._ahead
         want = []
         total = 0
@@ -193,10 +194,19 @@ class TableCursor:
         if len(want) == 1:
             return await self._reader.read_block(want[0][0], want[0][1], self._fill)
         self._ahead = min(self._ahead * 2, READ_AHEAD_BLOCKS)
-        blocks = await self._reader.read_blocks(want, self._fill)
+        blocks = await self._read_blocks(want)
         blocks.reverse()
         self._pending = blocks
         return blocks.pop()
+
+    def _table_ranges(self, reader):
+        """The ranges of ``reader``'s blocks this cursor reads, in the
+        order it hands them out."""
+        return reader.iter_block_ranges(self._start, self._end)
+
+    async def _read_blocks(self, want: list) -> list:
+        """The blocks at ``want`` (in hand-out order), in that order."""
+        return await self._reader.read_blocks(want, self._fill)
 
     def first_read(self, pairs: int | None = None):
         """A coroutine that reads this cursor's first blocks (its first
@@ -207,8 +217,7 @@ class TableCursor:
         together."""
         if self._ranges is not None or self._next_reader >= len(self._readers):
             return None
-        reader = self._readers[self._next_reader]
-        ranges = reader.iter_block_ranges(self._start, self._end)
+        ranges = self._table_ranges(self._readers[self._next_reader])
         first = next(ranges, None)
         if first is None:
             return None
@@ -216,6 +225,7 @@ class TableCursor:
         # blocks read are left where _next takes them from.
         self._enter_next_table(ranges)
         want = self._ranges_to_read(pairs, itertools.chain((first,), ranges))
+        reader = self._reader
         for offset, _length in want:
             if not reader.block_cached(offset):
                 return self._read_first(want)
@@ -248,7 +258,7 @@ class TableCursor:
                 if self._ranges is None:
                     if self._next_reader >= len(self._readers):
                         return None
-                    self._enter_next_table(self._readers[self._next_reader].iter_block_ranges(self._start, end))
+                    self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
                 block = await self._next(limit)
                 if block is None:
                     self._ranges = None
@@ -279,16 +289,16 @@ class TableCursor:
 
 
 async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
-    """Read the first blocks of every TableCursor among ``cursors`` (the
-    first block, or with ``pairs`` wanted those they are expected to need)
-    that are not cached, all at once: a scan then waits for one round of
-    reads before it can merge, instead of one round per source (the merge
-    asks its sources for their first runs one after the other).  Returns
-    whether it read any (and so let the executor's other tasks run).  REQUIRES: on an
-    executor (the reads run as tasks of it)."""
+    """Read the first blocks of every TableCursor among ``cursors``, forward
+    or reverse (the first block, or with ``pairs`` wanted those they are
+    expected to need), that are not cached, all at once: a scan then waits
+    for one round of reads before it can merge, instead of one round per
+    source (the merge asks its sources for their first runs one after the
+    other).  Returns whether it read any (and so let the executor's other
+    tasks run).  REQUIRES: on an executor (the reads run as tasks of it)."""
     reads = []
     for cursor in cursors:
-        if type(cursor) is TableCursor:
+        if isinstance(cursor, TableCursor):
             read = cursor.first_read(pairs)
             if read is not None:
                 reads.append(read)

@@ -528,14 +528,15 @@ class Engine:
                 mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
                 if reverse:
                     sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
-                    sources += _table_cursors(sv, start, end, ReverseTableCursor)
-                    await executor_checkpoint()
-                    merged = reverse_visible_merge(sources, snap, want)
+                    sources += _table_cursors(sv, start, end, ReverseTableCursor, pair_bytes=True)
                 else:
                     sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
                     sources += _table_cursors(sv, start, end, TableCursor, pair_bytes=True)
-                    if not await read_first_blocks(sources, limit):
-                        await executor_checkpoint()
+                if not await read_first_blocks(sources, limit):
+                    await executor_checkpoint()
+                if reverse:
+                    merged = reverse_visible_merge(sources, snap, want)
+                else:
                     merged = visible_merge(sources, snap, want, limit)
                 left = limit
                 if left is not None and left < want:
@@ -696,7 +697,7 @@ def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cur
                    pair_bytes: bool = False) -> list:
     """A ``cursor_class`` (TableCursor, ReverseTableCursor) over [start,
     end) for each L0 table of ``sv`` and each deeper level holding any of
-    the range.  With ``pair_bytes`` (TableCursor), each cursor is given its
+    the range.  With ``pair_bytes``, each cursor is given its
     source's size over the entries of every source, memtables included:
     the bytes it is expected to read per pair a scan takes."""
     version = sv.version

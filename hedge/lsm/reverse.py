@@ -9,8 +9,9 @@ the other, through ``await next_block()`` (None at the end), like the
 forward cursors of hedge/lsm/amerge.py:
 
 - ``ReverseTableCursor``: the tables of one level (or one L0 table), last
-  table and last block first; each block is decoded whole, cut to the
-  range and reversed;
+  table and last block first, read ahead as a TableCursor reads (a scan's
+  first reads sized by its limit and gathered by ``read_first_blocks``);
+  each block is decoded whole, cut to the range and reversed;
 - a memtable: ``ListCursor(memtable.iter_reverse(start, end))``.
 
 Invariant the merge relies on: in every source, all the versions of a key
@@ -31,42 +32,56 @@ import bisect
 from operator import itemgetter
 from typing import AsyncIterator
 
+from hedge.lsm.amerge import TableCursor
 from hedge.lsm.keys import PUT
 
 _user_key = itemgetter(0)
 
 
-class ReverseTableCursor:
+class ReverseTableCursor(TableCursor):
     """The entries of ``readers`` (tables in key order: one level, or one L0
-    table) with start <= key < end, as reverse runs, last block first."""
+    table) with start <= key < end, as reverse runs, last block first.
 
-    __slots__ = ("_readers", "_start", "_end", "_fill", "_next_reader", "_reader", "_ranges")
+    Reads as TableCursor does, backwards: the first read of a table takes
+    its last block (with ``pair_bytes`` and a limit given to
+    ``first_read``, the blocks that many pairs are expected to need),
+    each further read twice as many blocks as the last, each read one
+    request over blocks adjacent in the file."""
 
-    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True):
-        self._readers = readers
-        self._start = start
-        self._end = end
-        self._fill = fill_cache
-        self._next_reader = len(readers) - 1
-        self._reader = None
-        self._ranges = None
+    __slots__ = ()
 
-    async def next_block(self) -> list | None:
-        """The next non-empty reverse run, or None at the end."""
+    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True,
+                 pair_bytes: float = 0.0):
+        super().__init__(readers[::-1], start, end, fill_cache, pair_bytes)
+        self._seek = end
+
+    def _table_ranges(self, reader):
+        return reader.iter_block_ranges_reverse(self._start, self._end)
+
+    async def _read_blocks(self, want: list) -> list:
+        # ``want`` runs backwards through the file; read_blocks takes file order.
+        blocks = await self._reader.read_blocks(want[::-1], self._fill)
+        blocks.reverse()
+        return blocks
+
+    async def next_block(self, limit: int | None = None) -> list | None:
+        """The next non-empty reverse run, or None at the end: a block
+        decoded whole, cut to the range and reversed (``limit`` is not
+        used: the merge takes whole runs)."""
         start = self._start
         end = self._end
         while True:
             if self._ranges is None:
-                if self._next_reader < 0:
+                if self._next_reader >= len(self._readers):
                     return None
-                self._reader = self._readers[self._next_reader]
-                self._next_reader -= 1
-                self._ranges = self._reader.iter_block_ranges_reverse(start, end)
-            rng = next(self._ranges, None)
-            if rng is None:
+                self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
+            block = await self._next(None)
+            if block is None:
                 self._ranges = None
                 continue
-            block = await self._reader.read_block(rng[0], rng[1], self._fill)
+            if self._ahead == 1:
+                self._ahead = 2
+            self._first = False
             entries = block.entries()
             if not entries:
                 continue

@@ -314,11 +314,12 @@ def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path, cache_byt
 
 
 def test_a_scan_sizes_its_reads_by_each_sources_share_of_the_entries(tmp_path):
-    """Each table source of a forward scan is told its bytes on disk per
-    entry of every source, memtables included (TableCursor's read budget):
-    its size over the entries of the whole tree."""
+    """Each table source of a scan, forward or reverse, is told its bytes
+    on disk per entry of every source, memtables included (TableCursor's
+    read budget): its size over the entries of the whole tree."""
     from hedge.lsm.amerge import TableCursor
     from hedge.lsm.engine import _table_cursors
+    from hedge.lsm.reverse import ReverseTableCursor
     with open_db(tmp_path / "db", "sync", **dict(SMALL, memtable_bytes=1 << 20, l0_compaction_trigger=8)) as db:
         rng = random.Random(5)
         for _ in range(3):
@@ -331,8 +332,9 @@ def test_a_scan_sizes_its_reads_by_each_sources_share_of_the_entries(tmp_path):
         tables = sv.version.levels[0]
         assert len(tables) == 3 and len(sv.mem) == 40
         entries = sum(m.entries for m in tables) + 40
-        cursors = _table_cursors(sv, None, None, TableCursor, pair_bytes=True)
-        assert [c._pair_bytes for c in cursors] == pytest.approx([m.size / entries for m in tables])
+        for cursor_class in (TableCursor, ReverseTableCursor):
+            cursors = _table_cursors(sv, None, None, cursor_class, pair_bytes=True)
+            assert [c._pair_bytes for c in cursors] == pytest.approx([m.size / entries for m in tables])
         db.compact(b"")
         sv = db._engine._sv
         levels = [level for level in range(1, len(sv.version.levels)) if sv.version.levels[level]]

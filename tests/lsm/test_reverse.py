@@ -10,14 +10,15 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import ListCursor
+from hedge.lsm.amerge import READ_AHEAD_BLOCKS, READ_MARGIN, ListCursor
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
-from tests.lsm._drive import collect, collect_chunks
+from tests.lsm._drive import collect, collect_chunks, run
 from tests.lsm.model import random_entries, sorted_entries
-from tests.lsm.test_amerge import _bounded, _level_of_three_tables, _random_sources, _table
+from tests.lsm.test_amerge import (_blocks_read, _bounded, _interleaved_tables, _level_of_three_tables,
+                                   _random_sources, _table, _values_entries)
 
 
 def _reverse_runs(entries, rng: random.Random):
@@ -174,7 +175,8 @@ def test_memtable_iter_reverse_while_keys_are_added_sees_every_key_once(nkeys):
 
 
 class _CountingReader:
-    """A TableReader's face for ReverseTableCursor, counting block reads."""
+    """A TableReader's face for ReverseTableCursor, counting the blocks it
+    reads."""
 
     def __init__(self, reader):
         self._reader = reader
@@ -186,6 +188,11 @@ class _CountingReader:
     async def read_block(self, offset, length, fill_cache=True):
         self.reads += 1
         return await self._reader.read_block(offset, length, fill_cache)
+
+    async def read_blocks(self, ranges, fill_cache=True):
+        assert ranges == sorted(ranges), "read_blocks takes ranges in file order"
+        self.reads += len(ranges)
+        return await self._reader.read_blocks(ranges, fill_cache)
 
 
 def test_reverse_table_cursor_reads_no_block_below_the_start():
@@ -199,3 +206,55 @@ def test_reverse_table_cursor_reads_no_block_below_the_start():
     table = readers[2]._reader
     blocks_needed = len(table.block_ranges(start, None))
     assert table.block_count > blocks_needed and readers[2].reads == blocks_needed
+
+
+def test_reverse_table_cursor_reads_ahead_doubling_from_its_last_block():
+    """Read backwards, a table's first read takes its last block, each next
+    one twice as many (one request over blocks adjacent in the file), up to
+    the read-ahead limit, walking towards the file's start; every entry
+    comes back once, keys descending."""
+    log: list = []
+    entries = _values_entries(2000)
+    reader = _table(entries, 1, log)
+    blocks = reader.block_count
+    assert blocks > 2 * READ_AHEAD_BLOCKS
+    runs = collect(_runs(ReverseTableCursor([reader], None, None)))
+    assert [e for r in runs for e in r] == entries[::-1]
+    per_request = [sum(1 for o, n in reader.block_ranges() if offset <= o and o + n <= offset + length)
+                   for offset, length in log]
+    assert per_request[:5] == [1, 2, 4, 8, 16]
+    assert max(per_request) == READ_AHEAD_BLOCKS and sum(per_request) == blocks
+    offsets = [offset for offset, _length in log]
+    assert offsets == sorted(offsets, reverse=True)
+    assert log[0][0] == reader.block_ranges()[-1][0]
+
+
+def test_reverse_first_reads_sized_by_the_limit_leave_the_merge_nothing_to_read():
+    """Given each source's bytes per pair, a reverse scan's first reads
+    (one request a source) cover the blocks below its end that its limit
+    is expected to need, so the merge reads nothing more; without the
+    estimate each source reads one block first and the merge reads on."""
+    limit, end = 60, b"k01300"
+    logs = [[] for _ in range(3)]
+    readers, pair_bytes = _interleaved_tables(3, 600, logs)
+    expected = [b"k%05d" % i for i in range(1299, 1299 - limit, -1)]
+
+    cursors = [ReverseTableCursor([r], None, end, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
+    for read in [c.first_read(limit) for c in cursors]:
+        run(read)
+    assert [len(log) for log in logs] == [1, 1, 1]
+    needed = [-(-(limit // 3) * r.block_count // 600) for r in readers]    # the blocks of 20 pairs a source
+    assert all(n <= _blocks_read(r, log) <= n * READ_MARGIN + 1 for r, log, n in zip(readers, logs, needed))
+    chunk = run(reverse_visible_merge(cursors, 10**6, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == expected
+    assert [len(log) for log in logs] == [1, 1, 1]
+
+    for log in logs:
+        log.clear()
+    plain = [ReverseTableCursor([r], None, end) for r in readers]
+    for read in [c.first_read(limit) for c in plain]:
+        run(read)
+    assert [_blocks_read(r, log) for r, log in zip(readers, logs)] == [1, 1, 1]
+    chunk = run(reverse_visible_merge(plain, 10**6, limit).__anext__())
+    assert [k for k, _v in chunk[:limit]] == expected
+    assert all(len(log) > 2 for log in logs)
