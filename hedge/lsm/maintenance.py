@@ -62,6 +62,7 @@ from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.compaction import policy
+from hedge.lsm.compaction.merge import compact_entries
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
 from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, FlushJob, WorkerConfig, reserve_count
 from hedge.lsm.manifest import fsync_directory
@@ -342,9 +343,14 @@ class Maintenance:
         mem, wal_number = sv.imms[-1]
         opts = self._options
         number = self._versions.new_file_number()
-        built = await self._flush_in_worker(mem, wal_number, number) if opts.flush_process else None
+        # Versions no reader can see are dropped, as a compaction drops
+        # them: a hot key's overwrites would otherwise fill an L0 table,
+        # and every scan that crosses the key would read them all.
+        oldest = self._tree.oldest_snapshot()
+        built = await self._flush_in_worker(mem, wal_number, number, oldest) if opts.flush_process else None
         if built is None:
-            built = await write_table(self._tables.path(number), number, mem.entries(), opts.block_bytes,
+            entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=oldest)
+            built = await write_table(self._tables.path(number), number, entries, opts.block_bytes,
                                       opts.bloom_bits_per_key, opts.compression, check=self._check_stop)
         meta, written = built
         # WALs older than the oldest memtable still unflushed are obsolete.
@@ -364,7 +370,7 @@ class Maintenance:
             worker.kill()
         return CompactionWorker(self._worker_config)
 
-    async def _flush_in_worker(self, mem, wal_number: int, number: int) -> tuple | None:
+    async def _flush_in_worker(self, mem, wal_number: int, number: int, oldest_snapshot_seq: int) -> tuple | None:
         """The table of ``mem`` as table ``number`` (FileMeta, bytes
         written), built by the flush worker process from ``mem``'s WAL
         (started on first use); the task waits by polling its socket
@@ -375,7 +381,7 @@ class Maintenance:
         job = FlushJob(directory=self._versions.directory, wal_number=wal_number, entries=len(mem),
                        max_seq=mem.max_seq, block_bytes=opts.block_bytes,
                        bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression,
-                       output_number=number)
+                       output_number=number, oldest_snapshot_seq=oldest_snapshot_seq)
         try:
             worker = self._flush_worker = self._usable(self._flush_worker)
             outputs, written = await worker.run(job, _no_more_numbers)

@@ -40,6 +40,7 @@ from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.batch import decode_many
 from hedge.lsm.cache import BlockCache
+from hedge.lsm.compaction.merge import compact_entries
 from hedge.lsm.manifest import fsync_directory, read_file
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.table import TableReader
@@ -84,11 +85,13 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
         mem, replayed, dropped = await _replay_wals(directory, names, versions, options)
         readers = await _open_tables(versions, tables)
 
-        # 4. Recovered writes become an L0 table; a new WAL; a new manifest.
+        # 4. Recovered writes become an L0 table (the newest version of
+        # each key: no snapshot outlives a close); a new WAL; a new manifest.
         edit = VersionEdit()
         if len(mem):
             number = versions.new_file_number()
-            meta, _ = await write_table(tables.path(number), number, mem.entries(), options.block_bytes,
+            entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=mem.max_seq)
+            meta, _ = await write_table(tables.path(number), number, entries, options.block_bytes,
                                         options.bloom_bits_per_key, options.compression)
             edit.add_file(0, meta)
             readers[number] = await tables.open(number)

@@ -92,6 +92,7 @@ class FlushJob:
     bloom_bits_per_key: int
     compression: str
     output_number: int
+    oldest_snapshot_seq: int    # versions older than what this sequence number sees are dropped
 
 
 def reserve_count(input_bytes: int, max_output_bytes: int) -> int:
@@ -218,9 +219,10 @@ class CompactionWorker:
 
 async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
     """Replay the WAL (any damage refused) and write its writes as the
-    table; the same entries in the same order as the memtable's, so the
-    same bytes as a flush of the memtable."""
+    table; the same entries in the same order as the memtable's, dropped
+    by the same rule, so the same bytes as a flush of the memtable."""
     from hedge.lsm import filenames
+    from hedge.lsm.compaction.merge import compact_entries
     from hedge.lsm.memtable import Memtable
     from hedge.lsm.recovery import replay_wal
     from hedge.lsm.table_io import write_table
@@ -232,8 +234,9 @@ async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
         raise HedgeError(f"{path} holds {len(mem)} writes up to seq {max_seq}, its memtable {job.entries} "
                          f"up to seq {job.max_seq}")
     number = job.output_number
+    entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=job.oldest_snapshot_seq)
     meta, written = await write_table(filenames.join(job.directory, filenames.table_name(number)), number,
-                                      mem.entries(), job.block_bytes, job.bloom_bits_per_key, job.compression)
+                                      entries, job.block_bytes, job.bloom_bits_per_key, job.compression)
     return [meta], written
 
 

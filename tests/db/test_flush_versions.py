@@ -1,0 +1,78 @@
+"""A flush writes the versions some reader can still see, no more: the
+newest version of each key, and with a live snapshot every version newer
+than the oldest one (a compaction's rule, tombstones kept: tables below
+may hold what they hide).  In the maintenance thread and in the flush worker (the same
+bytes), and in the table an open makes of the writes it replays."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.db.helpers import open_db
+
+pytestmark = pytest.mark.timeout(120)
+
+# Every flush leaves its own L0 table.
+NO_COMPACTION = dict(memtable_bytes=1 << 20, l0_compaction_trigger=1000, l0_slowdown_trigger=1000,
+                     l0_stop_trigger=1000)
+
+
+def _l0_entries(db) -> list[int]:
+    """Entries of each L0 table, oldest table first."""
+    return [m.entries for m in sorted(db._engine._sv.version.levels[0], key=lambda m: m.number)]
+
+
+def _tables(path) -> list[bytes]:
+    return sorted((path / name).read_bytes() for name in os.listdir(path) if name.endswith(".sst"))
+
+
+def test_a_flush_keeps_the_newest_version_and_what_snapshots_see(tmp_path, io_method):
+    tables = {}
+    for worker in (False, True):
+        path = tmp_path / f"db-{worker}"
+        with open_db(path, io_method, flush_process=worker, **NO_COMPACTION) as db:
+            for i in range(100):
+                db.put(b"hot", b"v%03d" % i)
+            for k in range(50):
+                db.put(b"k%03d" % k, b"x")
+            db.remove(b"k000")
+            db.flush()
+            # "hot" once, k000 as its tombstone, k001..k049.
+            assert _l0_entries(db) == [51]
+            assert db.get(b"hot") == b"v099" and db.get(b"k000") is None
+
+            # A snapshot keeps every version newer than it (the rule of
+            # compact_entries: it does not look at the snapshots between).
+            snap = db.snapshot()
+            for i in range(100, 200):
+                db.put(b"hot", b"v%03d" % i)
+            db.put(b"k000", b"back")
+            db.flush()
+            assert _l0_entries(db) == [51, 101]
+            assert snap.get(b"hot") == b"v099" and snap.get(b"k000") is None
+            assert db.get(b"hot") == b"v199" and db.get(b"k000") == b"back"
+            snap.close()
+            for i in range(200, 300):
+                db.put(b"hot", b"v%03d" % i)
+            db.flush()
+            assert _l0_entries(db) == [51, 101, 1]
+            assert db.get(b"hot") == b"v299"
+            assert db.stats()["compaction"]["flush_worker_failures"] == 0
+        tables[worker] = _tables(path)
+        with open_db(path, io_method, **NO_COMPACTION) as db:
+            assert db.get(b"hot") == b"v299" and db.get(b"k000") == b"back"
+            assert [k for k, _ in db.scan()] == [b"hot"] + [b"k%03d" % k for k in range(50)]
+    assert tables[True] == tables[False]
+
+
+def test_the_table_an_open_makes_of_replayed_writes_holds_the_newest_versions(tmp_path, io_method):
+    path = tmp_path / "db"
+    with open_db(path, io_method, **NO_COMPACTION) as db:
+        for i in range(300):
+            db.put(b"k%d" % (i % 3), b"v%03d" % i)
+        db.remove(b"k0")
+        assert _l0_entries(db) == []
+    with open_db(path, io_method, **NO_COMPACTION) as db:
+        assert _l0_entries(db) == [3]
+        assert [db.get(k) for k in (b"k0", b"k1", b"k2")] == [None, b"v298", b"v299"]
