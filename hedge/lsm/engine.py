@@ -527,10 +527,10 @@ class Engine:
             if start is None or end is None or start < end:
                 mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
                 if reverse:
-                    sources = [ListCursor(m.iter_reverse(start, end)) for m in mems]
+                    sources = [ListCursor(m.iter_reverse(start, end, snap)) for m in mems]
                     sources += _table_cursors(sv, start, end, ReverseTableCursor, pair_bytes=True)
                 else:
-                    sources = [ListCursor(merge([m.iter_from(start, end) for m in mems]))] if mems else []
+                    sources = [ListCursor(merge([m.iter_from(start, end, snap) for m in mems]))] if mems else []
                     sources += _table_cursors(sv, start, end, TableCursor, pair_bytes=True)
                 if not await read_first_blocks(sources, limit):
                     await executor_checkpoint()

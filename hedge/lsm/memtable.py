@@ -142,9 +142,13 @@ class Memtable:
                     return entry[1:]
         return None
 
-    def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None) -> Iterator[Entry]:
+    def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None,
+                  snapshot_seq: int | None = None) -> Iterator[Entry]:
         """Yield every entry, in entry order (key ascending, seq descending),
-        with start_key <= key < end_key (None: unbounded).  Safe on any thread
+        with start_key <= key < end_key (None: unbounded); with
+        ``snapshot_seq``, only each key's newest entry with seq <=
+        snapshot_seq (what a reader there sees: a scan need not walk the
+        older versions of a key written over and over).  Safe on any thread
         while the writer adds (see the module docstring)."""
         keys = self._keys
         newest_of = self._newest
@@ -160,6 +164,13 @@ class Memtable:
                 if end_key is not None and key >= end_key:
                     return
                 entry = newest_of[key]
+                if snapshot_seq is not None:
+                    if entry[1] > snapshot_seq:
+                        entry = self._visible_older(key, snapshot_seq)
+                        if entry is None:
+                            continue
+                    yield entry
+                    continue
                 yield entry
                 older = older_of.get(key)
                 if older is not None:
@@ -173,13 +184,16 @@ class Memtable:
                 pos = keys.bisect_right(last)
                 chunk = keys[pos:pos + _CHUNK_KEYS]
 
-    def iter_reverse(self, start_key: bytes | None = None, end_key: bytes | None = None) -> Iterator[Entry]:
+    def iter_reverse(self, start_key: bytes | None = None, end_key: bytes | None = None,
+                     snapshot_seq: int | None = None) -> Iterator[Entry]:
         """Yield every entry with start_key <= key < end_key (None:
         unbounded), keys descending, a key's versions together (newest
-        first).  Safe on any thread while the writer adds: like
+        first); with ``snapshot_seq``, only each key's newest entry with seq
+        <= snapshot_seq.  Safe on any thread while the writer adds: like
         ``iter_from``, it copies chunks of keys under the lock and
         re-bisects before the last key it yielded."""
         keys = self._keys
+        newest_of = self._newest
         lock = self._lock
         fold = self._fold
         with lock:
@@ -190,12 +204,32 @@ class Memtable:
             for key in reversed(chunk):
                 if start_key is not None and key < start_key:
                     return
-                yield from self._versions(key)
+                if snapshot_seq is None:
+                    yield from self._versions(key)
+                    continue
+                entry = newest_of[key]
+                if entry[1] > snapshot_seq:
+                    entry = self._visible_older(key, snapshot_seq)
+                    if entry is None:
+                        continue
+                yield entry
             first = chunk[0]
             with lock:
                 fold()
                 pos = keys.bisect_left(first)
                 chunk = keys[max(0, pos - _CHUNK_KEYS):pos]
+
+    def _visible_older(self, key: bytes, snapshot_seq: int) -> Entry | None:
+        """The newest entry of ``key`` (present) with seq <= snapshot_seq
+        among its older entries, or None.  REQUIRES: its newest entry is
+        newer than snapshot_seq (read before calling)."""
+        older = self._older.get(key)
+        if older is None:
+            return None
+        for entry in older[::-1]:          # a copy: the writer may append
+            if entry[1] <= snapshot_seq:
+                return entry
+        return None
 
     def _versions(self, key: bytes) -> list[Entry]:
         """Every entry of ``key`` (present), newest first."""

@@ -12,7 +12,8 @@ forward cursors of hedge/lsm/amerge.py:
   table and last block first, read ahead as a TableCursor reads (a scan's
   first reads sized by its limit and gathered by ``read_first_blocks``);
   each block is decoded whole, cut to the range and reversed;
-- a memtable: ``ListCursor(memtable.iter_reverse(start, end))``.
+- a memtable: ``ListCursor(memtable.iter_reverse(start, end, snapshot))``
+  (each key's newest version the snapshot sees).
 
 Invariant the merge relies on: in every source, all the versions of a key
 are adjacent, even when they span blocks (a key's versions end one block

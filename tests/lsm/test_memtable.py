@@ -55,6 +55,49 @@ def test_iteration_matches_model_over_ranges():
         assert list(mt.iter_from(start, end)) == sorted_entries(entries, start, end), (start, end)
 
 
+def _newest_visible(entries, snapshot, start, end) -> list[tuple]:
+    """Each key's newest entry with seq <= snapshot (deletes included), in
+    entry order, over start <= key < end."""
+    out = []
+    for entry in sorted_entries(entries, start, end):
+        if entry[1] <= snapshot and (not out or out[-1][0] != entry[0]):
+            out.append(entry)
+    return out
+
+
+def test_iteration_at_a_snapshot_gives_each_keys_newest_visible_version():
+    """With a snapshot, forward and reverse iteration give one entry per
+    key, the newest the snapshot sees (a delete as such), and skip keys
+    written only after it."""
+    rng = random.Random(21)
+    entries = random_entries(rng, 3000, 200)
+    mt = filled(entries)
+    keys = sorted({e[0] for e in entries})
+    for snapshot in [0, 1, 5, 100, 1500, 2999, 3000, 10_000] + [rng.randint(1, 3000) for _ in range(20)]:
+        start = rng.choice(keys + [None, b"\x00"])
+        end = rng.choice(keys + [None, b"\xff" * 5])
+        expected = _newest_visible(entries, snapshot, start, end)
+        assert list(mt.iter_from(start, end, snapshot)) == expected, (snapshot, start, end)
+        assert list(mt.iter_reverse(start, end, snapshot)) == expected[::-1], (snapshot, start, end)
+    assert len(list(mt.iter_from(None, None, 3000))) == len(keys) < len(entries)
+
+
+def test_iteration_at_a_snapshot_skips_versions_added_after_it_while_iterating():
+    """A version added while the iterator stands at its key, newer than the
+    snapshot, changes nothing: the iterator yields the version the snapshot
+    sees, once."""
+    mt = Memtable()
+    mt.add(b"a", 1, Kind.PUT, b"a1")
+    mt.add(b"k", 2, Kind.PUT, b"k2")
+    mt.add(b"k", 3, Kind.PUT, b"k3")
+    mt.add(b"z", 4, Kind.PUT, b"z4")
+    it = mt.iter_from(None, None, 4)
+    assert next(it) == (b"a", 1, Kind.PUT, b"a1")
+    mt.add(b"k", 5, Kind.PUT, b"k5")            # moves seq 3 to the older versions
+    assert list(it) == [(b"k", 3, Kind.PUT, b"k3"), (b"z", 4, Kind.PUT, b"z4")]
+    assert list(mt.iter_reverse(None, None, 2)) == [(b"k", 2, Kind.PUT, b"k2"), (b"a", 1, Kind.PUT, b"a1")]
+
+
 @pytest.mark.parametrize("nkeys", [1, 63, 64, 65, 130, 1000])
 def test_iteration_interleaved_with_adds_sees_every_key(nkeys):
     """Keys reach the sorted index in batches; iterating between adds, at
