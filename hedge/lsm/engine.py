@@ -16,9 +16,15 @@ memtable, immutable memtables, version, open table readers; point lookups
 walk it), swapped as a whole under ``_sv_lock`` by whoever changes it (the
 commit leader at a memtable switch, maintenance at an install), always
 built from the current one.  A reader
-takes the visible sequence number (``versions.last_seq``) FIRST and the
-super version SECOND, so every entry at or below its snapshot is in a
-memtable or table of what it holds.  Tables dropped from the version are
+at a snapshot (a scan, or a ``db.snapshot()``: a sequence number
+registered with ``acquire_snapshot``) takes the sequence number FIRST and
+the super version SECOND, so every entry at or below its snapshot is in a
+memtable or table of what it holds.  A get at the current state takes
+the super version FIRST and the sequence number (``versions.last_seq``)
+SECOND: every table it holds was written by a flush or compaction that
+kept what a reader at the last sequence number of its start could see,
+and its own sequence number is no older; an entry at or below it missing
+from its super version was written while the get ran.  Tables dropped from the version are
 unlinked once the edit is durable; a reader still holding an older super
 version keeps their descriptors (and so their data) alive until it lets go.
 
@@ -437,9 +443,9 @@ class Engine:
         suspends; any thread."""
         key = check_key(key)
         self.check_open()
+        sv = self._sv                       # before the sequence number (module docstring)
         if snap is None:
             snap = self.versions.last_seq
-        sv = self._sv
         found = sv.mem.get(key, snap)       # SuperVersion.get, one call fewer for a memtable key
         if found is None:
             return sv.get_below_memtable(key, snap)
@@ -460,9 +466,9 @@ class Engine:
         (None: now): values, None, or a NeedsIO where a block must be read
         (``finish_gets`` reads them)."""
         self.check_open()
+        get = self._sv.get                  # before the sequence number (module docstring)
         if snap is None:
             snap = self.versions.last_seq
-        get = self._sv.get
         return [get(k, snap) for k in keys]
 
     @staticmethod

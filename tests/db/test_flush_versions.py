@@ -6,6 +6,7 @@ bytes), and in the table an open makes of the writes it replays."""
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -76,3 +77,54 @@ def test_the_table_an_open_makes_of_replayed_writes_holds_the_newest_versions(tm
     with open_db(path, io_method, **NO_COMPACTION) as db:
         assert _l0_entries(db) == [3]
         assert [db.get(k) for k in (b"k0", b"k1", b"k2")] == [None, b"v298", b"v299"]
+
+
+class _VersionsPausedOnce:
+    """An engine's ``versions`` whose first read of ``last_seq`` on the
+    current thread runs ``between`` (in another thread, to its end) after
+    reading the value and before returning it: what may happen between a
+    reader's two reads of the sequence number and the super version."""
+
+    def __init__(self, real, between):
+        self.__dict__.update(_real=real, _between=between, _thread=threading.get_ident(), _done=False)
+
+    @property
+    def last_seq(self):
+        value = self._real.last_seq
+        if threading.get_ident() == self._thread and not self._done:
+            self.__dict__["_done"] = True
+            helper = threading.Thread(target=self._between)
+            helper.start()
+            helper.join()
+        return value
+
+    @last_seq.setter
+    def last_seq(self, value):
+        self._real.last_seq = value
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_a_get_racing_a_flush_sees_the_version_of_its_start(tmp_path, io_method):
+    """A get at the current state that reads its sequence number, then a
+    flush installs a table without the versions below the newest, then the
+    get reads the super version: it must still find the version its
+    sequence number sees (the super version is read first)."""
+    with open_db(tmp_path / "db", io_method, **NO_COMPACTION) as db:
+        db.put(b"k", b"old")
+        engine = db._engine
+
+        def overwrite_and_flush():
+            db.put(b"k", b"new")
+            db.flush()
+
+        real = engine.versions
+        engine.versions = _VersionsPausedOnce(real, overwrite_and_flush)
+        try:
+            assert db.get(b"k") == b"old"
+            assert engine.versions._done
+            assert _l0_entries(db) == [1]
+        finally:
+            engine.versions = real
+        assert db.get(b"k") == b"new"
