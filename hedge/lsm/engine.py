@@ -15,18 +15,21 @@ State readers see is one immutable ``SuperVersion`` (hedge/lsm/lookup.py:
 memtable, immutable memtables, version, open table readers; point lookups
 walk it), swapped as a whole under ``_sv_lock`` by whoever changes it (the
 commit leader at a memtable switch, maintenance at an install), always
-built from the current one.  A reader
-at a snapshot (a scan, or a ``db.snapshot()``: a sequence number
+built from the current one.
+
+A reader at a snapshot (a scan, or a ``db.snapshot()``: a sequence number
 registered with ``acquire_snapshot``) takes the sequence number FIRST and
 the super version SECOND, so every entry at or below its snapshot is in a
-memtable or table of what it holds.  A get at the current state takes
-the super version FIRST and the sequence number (``versions.last_seq``)
+memtable or table of what it holds.  A get at the current state takes the
+super version FIRST and the sequence number (``versions.last_seq``)
 SECOND: every table it holds was written by a flush or compaction that
 kept what a reader at the last sequence number of its start could see,
 and its own sequence number is no older; an entry at or below it missing
-from its super version was written while the get ran.  Tables dropped from the version are
-unlinked once the edit is durable; a reader still holding an older super
-version keeps their descriptors (and so their data) alive until it lets go.
+from its super version was written while the get ran.
+
+Tables dropped from the version are unlinked once the edit is durable; a
+reader still holding an older super version keeps their descriptors (and
+so their data) alive until it lets go.
 
 Who runs what:
   - foreground executors: get/scan/multi_get (any of them, concurrently) and
