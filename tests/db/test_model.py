@@ -1,8 +1,10 @@
 """Model-based test: random sequences of put / remove / write(batch) / get /
-scan / multi_get / flush / compact / reopen on hedge and on a dict, compared
-after every step, on every I/O method.  Tiny memtables and tables make
-flushes and compactions happen every few steps, so reads go through the
-memtable, immutable memtables and several levels."""
+scan / multi_get / flush / compact / reopen and snapshots (taken, read,
+released) on hedge and on a dict, compared after every step, on every I/O
+method.  Tiny memtables and tables make flushes and compactions happen
+every few steps, so reads go through the memtable, immutable memtables and
+several levels, and flushes and compactions run while snapshots hold old
+versions."""
 from __future__ import annotations
 
 import shutil
@@ -78,11 +80,13 @@ class HedgeVsDict(RuleBasedStateMachine):
         self.fill_round = 0
         self.levels = 0
         self.steps = 0
+        self.snapshots: list[tuple[hedge.Snapshot, dict[bytes, bytes]]] = []   # with the model they see
 
     def teardown(self) -> None:
         self.seen_levels.append(self.levels)
         self.seen_steps.append(self.steps)
         try:
+            self._release_all()
             self.db.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -144,8 +148,33 @@ class HedgeVsDict(RuleBasedStateMachine):
         levels = level_summary(self.db)
         assert levels[0][0] < SMALL["l0_compaction_trigger"], levels
 
+    @precondition(lambda self: len(self.snapshots) < 3)
+    @rule()
+    def take_snapshot(self):
+        self.snapshots.append((self.db.snapshot(), dict(self.model)))
+
+    @precondition(lambda self: self.snapshots)
+    @rule(data=st.data(), key=keys)
+    def read_snapshot(self, data, key):
+        snapshot, seen = data.draw(st.sampled_from(self.snapshots))
+        assert snapshot.get(key) == seen.get(key)
+        assert list(snapshot.scan()) == model_scan(seen)
+
+    @precondition(lambda self: self.snapshots)
+    @rule(data=st.data())
+    def release_snapshot(self, data):
+        i = data.draw(st.integers(0, len(self.snapshots) - 1))
+        snapshot, _seen = self.snapshots.pop(i)
+        snapshot.close()
+
+    def _release_all(self) -> None:
+        for snapshot, _seen in self.snapshots:
+            snapshot.close()
+        self.snapshots = []
+
     @rule()
     def reopen(self):
+        self._release_all()
         within_deadline("close()", self.db.close)
         self.db = within_deadline("open()", lambda: open_db(self.path, self.io_method, **SMALL))
 
