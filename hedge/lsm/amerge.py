@@ -179,34 +179,45 @@ class TableCursor:
         return want
 
     async def _next(self, pairs: int | None):
-        """The next block of the current table, or None at its end."""
-        pending = self._pending
-        if pending:
-            return pending.pop()
-        want = self._ranges_to_read(pairs, self._ranges)
-        if not want:
-            return None
-        return await self._read(want)
+        """The next block of this cursor's tables, the next table's first
+        when one ends (``_first`` is then True again), or None after the
+        last."""
+        while True:
+            pending = self._pending
+            if pending:
+                return pending.pop()
+            if self._ranges is None:
+                if self._next_reader >= len(self._readers):
+                    return None
+                self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
+            want = self._ranges_to_read(pairs, self._ranges)
+            if want:
+                return await self._read(want)
+            self._ranges = None
 
     async def _read(self, want: list):
         """The first of the blocks at ``want``; the others wait in
-        ``_pending``."""
+        ``_pending``.  After a table's first read, the next takes two
+        blocks at least."""
         if len(want) == 1:
+            if self._ahead == 1:
+                self._ahead = 2
             return await self._reader.read_block(want[0][0], want[0][1], self._fill)
         self._ahead = min(self._ahead * 2, READ_AHEAD_BLOCKS)
-        blocks = await self._read_blocks(want)
-        blocks.reverse()
-        self._pending = blocks
-        return blocks.pop()
+        self._pending = await self._pending_blocks(want)
+        return self._pending.pop()
 
     def _table_ranges(self, reader):
         """The ranges of ``reader``'s blocks this cursor reads, in the
         order it hands them out."""
         return reader.iter_block_ranges(self._start, self._end)
 
-    async def _read_blocks(self, want: list) -> list:
-        """The blocks at ``want`` (in hand-out order), in that order."""
-        return await self._reader.read_blocks(want, self._fill)
+    async def _pending_blocks(self, want: list) -> list:
+        """The blocks at ``want`` (in hand-out order), the last to hand out
+        first (``_pending`` pops from the end)."""
+        blocks = await self._reader.read_blocks(want, self._fill)
+        blocks.reverse()
+        return blocks
 
     def first_read(self, pairs: int | None = None):
         """A coroutine that reads this cursor's first blocks (its first
@@ -255,16 +266,9 @@ class TableCursor:
         while True:
             block = self._block
             if block is None:
-                if self._ranges is None:
-                    if self._next_reader >= len(self._readers):
-                        return None
-                    self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
                 block = await self._next(limit)
                 if block is None:
-                    self._ranges = None
-                    continue
-                if self._ahead == 1:
-                    self._ahead = 2
+                    return None
                 pos = block.lower_bound(self._start) if self._first and self._start is not None else 0
                 self._first = False
             else:

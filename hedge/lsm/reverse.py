@@ -59,11 +59,10 @@ class ReverseTableCursor(TableCursor):
     def _table_ranges(self, reader):
         return reader.iter_block_ranges_reverse(self._start, self._end)
 
-    async def _read_blocks(self, want: list) -> list:
-        # ``want`` runs backwards through the file; read_blocks takes file order.
-        blocks = await self._reader.read_blocks(want[::-1], self._fill)
-        blocks.reverse()
-        return blocks
+    async def _pending_blocks(self, want: list) -> list:
+        # ``want`` runs backwards through the file: in file order, the last
+        # block to hand out comes first.
+        return await self._reader.read_blocks(want[::-1], self._fill)
 
     async def next_block(self, limit: int | None = None) -> list | None:
         """The next non-empty reverse run, or None at the end: a block
@@ -72,16 +71,9 @@ class ReverseTableCursor(TableCursor):
         start = self._start
         end = self._end
         while True:
-            if self._ranges is None:
-                if self._next_reader >= len(self._readers):
-                    return None
-                self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
             block = await self._next(None)
             if block is None:
-                self._ranges = None
-                continue
-            if self._ahead == 1:
-                self._ahead = 2
+                return None
             self._first = False
             entries = block.entries()
             if not entries:
