@@ -134,13 +134,8 @@ class Memtable:
             return None
         if entry[1] <= snapshot_seq:
             return entry[1:]
-        older = self._older.get(key)
-        if older is not None:
-            for i in range(len(older) - 1, -1, -1):
-                entry = older[i]
-                if entry[1] <= snapshot_seq:
-                    return entry[1:]
-        return None
+        entry = self._visible_older(key, snapshot_seq)
+        return None if entry is None else entry[1:]
 
     def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None,
                   snapshot_seq: int | None = None) -> Iterator[Entry]:
@@ -224,11 +219,13 @@ class Memtable:
         among its older entries, or None.  REQUIRES: its newest entry is
         newer than snapshot_seq (read before calling)."""
         older = self._older.get(key)
-        if older is None:
-            return None
-        for entry in older[::-1]:          # a copy: the writer may append
-            if entry[1] <= snapshot_seq:
-                return entry
+        if older is not None:
+            # The writer only appends (newer entries): the indices below
+            # the length read here keep their entries.
+            for i in range(len(older) - 1, -1, -1):
+                entry = older[i]
+                if entry[1] <= snapshot_seq:
+                    return entry
         return None
 
     def _versions(self, key: bytes) -> list[Entry]:
