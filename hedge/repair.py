@@ -56,7 +56,7 @@ from hedge.io import ops
 from hedge.io.backend import resolve_method
 from hedge.lsm import filenames
 from hedge.lsm.batch import decode_many
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
 from hedge.lsm.keys import MAX_SEQ
 from hedge.lsm.manifest import ManifestLog, fsync_directory, read_file
@@ -254,9 +254,7 @@ class _Repair:
         if not len(mem):
             return None
         number = await self.new_number()
-        # The newest version of each key: the repaired database has no snapshots.
-        entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=mem.max_seq)
-        await write_table(self.tables.path(number), number, entries, self.options.block_bytes,
+        await write_table(self.tables.path(number), number, flush_entries(mem), self.options.block_bytes,
                           self.options.bloom_bits_per_key, self.options.compression)
         return number
 

@@ -35,7 +35,7 @@ import os
 from hedge.errors import HedgeError, HedgeIOError
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.manifest import ManifestLog, fsync_directory
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.table_io import write_table
@@ -97,10 +97,7 @@ async def write_checkpoint(target: str, version: Version, versions: VersionSet, 
             number = versions.new_file_number()
             path = filenames.join(target, filenames.table_name(number))
             made.append(path)
-            # The newest version of each key: the copy opens with no snapshots.
-            entries = compact_entries(memtable.entries(), drop_tombstones=False,
-                                      oldest_snapshot_seq=memtable.max_seq)
-            meta, _ = await write_table(path, number, entries, options.block_bytes,
+            meta, _ = await write_table(path, number, flush_entries(memtable), options.block_bytes,
                                         options.bloom_bits_per_key, options.compression)
             edit = VersionEdit()
             edit.add_file(0, meta)

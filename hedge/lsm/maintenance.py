@@ -62,7 +62,7 @@ from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.compaction import policy
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
 from hedge.lsm.compaction.worker import CompactionJob, CompactionWorker, FlushJob, WorkerConfig, reserve_count
 from hedge.lsm.manifest import fsync_directory
@@ -349,9 +349,9 @@ class Maintenance:
         oldest = self._tree.oldest_snapshot()
         built = await self._flush_in_worker(mem, wal_number, number, oldest) if opts.flush_process else None
         if built is None:
-            entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=oldest)
-            built = await write_table(self._tables.path(number), number, entries, opts.block_bytes,
-                                      opts.bloom_bits_per_key, opts.compression, check=self._check_stop)
+            built = await write_table(self._tables.path(number), number, flush_entries(mem, oldest),
+                                      opts.block_bytes, opts.bloom_bits_per_key, opts.compression,
+                                      check=self._check_stop)
         meta, written = built
         # WALs older than the oldest memtable still unflushed are obsolete.
         remaining = sv.imms[:-1]

@@ -40,7 +40,7 @@ from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.batch import decode_many
 from hedge.lsm.cache import BlockCache
-from hedge.lsm.compaction.merge import compact_entries
+from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.manifest import fsync_directory, read_file
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.table import TableReader
@@ -90,8 +90,7 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
         edit = VersionEdit()
         if len(mem):
             number = versions.new_file_number()
-            entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=mem.max_seq)
-            meta, _ = await write_table(tables.path(number), number, entries, options.block_bytes,
+            meta, _ = await write_table(tables.path(number), number, flush_entries(mem), options.block_bytes,
                                         options.bloom_bits_per_key, options.compression)
             edit.add_file(0, meta)
             readers[number] = await tables.open(number)

@@ -1,4 +1,4 @@
-"""Which entries survive a compaction.
+"""Which entries survive a compaction (and a flush: ``flush_entries``).
 
 The input is one stream of entries ``(user_key, seq, kind, value)`` in entry
 order (key ascending, seq descending; hedge.lsm.keys), already merged from the
@@ -52,3 +52,14 @@ def compact_entries(entries: Iterable[Entry], drop_tombstones: bool,
             settled = True
             if not (drop_tombstones and kind == Kind.DELETE):
                 yield entry
+
+
+def flush_entries(memtable, oldest_snapshot_seq: int | None = None) -> Iterator[Entry]:
+    """The entries a table made of ``memtable`` holds: what a compaction
+    would keep of them (``compact_entries``), tombstones always (a table
+    below may hold what one hides).  Without ``oldest_snapshot_seq`` no
+    snapshot can read the table (an open, a repair or a checkpoint makes
+    it: no snapshot outlives a close), so the newest version of each key."""
+    if oldest_snapshot_seq is None:
+        oldest_snapshot_seq = memtable.max_seq
+    return compact_entries(memtable.entries(), drop_tombstones=False, oldest_snapshot_seq=oldest_snapshot_seq)

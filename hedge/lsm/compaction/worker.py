@@ -222,7 +222,7 @@ async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
     table; the same entries in the same order as the memtable's, dropped
     by the same rule, so the same bytes as a flush of the memtable."""
     from hedge.lsm import filenames
-    from hedge.lsm.compaction.merge import compact_entries
+    from hedge.lsm.compaction.merge import flush_entries
     from hedge.lsm.memtable import Memtable
     from hedge.lsm.recovery import replay_wal
     from hedge.lsm.table_io import write_table
@@ -234,9 +234,9 @@ async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
         raise HedgeError(f"{path} holds {len(mem)} writes up to seq {max_seq}, its memtable {job.entries} "
                          f"up to seq {job.max_seq}")
     number = job.output_number
-    entries = compact_entries(mem.entries(), drop_tombstones=False, oldest_snapshot_seq=job.oldest_snapshot_seq)
     meta, written = await write_table(filenames.join(job.directory, filenames.table_name(number)), number,
-                                      entries, job.block_bytes, job.bloom_bits_per_key, job.compression)
+                                      flush_entries(mem, job.oldest_snapshot_seq), job.block_bytes,
+                                      job.bloom_bits_per_key, job.compression)
     return [meta], written
 
 
