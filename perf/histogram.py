@@ -45,13 +45,18 @@ def bucket_bounds(b: int) -> tuple[int, int]:
     return m << s, ((m + 1) << s) - 1
 
 
+def _zeros(n: int) -> array:
+    """``n`` zero counters."""
+    return array("q", bytes(8 * n))
+
+
 class Histogram:
     """Counts of latencies (nanoseconds) in log-linear buckets."""
 
     __slots__ = ("counts", "count", "total", "minimum", "maximum")
 
     def __init__(self) -> None:
-        self.counts = array("q", bytes(8 * (_LINEAR + 40 * _SUB)))
+        self.counts = _zeros(_LINEAR + 40 * _SUB)
         self.count = 0
         self.total = 0
         self.minimum = 0
@@ -62,7 +67,7 @@ class Histogram:
         b = bucket_of(v)
         counts = self.counts
         if b >= len(counts):
-            counts.extend(array("q", bytes(8 * (b + 1 - len(counts)))))
+            counts.extend(_zeros(b + 1 - len(counts)))
         counts[b] += 1
         if self.count == 0 or v < self.minimum:
             self.minimum = v
@@ -77,7 +82,7 @@ class Histogram:
             return
         counts = self.counts
         if len(other.counts) > len(counts):
-            counts.extend(array("q", bytes(8 * (len(other.counts) - len(counts)))))
+            counts.extend(_zeros(len(other.counts) - len(counts)))
         for b, c in enumerate(other.counts):
             if c:
                 counts[b] += c
