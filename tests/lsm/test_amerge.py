@@ -329,38 +329,45 @@ def _blocks_read(reader, log) -> int:
     return sum(1 for o, n in reader.block_ranges() for offset, length in log if offset <= o and o + n <= offset + length)
 
 
-def test_first_reads_sized_by_the_limit_leave_the_merge_nothing_to_read():
-    """Given each source's bytes per pair, a scan's first reads (one
-    request a source, as read_first_blocks gathers them) cover the blocks
-    its limit is expected to need from each source, so the merge reads
-    nothing more: the scan waits for one round of reads, not one per block.
-    Without the estimate the same scan reads a block at a time, one source
-    after another."""
-    limit, start = 60, b"k00500"
+def check_first_reads_sized_by_the_limit(make_cursor, first_chunk, limit: int, expected: list) -> None:
+    """Over three interleaved tables (``_interleaved_tables``), with each
+    source's bytes per pair, a scan's first reads (one request a source,
+    as read_first_blocks gathers them) cover the blocks its limit is
+    expected to need from each source, so the merge reads nothing more:
+    the scan waits for one round of reads, not one per block.  Without the
+    estimate the same scan reads one block a source first, then reads on
+    during the merge.  ``make_cursor(reader, pair_bytes)`` is a cursor over
+    one table; ``first_chunk(cursors)`` the merge's first chunk of
+    ``limit`` pairs, whose keys must be ``expected``."""
     logs = [[] for _ in range(3)]
     readers, pair_bytes = _interleaved_tables(3, 600, logs)
-    expected = [(b"k%05d" % i, None) for i in range(500, 500 + limit)]
 
-    cursors = [TableCursor([r], start, None, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
+    cursors = [make_cursor(r, pb) for r, pb in zip(readers, pair_bytes)]
     for read in [c.first_read(limit) for c in cursors]:
         run(read)
     assert [len(log) for log in logs] == [1, 1, 1]
-    needed = [-(-(limit // 3) * r.block_count // 600) for r in readers]    # the blocks of 20 pairs a source
+    needed = [-(-(limit // 3) * r.block_count // 600) for r in readers]    # the blocks of limit / 3 pairs a source
     # At least those, and no more than the margin asks (and the block the scan starts in).
     assert all(n <= _blocks_read(r, log) <= n * READ_MARGIN + 1 for r, log, n in zip(readers, logs, needed))
-    chunk = run(visible_merge(cursors, 10**6, limit, limit).__anext__())
-    assert [k for k, _v in chunk[:limit]] == [k for k, _v in expected]
+    assert [k for k, _v in first_chunk(cursors)[:limit]] == expected
     assert [len(log) for log in logs] == [1, 1, 1]
 
     for log in logs:
         log.clear()
-    plain = [TableCursor([r], start, None) for r in readers]
+    plain = [make_cursor(r, 0.0) for r in readers]
     for read in [c.first_read(limit) for c in plain]:
         run(read)
     assert [_blocks_read(r, log) for r, log in zip(readers, logs)] == [1, 1, 1]
-    chunk = run(visible_merge(plain, 10**6, limit, limit).__anext__())
-    assert [k for k, _v in chunk[:limit]] == [k for k, _v in expected]
+    assert [k for k, _v in first_chunk(plain)[:limit]] == expected
     assert all(len(log) > 2 for log in logs)
+
+
+def test_first_reads_sized_by_the_limit_leave_the_merge_nothing_to_read():
+    limit, start = 60, b"k00500"
+    check_first_reads_sized_by_the_limit(
+        lambda reader, pair_bytes: TableCursor([reader], start, None, pair_bytes=pair_bytes),
+        lambda cursors: run(visible_merge(cursors, 10**6, limit, limit).__anext__()),
+        limit, [b"k%05d" % i for i in range(500, 500 + limit)])
 
 
 def test_a_cached_first_block_does_not_hide_the_uncached_blocks_after_it():

@@ -10,15 +10,15 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import READ_AHEAD_BLOCKS, READ_MARGIN, ListCursor
+from hedge.lsm.amerge import READ_AHEAD_BLOCKS, ListCursor
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.reverse import ReverseTableCursor, reverse_visible_merge
 from tests.lsm._drive import collect, collect_chunks, run
 from tests.lsm.model import random_entries, sorted_entries
-from tests.lsm.test_amerge import (_blocks_read, _bounded, _interleaved_tables, _level_of_three_tables,
-                                   _random_sources, _table, _values_entries)
+from tests.lsm.test_amerge import (_bounded, _level_of_three_tables, _random_sources, _table, _values_entries,
+                                   check_first_reads_sized_by_the_limit)
 
 
 def _reverse_runs(entries, rng: random.Random):
@@ -230,31 +230,9 @@ def test_reverse_table_cursor_reads_ahead_doubling_from_its_last_block():
 
 
 def test_reverse_first_reads_sized_by_the_limit_leave_the_merge_nothing_to_read():
-    """Given each source's bytes per pair, a reverse scan's first reads
-    (one request a source) cover the blocks below its end that its limit
-    is expected to need, so the merge reads nothing more; without the
-    estimate each source reads one block first and the merge reads on."""
+    """As forward (tests/lsm/test_amerge.py), below the scan's end."""
     limit, end = 60, b"k01300"
-    logs = [[] for _ in range(3)]
-    readers, pair_bytes = _interleaved_tables(3, 600, logs)
-    expected = [b"k%05d" % i for i in range(1299, 1299 - limit, -1)]
-
-    cursors = [ReverseTableCursor([r], None, end, pair_bytes=pb) for r, pb in zip(readers, pair_bytes)]
-    for read in [c.first_read(limit) for c in cursors]:
-        run(read)
-    assert [len(log) for log in logs] == [1, 1, 1]
-    needed = [-(-(limit // 3) * r.block_count // 600) for r in readers]    # the blocks of 20 pairs a source
-    assert all(n <= _blocks_read(r, log) <= n * READ_MARGIN + 1 for r, log, n in zip(readers, logs, needed))
-    chunk = run(reverse_visible_merge(cursors, 10**6, limit).__anext__())
-    assert [k for k, _v in chunk[:limit]] == expected
-    assert [len(log) for log in logs] == [1, 1, 1]
-
-    for log in logs:
-        log.clear()
-    plain = [ReverseTableCursor([r], None, end) for r in readers]
-    for read in [c.first_read(limit) for c in plain]:
-        run(read)
-    assert [_blocks_read(r, log) for r, log in zip(readers, logs)] == [1, 1, 1]
-    chunk = run(reverse_visible_merge(plain, 10**6, limit).__anext__())
-    assert [k for k, _v in chunk[:limit]] == expected
-    assert all(len(log) > 2 for log in logs)
+    check_first_reads_sized_by_the_limit(
+        lambda reader, pair_bytes: ReverseTableCursor([reader], None, end, pair_bytes=pair_bytes),
+        lambda cursors: run(reverse_visible_merge(cursors, 10**6, limit).__anext__()),
+        limit, [b"k%05d" % i for i in range(1299, 1299 - limit, -1)])
