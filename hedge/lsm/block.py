@@ -4,9 +4,9 @@ A block holds entries ``(user_key, seq, kind, value)`` in entry order (see
 hedge/lsm/keys.py).  The byte layout is in docs/format/table.md ("Data
 block"): the encoded entries, optional zero padding, a uint32 array with the
 offset of each entry, the entry count, and an xxh3_64 checksum over
-everything before it.  Because the offsets sit at the end, a reader binary
-searches the block with ``struct.unpack_from`` and decodes only the
-O(log n) entries it probes; nothing is decoded up front.
+everything before it.  Because the offsets sit at the end, a reader takes
+them as one tuple of ints (one ``unpack_from``), then binary searches the
+block and decodes only the O(log n) entries it probes.
 
 A block that is used again (a block-cache hit) is worth more work:
 ``with_keys()`` returns a copy that also holds the list of its user keys, so
@@ -21,6 +21,7 @@ threads (it lives in the block cache).
 """
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from array import array
@@ -46,6 +47,12 @@ MAX_BLOCK_BYTES = (1 << 32) - 1
 
 _KINDS = (DELETE, PUT)            # plain ints (hedge/lsm/keys.py), indexed by the stored kind byte
 _LITTLE = sys.byteorder == "little"
+
+
+@functools.lru_cache(maxsize=1024)
+def _offsets_format(count: int) -> struct.Struct:
+    """The format of a block's offset array of ``count`` entries."""
+    return struct.Struct(f"<{count}I")
 _xxh3_64 = xxhash.xxh3_64_intdigest
 # Memory a decoded key costs beyond its bytes: the bytes object's header and
 # its slot in the list.
@@ -159,10 +166,7 @@ class Block:
         start = n - TRAILER_BYTES - 4 * count
         if start < 0:
             raise CorruptionError(file, offset, f"block entry count {count} does not fit in {n} bytes")
-        if _LITTLE:
-            offs = memoryview(data)[start : n - TRAILER_BYTES].cast("I")
-        else:
-            offs = struct.unpack_from(f"<{count}I", data, start)
+        offs = _offsets_format(count).unpack_from(data, start)
         self._data = data
         self._offs = offs
         self._count = count
