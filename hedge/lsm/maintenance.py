@@ -98,6 +98,29 @@ class RangeRequest:
         self.done = False
 
 
+# Scans that pay for L0 (Options.l0_scan_compaction): one per L0_SCAN_BYTES
+# of L0 tables, at least L0_SCAN_MIN.  LevelDB allows a table one seek per
+# 16 KiB before compacting it: a seek costs about what compacting 40 KB
+# does.  A scan pays at least a block read or lookup, its decoding and a
+# place in the merge for each L0 table.
+L0_SCAN_BYTES = 16 << 10
+L0_SCAN_MIN = 100
+
+
+class L0ScanCharge:
+    """The scans of one version that merged its L0 tables, and how many pay
+    for compacting them (``budget``; 0: L0 is empty).  Counted without a
+    lock by any thread: a lost count only delays the compaction."""
+
+    __slots__ = ("version", "scans", "budget")
+
+    def __init__(self, version):
+        self.version = version
+        self.scans = 0
+        l0_bytes = sum(m.size for m in version.levels[0]) if version is not None else 0
+        self.budget = max(L0_SCAN_MIN, l0_bytes // L0_SCAN_BYTES) if l0_bytes else 0
+
+
 class Maintenance:
     def __init__(self, tree, versions: VersionSet, tables: TableCache, options: Options,
                  worker_config: WorkerConfig):
@@ -116,6 +139,7 @@ class Maintenance:
         self._worker: CompactionWorker | None = None
         self._flush_worker: CompactionWorker | None = None     # flushes (Options.flush_process)
         self._manual: deque[RangeRequest] = deque()
+        self._l0_scanned = None         # the version whose L0 tables scans have paid for
         self._holds = 0                 # deletion holds taken (checkpoints in progress)
         self._held: list[str] = []      # tables dropped while a hold was taken, to remove later
         self._hold_lock = threading.Lock()
@@ -129,6 +153,13 @@ class Maintenance:
 
     def wake(self) -> None:
         """Something may be due (a memtable to flush, a new version)."""
+        self._work.notify()
+
+    def l0_scans_paid(self, version) -> None:
+        """Any thread: scans have merged ``version``'s L0 tables long enough;
+        compact L0 while it is still that version's (policy.pick's
+        ``l0_scans_due``)."""
+        self._l0_scanned = version
         self._work.notify()
 
     def request_range(self, start: bytes | None, end: bytes | None) -> RangeRequest:
@@ -192,8 +223,7 @@ class Maintenance:
         if self._idle_epoch <= epoch or self._compacting is not None:
             return False
         sv = self._tree.super_version
-        return not sv.imms and policy.pick(sv.version, self._options,
-                                           self._versions.current.compact_pointers) is None
+        return not sv.imms and self._pick(sv.version) is None
 
     @property
     def idle_epoch(self) -> int:
@@ -257,13 +287,18 @@ class Maintenance:
             return None
         if self._manual:
             return self._range_step
-        task = policy.pick(sv.version, self._options, self._versions.current.compact_pointers)
+        task = self._pick(sv.version)
         if task is None:
             return None
         if self._options.compaction_process and not task.trivial_move:
             self._compacting = spawn(self._compact_beside(task), name="compaction")
             return None
         return lambda: self._compact(task)
+
+    def _pick(self, version):
+        """The automatic compaction due on ``version``, or None."""
+        return policy.pick(version, self._options, self._versions.current.compact_pointers,
+                           self._l0_scanned is version)
 
     async def _end_compacting(self) -> None:
         """Wait for the compaction beside the loop; cancel it only while it

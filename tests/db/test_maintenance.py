@@ -8,6 +8,7 @@ import os
 import pytest
 
 import hedge
+from hedge.lsm.maintenance import L0_SCAN_MIN
 from tests.db.helpers import open_db, sst_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,6 +112,39 @@ def test_compact_without_a_range_runs_only_what_is_due(tmp_path, io_method):
         four_l0_tables(db, {})
         db.compact()
         assert db.property("hedge.num-files-at-level0") == 4     # below the trigger: nothing due
+
+
+def test_scans_that_paid_for_l0_compact_it_below_the_trigger(tmp_path, io_method, api):
+    model: dict[bytes, bytes] = {}
+    with open_db(tmp_path / "db", io_method, **MANUAL) as db:
+        four_l0_tables(db, model)
+        db.compact(b"a", b"z")                          # everything to L1
+        for i in range(0, 100, 7):                      # newer data in one L0 table
+            db.put(b"m%03d" % i, b"newer")
+            model[b"m%03d" % i] = b"newer"
+        db.flush()
+        assert db.property("hedge.num-files-at-level0") == 1
+        expected = sorted(model.items())[95:100]
+        for _ in range(L0_SCAN_MIN - 1):                # a small table: the least a budget can be
+            assert list(db.scan(expected[0][0], limit=5)) == expected
+        compact(db, api)                                # waits until nothing is due
+        assert db.property("hedge.num-files-at-level0") == 1
+        assert list(db.scan(expected[0][0], limit=5)) == expected      # the scan that pays
+        compact(db, api)
+        assert db.property("hedge.num-files-at-level0") == 0
+        assert db.stats()["compaction"]["count"] >= 2
+        assert dict(db.scan()) == model
+        assert db.get(b"m007") == b"newer"
+
+
+def test_scans_leave_l0_alone_when_told_to(tmp_path, io_method):
+    model: dict[bytes, bytes] = {}
+    with open_db(tmp_path / "db", io_method, l0_scan_compaction=False, **MANUAL) as db:
+        four_l0_tables(db, model)
+        for _ in range(2 * L0_SCAN_MIN):
+            assert dict(db.scan(b"m000", limit=3)) == dict(sorted(model.items())[100:103])
+        db.compact()
+        assert db.property("hedge.num-files-at-level0") == 4
 
 
 def test_compact_range_checks_its_bounds(tmp_path):

@@ -22,6 +22,11 @@ state, callable from any thread.  docs/compaction.md explains the rules.
   instead of piling up one per flush.
 - A task is bottommost when no level below its output level overlaps its key
   range; only then may tombstones be dropped.
+- Scans pay for L0: when scans have merged a version's L0 tables long
+  enough (the engine counts them, ``Options.l0_scan_compaction``), the
+  caller passes ``l0_scans_due`` and L0 is compacted below its trigger
+  (LevelDB's seek compaction, counted in scans: a short scan merges every
+  L0 table it overlaps, a get rarely reads one past its bloom filter).
 
 Manual range compactions (``db.compact(start, end)``, LevelDB's
 CompactRange): ``range_last_level`` is the deepest level holding a table
@@ -113,16 +118,21 @@ def level_scores(version: Version, options: Options) -> tuple[float, ...]:
 
 
 def pick(version: Version, options: Options,
-         compact_pointers: Sequence[bytes | None] = NO_POINTERS) -> CompactionTask | None:
-    """The next compaction, or None when every score is below 1.
+         compact_pointers: Sequence[bytes | None] = NO_POINTERS,
+         l0_scans_due: bool = False) -> CompactionTask | None:
+    """The next compaction, or None when every score is below 1 (and, with
+    ``l0_scans_due``, L0 is empty).
 
     ``compact_pointers[n]`` is the largest key of the last task started at
     level n (VersionSetState.compact_pointers), None when there was none.
+    ``l0_scans_due``: scans have paid for L0's tables (module docstring).
     """
     scores = level_scores(version, options)
     level = max(range(len(scores)), key=lambda n: (scores[n], -n))
     if scores[level] < 1:
-        return None
+        if not (l0_scans_due and version.levels[0]):
+            return None
+        level = 0
     if level == 0:
         upper = _l0_inputs(version)
     else:

@@ -37,6 +37,30 @@ def test_no_task_below_the_l0_trigger():
     assert pick(v, OPTS) is None
 
 
+def test_scans_paid_for_l0_compact_it_below_the_trigger():
+    l0 = l0_tables(("a", "c"), ("b", "e"))
+    l1 = (table(1, "a", "b"), table(2, "x", "z"))
+    v = version_of(l0, l1)
+    assert pick(v, OPTS) is None
+    task = pick(v, OPTS, NO_POINTERS, l0_scans_due=True)
+    assert task.level == 0 and task.output_level == 1 and task.score == 0.5
+    assert [m.smallest_key for m in task.upper] == [b"a", b"b"]
+    assert [m.number for m in task.lower] == [1]
+    assert not task.trivial_move
+
+
+def test_scans_paid_for_an_empty_l0_leave_the_levels_alone():
+    v = version_of((), (table(1, "a", "b"),))
+    assert pick(v, OPTS, NO_POINTERS, l0_scans_due=True) is None
+
+
+def test_a_level_over_its_target_goes_before_the_l0_scans_paid_for():
+    l0 = l0_tables(("a", "c"))
+    l1 = (table(1, "a", "b", size=2000),)
+    task = pick(version_of(l0, l1), OPTS, NO_POINTERS, l0_scans_due=True)
+    assert task.level == 1
+
+
 def test_l0_trigger_takes_overlapping_l0_and_l1_tables():
     l0 = l0_tables(("a", "c"), ("b", "e"), ("x", "z"), ("d", "f"))
     l1 = (table(1, "a", "a"), table(2, "e", "g"), table(3, "h", "w"), table(4, "y", "z"))
