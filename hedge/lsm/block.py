@@ -47,16 +47,16 @@ MAX_BLOCK_BYTES = (1 << 32) - 1
 
 _KINDS = (DELETE, PUT)            # plain ints (hedge/lsm/keys.py), indexed by the stored kind byte
 _LITTLE = sys.byteorder == "little"
+_xxh3_64 = xxhash.xxh3_64_intdigest
+# Memory a decoded key costs beyond its bytes: the bytes object's header and
+# its slot in the list.
+_KEY_OVERHEAD = sys.getsizeof(b"") + 8
 
 
 @functools.lru_cache(maxsize=1024)
 def _offsets_format(count: int) -> struct.Struct:
     """The format of a block's offset array of ``count`` entries."""
     return struct.Struct(f"<{count}I")
-_xxh3_64 = xxhash.xxh3_64_intdigest
-# Memory a decoded key costs beyond its bytes: the bytes object's header and
-# its slot in the list.
-_KEY_OVERHEAD = sys.getsizeof(b"") + 8
 
 
 def entry_bytes(key: bytes, value: bytes) -> int:

@@ -108,9 +108,10 @@ L0_SCAN_MIN = 100
 
 
 class L0ScanCharge:
-    """The scans of one version that merged its L0 tables, and how many pay
-    for compacting them (``budget``; 0: L0 is empty).  Counted without a
-    lock by any thread: a lost count only delays the compaction."""
+    """The scans of one version with L0 tables (every scan merges each L0
+    table its range overlaps; one that overlaps none counts too), and how
+    many pay for compacting them (``budget``; 0: L0 is empty).  Counted
+    without a lock by any thread: a lost count only delays the compaction."""
 
     __slots__ = ("version", "scans", "budget")
 
