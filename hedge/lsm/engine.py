@@ -73,7 +73,7 @@ from hedge.lsm.compaction.worker import WorkerConfig
 from hedge.lsm.iterators import merge
 from hedge.lsm.keys import DELETE, check_key
 from hedge.lsm.lookup import NeedsIO, SuperVersion
-from hedge.lsm.maintenance import L0ScanCharge, Maintenance
+from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.manifest import fsync_directory
 from hedge.lsm.memtable import Memtable
 from hedge.lsm.recovery import Recovered, recover, recover_read_only
@@ -138,9 +138,8 @@ class Engine:
             io_method=io_method, ring_entries=options.ring_entries, submit_min=options.ring_submit_min,
             cpus=frozenset().union(*layout.background) if layout.pinned else None)
         self.maintenance = Maintenance(self, self.versions, self.tables, options, worker_config)
-        # Scans charged to the current version's L0 tables (l0_scan_compaction).
+        # Scans are charged to the L0 tables they merge (l0_scan_compaction).
         self._charging_scans = options.l0_scan_compaction and not self.read_only
-        self._l0_charge = L0ScanCharge(None)
 
     @classmethod
     def open(cls, directory: str, options: Options, pools, cache: BlockCache | None, io_method: str) -> "Engine":
@@ -494,17 +493,6 @@ class Engine:
         keys = [check_key(k) for k in keys]
         return await self.finish_gets(self.multi_get_now(keys, snap))
 
-    def _charge_scan(self, version) -> None:
-        """Count a scan of ``version`` toward compacting its L0 tables; tell
-        maintenance when they are paid for (Options.l0_scan_compaction)."""
-        charge = self._l0_charge
-        if charge.version is not version:
-            charge = self._l0_charge = L0ScanCharge(version)
-        if charge.budget:
-            charge.scans += 1
-            if charge.scans == charge.budget:
-                self.maintenance.l0_scans_paid(version)
-
     def acquire_snapshot(self) -> tuple[int, int]:
         """Pin the current sequence number: compactions keep what it sees
         until ``release_snapshot(id)``.  Returns (id, sequence number)."""
@@ -546,7 +534,7 @@ class Engine:
             sid = None
         sv = self._sv
         if self._charging_scans:
-            self._charge_scan(sv.version)
+            self.maintenance.charge_scan(sv.version)
         chunk: list = []
         try:
             if start is None or end is None or start < end:

@@ -118,8 +118,12 @@ class L0ScanCharge:
     def __init__(self, version):
         self.version = version
         self.scans = 0
-        l0_bytes = sum(m.size for m in version.levels[0]) if version is not None else 0
+        l0_bytes = version.level_bytes(0)
         self.budget = max(L0_SCAN_MIN, l0_bytes // L0_SCAN_BYTES) if l0_bytes else 0
+
+    def paid_for(self, version) -> bool:
+        """Whether scans have paid for compacting ``version``'s L0."""
+        return self.version is version and 0 < self.budget <= self.scans
 
 
 class Maintenance:
@@ -140,7 +144,7 @@ class Maintenance:
         self._worker: CompactionWorker | None = None
         self._flush_worker: CompactionWorker | None = None     # flushes (Options.flush_process)
         self._manual: deque[RangeRequest] = deque()
-        self._l0_scanned = None         # the version whose L0 tables scans have paid for
+        self._l0_charge = L0ScanCharge(tree.super_version.version)   # Options.l0_scan_compaction
         self._holds = 0                 # deletion holds taken (checkpoints in progress)
         self._held: list[str] = []      # tables dropped while a hold was taken, to remove later
         self._hold_lock = threading.Lock()
@@ -156,12 +160,17 @@ class Maintenance:
         """Something may be due (a memtable to flush, a new version)."""
         self._work.notify()
 
-    def l0_scans_paid(self, version) -> None:
-        """Any thread: scans have merged ``version``'s L0 tables long enough;
-        compact L0 while it is still that version's (policy.pick's
-        ``l0_scans_due``)."""
-        self._l0_scanned = version
-        self._work.notify()
+    def charge_scan(self, version) -> None:
+        """Any thread: count a scan of ``version`` toward compacting its L0
+        tables; once they are paid for, compact L0 while it is still that
+        version's (policy.pick's ``l0_scans_due``)."""
+        charge = self._l0_charge
+        if charge.version is not version:
+            charge = self._l0_charge = L0ScanCharge(version)
+        if charge.budget:
+            charge.scans += 1
+            if charge.scans == charge.budget:
+                self._work.notify()
 
     def request_range(self, start: bytes | None, end: bytes | None) -> RangeRequest:
         """Queue a manual compaction of [start, end]; the caller waits on
@@ -299,7 +308,7 @@ class Maintenance:
     def _pick(self, version):
         """The automatic compaction due on ``version``, or None."""
         return policy.pick(version, self._options, self._versions.current.compact_pointers,
-                           self._l0_scanned is version)
+                           self._l0_charge.paid_for(version))
 
     async def _end_compacting(self) -> None:
         """Wait for the compaction beside the loop; cancel it only while it

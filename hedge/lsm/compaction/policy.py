@@ -23,7 +23,7 @@ state, callable from any thread.  docs/compaction.md explains the rules.
 - A task is bottommost when no level below its output level overlaps its key
   range; only then may tombstones be dropped.
 - Scans pay for L0: when scans have merged a version's L0 tables long
-  enough (the engine counts them, ``Options.l0_scan_compaction``), the
+  enough (maintenance counts them, ``Options.l0_scan_compaction``), the
   caller passes ``l0_scans_due`` and L0 is compacted below its trigger
   (LevelDB's seek compaction, counted in scans: a short scan merges every
   L0 table it overlaps, a get rarely reads one past its bloom filter).
