@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: one per I/O method, an executor on
-each, and helpers to run coroutines on it."""
+each, one per block search (C kernel or Python twin), and helpers to run
+coroutines on it."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import pytest
 
 from hedge.exec import Executor
 from hedge.io.backend import uring_status
+from hedge.lsm import block as block_module
 
 IO_METHODS = ["io_uring", "threads", "sync"]
 
@@ -24,6 +26,20 @@ def require_method(method: str) -> None:
 def io_method(request) -> str:
     require_method(request.param)
     return request.param
+
+
+BLOCK_SEARCHES = ["c", "python"]
+
+
+@pytest.fixture(params=BLOCK_SEARCHES)
+def block_search(request) -> str:
+    """Blocks searched by the C kernel or by its Python twin for the test's
+    duration (the C one skipped, saying why, when it is not built)."""
+    if request.param == "c" and not block_module.search_kernel_available():
+        pytest.skip("the C block search is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+    block_module.use_search_kernel(request.param == "c")
+    yield request.param
+    block_module.use_search_kernel(True)
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ pure-Python twin used when this module is not built (docs/design.md, "C
 kernels"):
 
 - ``hedge_bloom_set``: the probe bits of every key of a table's bloom
-  filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``).
+  filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``);
+- ``hedge_block_seek`` and ``hedge_block_find``: the binary search of a
+  data block (hedge/lsm/block.py, ``Block.lower_bound`` and ``Block.get``).
 
 The staged-request and completion layouts are shared with hedge/io/uring.py
 (struct formats REQ_FORMAT and CQE_FORMAT there); keep them in step.
@@ -76,6 +78,11 @@ int io_uring_register_eventfd(struct io_uring *ring, int fd);
 #define HEDGE_SETUP_COOP_TASKRUN ...
 
 void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes);
+
+long hedge_block_seek(const char *block, size_t size, uint32_t count,
+                      const char *key, size_t key_len, uint64_t snapshot_seq);
+long hedge_block_find(const char *block, size_t size, uint32_t count,
+                      const char *key, size_t key_len, uint64_t snapshot_seq);
 """
 
 SOURCE = r"""
@@ -235,6 +242,101 @@ void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64
             bits[b >> 3] |= (uint8_t)(1u << (b & 7));
         }
     }
+}
+
+/* Kernels: the binary search of a data block (docs/format/table.md, "Data
+   block"): entries of header (key length u32, value length u32, seq << 8 |
+   kind u64, little-endian), key, value; then count u32 entry offsets, the
+   count and the checksum (12 bytes).  Entry order is key ascending, then
+   seq descending.  Every offset and key length is checked against the
+   block before it is read: a block whose checksum matched but whose
+   offsets do not fit (a bug, or a forged file) gives HEDGE_BLOCK_CORRUPT,
+   never a read outside it.  Twins: hedge/lsm/block.py, the Python search
+   in Block.get and Block.lower_bound. */
+#define HEDGE_BLOCK_ABSENT  (-1L)
+#define HEDGE_BLOCK_CORRUPT (-2L)
+
+static uint32_t hedge_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t hedge_le64(const unsigned char *p)
+{
+    return (uint64_t)hedge_le32(p) | (uint64_t)hedge_le32(p + 4) << 32;
+}
+
+/* The user key of entry i: its bytes and length; 0, or -1 when the entry
+   does not fit inside the entries' area (entries_end bytes). */
+static int hedge_block_key(const unsigned char *b, const unsigned char *offsets, size_t entries_end,
+                           uint32_t i, uint32_t *entry, uint32_t *key_len)
+{
+    uint32_t off = hedge_le32(offsets + 4 * (size_t)i);
+    if (off > entries_end || entries_end - off < 16)
+        return -1;
+    uint32_t len = hedge_le32(b + off);
+    if (len > entries_end - off - 16)
+        return -1;
+    *entry = off;
+    *key_len = len;
+    return 0;
+}
+
+/* Index of the first entry at or after (key, snapshot_seq) in entry order:
+   the first whose user key is greater, or equal with seq <= snapshot_seq
+   (count when there is none); *equal says whether that entry's user key is
+   key.  HEDGE_BLOCK_CORRUPT when the trailer or an offset is impossible. */
+static long hedge_block_search(const unsigned char *b, size_t size, uint32_t count,
+                               const unsigned char *key, size_t key_len, uint64_t snapshot_seq,
+                               int *equal)
+{
+    *equal = 0;
+    if (size < 12 || (size - 12) / 4 < count)
+        return HEDGE_BLOCK_CORRUPT;
+    size_t entries_end = size - 12 - 4 * (size_t)count;
+    const unsigned char *offsets = b + entries_end;
+    uint32_t lo = 0, hi = count, off, len;
+    while (lo < hi) {
+        uint32_t mid = lo + ((hi - lo) >> 1);
+        if (hedge_block_key(b, offsets, entries_end, mid, &off, &len) < 0)
+            return HEDGE_BLOCK_CORRUPT;
+        int c = memcmp(b + off + 16, key, len < key_len ? len : key_len);
+        if (c == 0)
+            c = len < key_len ? -1 : len > key_len;
+        if (c < 0 || (c == 0 && hedge_le64(b + off + 8) >> 8 > snapshot_seq))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < count) {
+        if (hedge_block_key(b, offsets, entries_end, lo, &off, &len) < 0)
+            return HEDGE_BLOCK_CORRUPT;
+        *equal = len == key_len && memcmp(b + off + 16, key, key_len) == 0;
+    }
+    return (long)lo;
+}
+
+/* Block.lower_bound with snapshot_seq = 2**64 - 1; a lookup's seek (a
+   version of key at or below snapshot_seq, or the key after it) otherwise. */
+long hedge_block_seek(const char *block, size_t size, uint32_t count,
+                      const char *key, size_t key_len, uint64_t snapshot_seq)
+{
+    int equal;
+    return hedge_block_search((const unsigned char *)block, size, count,
+                              (const unsigned char *)key, key_len, snapshot_seq, &equal);
+}
+
+/* Block.get: the index of the newest version of key with seq <=
+   snapshot_seq, HEDGE_BLOCK_ABSENT when the block holds none. */
+long hedge_block_find(const char *block, size_t size, uint32_t count,
+                      const char *key, size_t key_len, uint64_t snapshot_seq)
+{
+    int equal;
+    long i = hedge_block_search((const unsigned char *)block, size, count,
+                                (const unsigned char *)key, key_len, snapshot_seq, &equal);
+    if (i < 0)
+        return i;
+    return equal ? i : HEDGE_BLOCK_ABSENT;
 }
 """
 

@@ -8,12 +8,20 @@ everything before it.  Because the offsets sit at the end, a reader takes
 them as one tuple of ints (one ``unpack_from``), then binary searches the
 block and decodes only the O(log n) entries it probes.
 
-A block that is used again (a block-cache hit) is worth more work:
+The binary search runs in C when hedge.io._uring is built (the kernels
+``hedge_block_find`` and ``hedge_block_seek``, docs/design.md "C kernels"):
+one call on the block's bytes, about 0.6 us for a get against 1.5 us in
+Python for a 16-entry block.  Its twin, the Python search below, runs when
+the module is not built or HEDGE_PURE_PYTHON is set; ``use_search_kernel``
+switches between them (for tests that compare the two).
+
+A block that is scanned again (a block-cache hit) is worth more work:
 ``with_keys()`` returns a copy that also holds the list of its user keys, so
-a search is one ``bisect`` in C plus one header decode, and iteration slices
-no keys.  Decoding the keys costs about as much as eight binary searches
-(~0.25 us per entry), so a block read once, e.g. by a cold lookup, is never
-decoded.
+iteration slices no keys and, with the Python search, a get is one
+``bisect`` plus one header decode.  Decoding the keys costs about as much as
+eight Python binary searches (~0.25 us per entry), so a block read once,
+e.g. by a cold lookup, is never decoded; with the C search a get never
+decodes one (``Block.search_in_c``).
 
 ``BlockBuilder`` is owned by one thread (the one building a table).  A
 ``Block`` is immutable after construction and may be shared by any number of
@@ -22,6 +30,7 @@ threads (it lives in the block cache).
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import sys
 from array import array
@@ -57,6 +66,48 @@ _KEY_OVERHEAD = sys.getsizeof(b"") + 8
 def _offsets_format(count: int) -> struct.Struct:
     """The format of a block's offset array of ``count`` entries."""
     return struct.Struct(f"<{count}I")
+
+
+def _search_kernels():
+    """``(find, seek)``: the block-search kernels from hedge.io._uring, or
+    None when the module is not built (or was built before the kernels
+    existed), or when HEDGE_PURE_PYTHON is set."""
+    if os.environ.get("HEDGE_PURE_PYTHON"):
+        return None
+    try:
+        from hedge.io._uring import lib
+    except ImportError:
+        return None
+    find = getattr(lib, "hedge_block_find", None)
+    seek = getattr(lib, "hedge_block_seek", None)
+    if find is None or seek is None:
+        return None
+    return find, seek
+
+
+_KERNELS = _search_kernels()
+# The kernels in use (None: the Python search); set by use_search_kernel.
+_find = _seek = None
+# hedge_block_find's answer for a key the block holds no version of, and the
+# kernels' answer for offsets that do not fit in the block.
+_ABSENT, _CORRUPT = -1, -2
+# The largest snapshot: seek by user key alone.
+_ANY_SEQ = (1 << 64) - 1
+
+
+def search_kernel_available() -> bool:
+    """Whether the C block search is built (and not disabled by
+    HEDGE_PURE_PYTHON)."""
+    return _KERNELS is not None
+
+
+def use_search_kernel(enabled: bool) -> None:
+    """Search blocks in C (when available) or with the Python twin.  For
+    tests and measurements that compare the two; the default is C when
+    available.  Process-wide: call it with no search running."""
+    global _find, _seek
+    _find, _seek = _KERNELS if enabled and _KERNELS is not None else (None, None)
+    Block.search_in_c = _find is not None
 
 
 def entry_bytes(key: bytes, value: bytes) -> int:
@@ -152,6 +203,10 @@ class Block:
 
     __slots__ = ("_data", "_offs", "_count", "_keys", "_nbytes", "file", "offset")
 
+    # Whether get and lower_bound search in C (use_search_kernel): a block
+    # hit by a get is then not worth decoding (with_keys).
+    search_in_c = False
+
     def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
         if type(data) is not bytes:
             data = bytes(data)
@@ -228,6 +283,16 @@ class Block:
                 i += 1
             return None
         data = self._data
+        if _find is not None:
+            i = _find(data, len(data), self._count, user_key, len(user_key), snapshot_seq)
+            if i < 0:
+                if i == _ABSENT:
+                    return None
+                raise self._corrupt_offsets()
+            off = self._offs[i]
+            klen, vlen, sk = _HEADER.unpack_from(data, off)
+            start = off + 16 + klen
+            return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
         offs = self._offs
         u32 = _U32
         lo = 0
@@ -261,6 +326,11 @@ class Block:
         if self._keys is not None:
             return bisect_left(self._keys, user_key)
         data = self._data
+        if _seek is not None:
+            i = _seek(data, len(data), self._count, user_key, len(user_key), _ANY_SEQ)
+            if i < 0:
+                raise self._corrupt_offsets()
+            return i
         offs = self._offs
         u32 = _U32
         lo = 0
@@ -273,6 +343,9 @@ class Block:
             else:
                 hi = mid
         return lo
+
+    def _corrupt_offsets(self) -> CorruptionError:
+        return CorruptionError(self.file, self.offset, "block entry offsets point outside the block")
 
     def iter_from(self, start_key: bytes | None = None) -> Iterator[tuple[bytes, int, Kind, bytes]]:
         """Yield entries ``(user_key, seq, kind, value)`` in entry order,
@@ -312,3 +385,6 @@ class Block:
                 vstart = off + 16 + klen
                 append((key, sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
         return out
+
+
+use_search_kernel(True)

@@ -1,7 +1,8 @@
 """The block cache changes costs, never answers: one workload gives the same
 results with the cache on, off and tiny (a few blocks, evicting all the
-time), through the blocking API and db.aio; a get whose blocks are all
-cached completes without suspending."""
+time), with blocks searched in C and in Python, through the blocking API
+and db.aio; a get whose blocks are all cached completes without
+suspending."""
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,7 @@ def _all_keys():
 
 
 @pytest.mark.parametrize("cache", list(CACHES))
-def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, cache):
+def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, cache, block_search):
     with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": CACHES[cache]}) as db:
         model, snap, snap_model = _workload(db)
         db.flush()

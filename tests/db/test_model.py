@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import hedge
+from hedge.lsm import block as block_module
 from tests.db.helpers import SMALL, SOAK, level_summary, model_scan, open_db
 
 # A small alphabet so that overwrites and removes hit existing keys.
@@ -192,14 +193,19 @@ class HedgeVsDict(RuleBasedStateMachine):
         self.steps += 1
 
 
-@pytest.mark.timeout(900 if SOAK else 120)
-def test_hedge_behaves_like_a_dict(io_method):
+def _run_machine(io_method: str) -> type:
     machine = type(f"HedgeVsDict_{io_method}", (HedgeVsDict,),
                    {"io_method": io_method, "seen_levels": [], "seen_steps": []})
     run_state_machine_as_test(machine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         derandomize=not SOAK))
+    return machine
+
+
+@pytest.mark.timeout(900 if SOAK else 120)
+def test_hedge_behaves_like_a_dict(io_method):
+    machine = _run_machine(io_method)
     # The examples really went through a tree of several levels.
     assert len(machine.seen_levels) >= EXAMPLES // 2, machine.seen_levels
     assert max(machine.seen_levels) >= 2, machine.seen_levels
@@ -207,6 +213,19 @@ def test_hedge_behaves_like_a_dict(io_method):
     spread = {n: machine.seen_levels.count(n) for n in sorted(set(machine.seen_levels))}
     print(f"{io_method}: {len(machine.seen_steps)} examples, {sum(machine.seen_steps)} steps, "
           f"examples by most levels holding tables: {spread}")
+
+
+@pytest.mark.timeout(900 if SOAK else 120)
+def test_hedge_behaves_like_a_dict_with_blocks_searched_in_python():
+    """The same machine with the block search's Python twin (the test above
+    uses the C kernel when it is built); one I/O method, since the search
+    does no I/O."""
+    block_module.use_search_kernel(False)
+    try:
+        machine = _run_machine("sync")
+    finally:
+        block_module.use_search_kernel(True)
+    assert max(machine.seen_levels) >= 2, machine.seen_levels
 
 
 def test_data_reaches_several_levels_and_compact_leaves_every_level_under_its_target(io_method, tmp_path):

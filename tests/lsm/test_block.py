@@ -8,6 +8,7 @@ import pytest
 import xxhash
 
 from hedge.errors import CorruptionError
+from hedge.lsm import block as block_module
 from hedge.lsm.block import Block, BlockBuilder
 from hedge.lsm.keys import MAX_KEY_BYTES, Kind
 
@@ -42,7 +43,7 @@ def build(entries, pad_to: int = 1) -> bytes:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_get_matches_model_at_every_snapshot(seed):
+def test_get_matches_model_at_every_snapshot(seed, block_search):
     rng = random.Random(seed)
     entries = random_entries(rng, 60)
     block = Block(build(entries))
@@ -56,7 +57,7 @@ def test_get_matches_model_at_every_snapshot(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_iter_from_yields_entries_from_start_key(seed):
+def test_iter_from_yields_entries_from_start_key(seed, block_search):
     rng = random.Random(100 + seed)
     entries = random_entries(rng, 80)
     block = Block(build(entries, pad_to=4096))
@@ -148,7 +149,7 @@ def test_impossible_count_with_valid_checksum_raises_corruption():
 # ---- the copy with decoded keys (Block.with_keys) answers like the block ----
 
 @pytest.mark.parametrize("seed", range(6))
-def test_with_keys_answers_exactly_like_the_plain_block(seed):
+def test_with_keys_answers_exactly_like_the_plain_block(seed, block_search):
     rng = random.Random(500 + seed)
     entries = random_entries(rng, rng.choice((1, 5, 60, 200)))
     plain = Block(build(entries, pad_to=rng.choice((1, 4096))))
@@ -175,3 +176,80 @@ def test_with_keys_charges_the_decoded_keys():
     assert plain.nbytes == 4096
     # Each key costs at least its bytes and a list slot.
     assert decoded.nbytes >= 4096 + 100 * (6 + 8)
+
+
+# ---- the C search (hedge_block_find / hedge_block_seek) and its Python twin ----
+
+needs_kernel = pytest.mark.skipif(not block_module.search_kernel_available(),
+                                  reason="the C block search is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+
+
+def _answers(block: Block, probes, snapshots):
+    """Every get and lower_bound of ``probes`` the block gives now."""
+    return ([block.get(key, snap) for key in probes for snap in snapshots],
+            [block.lower_bound(key) for key in probes])
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", range(8))
+def test_c_search_answers_like_its_python_twin(seed):
+    rng = random.Random(900 + seed)
+    entries = random_entries(rng, rng.choice((1, 3, 16, 60, 300)))
+    if seed % 2:                 # keys that are prefixes of others, the empty key, 0x00 and 0xff bytes
+        extra = {b"", b"\x00", b"\xff", b"\xff\xff", b"a", b"a\x00", b"ab"}
+        keys = sorted({e[0] for e in entries} | extra)
+        entries = [(k, 7, Kind.PUT, b"v" + k) for k in keys]
+    block = Block(build(entries, pad_to=rng.choice((1, 4096))))
+    seqs = sorted({e[1] for e in entries})
+    seqs = rng.sample(seqs, min(12, len(seqs)))
+    snapshots = [0, 1, (1 << 56) - 1, (1 << 64) - 1] + seqs + [s - 1 for s in seqs]
+    probes = sorted({e[0] for e in entries}) + [b"", b"\x00", b"a\x00", b"zzz", b"ab\xff", b"f" * 7, b"\xff" * 3]
+    try:
+        block_module.use_search_kernel(False)
+        python = _answers(block, probes, snapshots)
+        block_module.use_search_kernel(True)
+        c = _answers(block, probes, snapshots)
+    finally:
+        block_module.use_search_kernel(True)
+    assert c == python
+    gets, bounds = python
+    assert gets == [model_get(entries, key, snap) for key in probes for snap in snapshots]
+    assert bounds == [sum(e[0] < key for e in entries) for key in probes]
+
+
+@needs_kernel
+def test_c_search_of_an_empty_block_finds_nothing():
+    block = Block(BlockBuilder().finish())
+    assert block.get(b"a", 1) is None
+    assert block.lower_bound(b"a") == 0
+
+
+def _forged(entries, patch) -> bytes:
+    """A block of ``entries`` with ``patch(body)`` applied to its bytes before
+    the checksum, and a checksum that matches them."""
+    raw = bytearray(build(entries))
+    body = raw[:-8]
+    patch(body)
+    return bytes(body) + struct.pack("<Q", xxhash.xxh3_64_intdigest(bytes(body)))
+
+
+@needs_kernel
+@pytest.mark.parametrize("damage", ["offset past the end", "key longer than the block"])
+def test_c_search_raises_corruption_for_offsets_outside_the_block(damage):
+    entries = [(b"k%03d" % i, 5, Kind.PUT, b"x" * 20) for i in range(10)]
+    count = len(entries)
+
+    def patch(body):
+        offsets_at = len(body) - 4 - 4 * count
+        if damage == "offset past the end":
+            struct.pack_into("<I", body, offsets_at + 4 * 5, len(body) + 100)
+        else:
+            (first,) = struct.unpack_from("<I", body, offsets_at + 4 * 5)
+            struct.pack_into("<I", body, first, 1 << 30)
+
+    block = Block(_forged(entries, patch), file="x.sst", offset=8192)      # the checksum matches
+    with pytest.raises(CorruptionError, match="outside the block") as info:
+        block.get(b"k005", 9)
+    assert (info.value.file, info.value.offset) == ("x.sst", 8192)
+    with pytest.raises(CorruptionError, match="outside the block"):
+        block.lower_bound(b"k005")

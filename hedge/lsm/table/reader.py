@@ -16,9 +16,11 @@ the decoded block, so a hit costs no decompression.
 ``get_cached`` is the synchronous part of ``get``: it answers from memory
 (key range, bloom filter, index, cached block) or returns ``NOT_CACHED``
 when the answer needs a block read; ``get`` awaits only in that case.  A block found
-in the cache for a point lookup or a scan is replaced there, on that first
-hit, by its copy with decoded keys (``Block.with_keys``), so later lookups
-in it search with ``bisect``.
+in the cache for a scan is replaced there, on that first hit, by its copy
+with decoded keys (``Block.with_keys``), so later scans slice no keys and
+lookups in it search with ``bisect``; a point lookup does the same only
+when blocks are searched in Python (``Block.search_in_c`` is False: the C
+search is about as fast as ``bisect`` without the decoding).
 
 The reader does no I/O of its own: it is given ``read(offset, length)``, an
 async callable returning ``length`` bytes at ``offset`` (the engine passes one
@@ -272,7 +274,7 @@ class TableReader:
             ckey = self._cache_keys[i]
             block = cache.get(ckey)
             if block is not None:
-                if not block.has_keys:
+                if not (block.search_in_c or block.has_keys):
                     block = self._decode_cached(ckey, block)
                 return block.get(key, snapshot_seq)
         if not self._may_contain(key):
