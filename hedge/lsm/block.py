@@ -16,12 +16,13 @@ the module is not built or HEDGE_PURE_PYTHON is set; ``use_search_kernel``
 switches between them (for tests that compare the two).
 
 A block that is scanned again (a block-cache hit) is worth more work:
-``with_keys()`` returns a copy that also holds the list of its user keys, so
-iteration slices no keys and, with the Python search, a get is one
-``bisect`` plus one header decode.  Decoding the keys costs about as much as
-eight Python binary searches (~0.25 us per entry), so a block read once,
-e.g. by a cold lookup, is never decoded; with the C search a get never
-decodes one (``Block.search_in_c``).
+``decoded()`` returns a copy that holds its entries as Python objects (the
+list of its user keys and the list of its ``(key, seq, kind, value)``
+tuples) instead of its bytes.  A scan then takes a slice of that list,
+creating and copying nothing per entry, and a get is one ``bisect``.
+Decoding costs about what one scan of the whole block costs (~0.4 us per
+entry), so a block read once, e.g. by a cold lookup, is never decoded; with
+the C search a get never decodes one (``Block.search_in_c``).
 
 ``BlockBuilder`` is owned by one thread (the one building a table).  A
 ``Block`` is immutable after construction and may be shared by any number of
@@ -57,9 +58,10 @@ MAX_BLOCK_BYTES = (1 << 32) - 1
 _KINDS = (DELETE, PUT)            # plain ints (hedge/lsm/keys.py), indexed by the stored kind byte
 _LITTLE = sys.byteorder == "little"
 _xxh3_64 = xxhash.xxh3_64_intdigest
-# Memory a decoded key costs beyond its bytes: the bytes object's header and
-# its slot in the list.
-_KEY_OVERHEAD = sys.getsizeof(b"") + 8
+# Memory a decoded entry costs beyond its key and value bytes: its tuple,
+# its seq and the headers of its key and value bytes objects (its slots in
+# the key and entry lists are in the lists' sizes).
+_DECODED_ENTRY_OVERHEAD = sys.getsizeof((0, 0, 0, 0)) + sys.getsizeof(1 << 40) + 2 * sys.getsizeof(b"")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -201,10 +203,10 @@ class Block:
     impossible trailer; ``offset`` is the block's offset in its file.
     """
 
-    __slots__ = ("_data", "_offs", "_count", "_keys", "_nbytes", "file", "offset")
+    __slots__ = ("_data", "_offs", "_count", "_keys", "_entries", "_nbytes", "file", "offset")
 
     # Whether get and lower_bound search in C (use_search_kernel): a block
-    # hit by a get is then not worth decoding (with_keys).
+    # hit by a get is then not worth decoding (``decoded``).
     search_in_c = False
 
     def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
@@ -226,6 +228,7 @@ class Block:
         self._offs = offs
         self._count = count
         self._keys = None
+        self._entries = None
         self._nbytes = n
         self.file = file
         self.offset = offset
@@ -235,30 +238,41 @@ class Block:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the block occupies in memory: its encoded size, plus its
-        decoded keys when it has them (``with_keys``)."""
+        """Bytes the block occupies in memory: its encoded size, or for a
+        decoded block (``decoded``) an estimate of its Python objects."""
         return self._nbytes
 
     @property
-    def has_keys(self) -> bool:
-        """Whether the block holds its decoded user keys (``with_keys``)."""
+    def is_decoded(self) -> bool:
+        """Whether the block holds its entries as Python objects
+        (``decoded``)."""
         return self._keys is not None
 
-    def with_keys(self) -> "Block":
-        """This block with its user keys decoded into a list (shared bytes,
-        no second verification); itself when it already has them.  The copy
-        answers ``get`` and ``iter_from`` exactly as the original does."""
+    def decoded(self) -> "Block":
+        """This block with its entries decoded (no second verification):
+        the list of its user keys and the list of its ``(key, seq, kind,
+        value)`` tuples, sharing the keys; its encoded bytes are dropped.
+        Itself when it is decoded already.  The copy answers ``get``,
+        ``lower_bound`` and ``entries`` exactly as the original does."""
         if self._keys is not None:
             return self
-        data = self._data
-        u32 = _U32
-        keys = [data[off + 16 : off + 16 + u32(data, off)[0]] for off in self._offs]
+        count = self._count
+        entries = self.entries_between(0, count)
+        keys = [entry[0] for entry in entries]
+        # The keys' and values' bytes: the entries' encoded span (they sit
+        # one after the other from offset 0) less their 16-byte headers.
+        payload = 0
+        if count:
+            last = entries[-1]
+            payload = self._offs[-1] + 16 + len(last[0]) + len(last[3]) - 16 * count
         copy = Block.__new__(Block)
-        copy._data = data
-        copy._offs = self._offs
-        copy._count = self._count
+        copy._data = None
+        copy._offs = None
+        copy._count = count
         copy._keys = keys
-        copy._nbytes = self._nbytes + sys.getsizeof(keys) + sum(map(len, keys)) + _KEY_OVERHEAD * len(keys)
+        copy._entries = entries
+        copy._nbytes = (payload + _DECODED_ENTRY_OVERHEAD * count
+                        + sys.getsizeof(keys) + sys.getsizeof(entries) + _BLOCK_BYTES)
         copy.file = self.file
         copy.offset = self.offset
         return copy
@@ -270,16 +284,13 @@ class Block:
         if keys is not None:
             # Versions of one key are adjacent, newest first: find the first,
             # then step to the first one old enough.
-            data = self._data
-            offs = self._offs
+            entries = self._entries
             i = bisect_left(keys, user_key)
             n = self._count
             while i < n and keys[i] == user_key:
-                off = offs[i]
-                _, vlen, sk = _HEADER.unpack_from(data, off)
-                if sk >> 8 <= snapshot_seq:
-                    start = off + 16 + len(user_key)
-                    return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
+                entry = entries[i]
+                if entry[1] <= snapshot_seq:
+                    return entry[1:]
                 i += 1
             return None
         data = self._data
@@ -362,29 +373,28 @@ class Block:
     def entries_between(self, first: int, stop: int) -> list[tuple[bytes, int, Kind, bytes]]:
         """The entries at index ``first`` up to (not including) ``stop``,
         decoded, in entry order.  REQUIRES: 0 <= first <= stop <= len(self).
-        A scan that needs a few entries of a block decodes only those."""
+        A scan that needs a few entries of a block decodes only those; a
+        decoded block gives a slice of its list (a new list, shared
+        tuples)."""
+        if self._entries is not None:
+            return self._entries[first:stop]
         data = self._data
         offs = self._offs
         header = _HEADER.unpack_from
         kinds = _KINDS
-        part = first or stop != self._count
-        if part:
+        if first or stop != self._count:
             offs = offs[first:stop]
         out = []
         append = out.append
-        keys = self._keys
-        if keys is None:
-            for off in offs:
-                klen, vlen, sk = header(data, off)
-                kstart = off + 16
-                vstart = kstart + klen
-                append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
-        else:
-            for key, off in zip(keys[first:stop] if part else keys, offs):
-                klen, vlen, sk = header(data, off)
-                vstart = off + 16 + klen
-                append((key, sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
+        for off in offs:
+            klen, vlen, sk = header(data, off)
+            kstart = off + 16
+            vstart = kstart + klen
+            append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
         return out
 
+
+# The Block object itself (counted in a decoded block's size).
+_BLOCK_BYTES = sys.getsizeof(Block.__new__(Block))
 
 use_search_kernel(True)

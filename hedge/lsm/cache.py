@@ -87,7 +87,7 @@ class BlockCache:
 
     def replace(self, key: CacheKey, old: Block, new: Block) -> None:
         """Put ``new`` in place of ``old`` under ``key`` (a decoded copy of the
-        same block: ``Block.with_keys``) and charge its size, evicting as
+        same block: ``Block.decoded``) and charge its size, evicting as
         needed; nothing happens unless ``old`` is still the resident block.
         The entry keeps its reference bit.  When ``new`` is larger than the
         whole capacity the entry is dropped."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import struct
+import sys
 
 import pytest
 import xxhash
@@ -146,36 +147,57 @@ def test_impossible_count_with_valid_checksum_raises_corruption():
         Block(data, file="x.sst", offset=0)
 
 
-# ---- the copy with decoded keys (Block.with_keys) answers like the block ----
+# ---- the decoded copy (Block.decoded) answers like the block ----
 
 @pytest.mark.parametrize("seed", range(6))
-def test_with_keys_answers_exactly_like_the_plain_block(seed, block_search):
+def test_decoded_copy_answers_exactly_like_the_plain_block(seed, block_search):
     rng = random.Random(500 + seed)
     entries = random_entries(rng, rng.choice((1, 5, 60, 200)))
     plain = Block(build(entries, pad_to=rng.choice((1, 4096))))
-    decoded = plain.with_keys()
-    assert decoded.has_keys and not plain.has_keys
-    assert decoded.with_keys() is decoded
+    decoded = plain.decoded()
+    assert decoded.is_decoded and not plain.is_decoded
+    assert decoded.decoded() is decoded
     assert len(decoded) == len(plain)
     seqs = sorted({e[1] for e in entries})
     snapshots = [0, 1 << 55] + rng.sample(seqs, min(10, len(seqs))) + [s - 1 for s in rng.sample(seqs, min(10, len(seqs)))]
     probes = [e[0] for e in entries] + [b"", b"\x00", b"a\x00", b"zzz", b"ab\xff", b"f" * 7]
     for key in probes:
+        assert decoded.lower_bound(key) == plain.lower_bound(key) == sum(e[0] < key for e in entries)
         for snap in snapshots:
             assert decoded.get(key, snap) == plain.get(key, snap) == model_get(entries, key, snap), (key, snap)
     for start in [None, b"", b"zz", b"c"] + [e[0] for e in rng.sample(entries, min(8, len(entries)))]:
         expected = [e for e in entries if start is None or e[0] >= start]
         assert decoded.entries(start) == plain.entries(start) == expected
         assert list(decoded.iter_from(start)) == expected
+    for _ in range(10):
+        first = rng.randint(0, len(entries))
+        stop = rng.randint(first, len(entries))
+        assert decoded.entries_between(first, stop) == plain.entries_between(first, stop) == entries[first:stop]
 
 
-def test_with_keys_charges_the_decoded_keys():
-    entries = [(b"k%05d" % i, 9, Kind.PUT, b"x" * 10) for i in range(100)]
+def test_a_decoded_blocks_entries_are_not_changed_by_what_a_reader_does_with_them():
+    entries = [(b"k%03d" % i, 5, Kind.PUT, b"v%d" % i) for i in range(20)]
+    decoded = Block(build(entries)).decoded()
+    taken = decoded.entries()
+    taken.reverse()
+    del decoded.entries_between(2, 9)[:]
+    assert decoded.entries() == entries
+    assert decoded.get(b"k003", 9) == (5, Kind.PUT, b"v3")
+
+
+@pytest.mark.parametrize("count, value_bytes", [(100, 10), (15, 1000), (1, 0), (0, 0)])
+def test_decoded_copy_charges_what_its_objects_take(count, value_bytes):
+    entries = [(b"k%05d" % i, (1 << 40) + i, Kind.PUT, b"x" * value_bytes) for i in range(count)]
     plain = Block(build(entries, pad_to=4096))
-    decoded = plain.with_keys()
-    assert plain.nbytes == 4096
-    # Each key costs at least its bytes and a list slot.
-    assert decoded.nbytes >= 4096 + 100 * (6 + 8)
+    assert plain.nbytes == len(build(entries, pad_to=4096))
+    decoded = plain.decoded()
+    # Every distinct object the decoded block holds, counted once (a key is
+    # in the key list and in its entry; the kinds are shared constants).
+    held = {id(decoded): decoded, id(decoded._keys): decoded._keys, id(decoded._entries): decoded._entries}
+    for entry in decoded._entries:
+        for obj in (entry, entry[0], entry[1], entry[3]):
+            held[id(obj)] = obj
+    assert decoded.nbytes == sum(map(sys.getsizeof, held.values()))
 
 
 # ---- the C search (hedge_block_find / hedge_block_seek) and its Python twin ----

@@ -149,7 +149,7 @@ def decoded_pair():
     for i in range(50):
         builder.add(b"key%04d" % i, 1, Kind.PUT, b"v")
     plain = Block(builder.finish(pad_to=4096))
-    return plain, plain.with_keys()
+    return plain, plain.decoded()
 
 
 def test_replace_swaps_in_the_decoded_copy_and_charges_it():

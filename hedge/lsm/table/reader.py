@@ -16,11 +16,11 @@ the decoded block, so a hit costs no decompression.
 ``get_cached`` is the synchronous part of ``get``: it answers from memory
 (key range, bloom filter, index, cached block) or returns ``NOT_CACHED``
 when the answer needs a block read; ``get`` awaits only in that case.  A block found
-in the cache for a scan is replaced there, on that first hit, by its copy
-with decoded keys (``Block.with_keys``), so later scans slice no keys and
-lookups in it search with ``bisect``; a point lookup does the same only
-when blocks are searched in Python (``Block.search_in_c`` is False: the C
-search is about as fast as ``bisect`` without the decoding).
+in the cache for a scan is replaced there, on that first hit, by its
+decoded copy (``Block.decoded``), so later scans take its entries as they
+are and lookups in it search with ``bisect``; a point lookup does the same
+only when blocks are searched in Python (``Block.search_in_c`` is False:
+the C search is about as fast as ``bisect`` without the decoding).
 
 The reader does no I/O of its own: it is given ``read(offset, length)``, an
 async callable returning ``length`` bytes at ``offset`` (the engine passes one
@@ -274,7 +274,7 @@ class TableReader:
             ckey = self._cache_keys[i]
             block = cache.get(ckey)
             if block is not None:
-                if not (block.search_in_c or block.has_keys):
+                if not (block.search_in_c or block.is_decoded):
                     block = self._decode_cached(ckey, block)
                 return block.get(key, snapshot_seq)
         if not self._may_contain(key):
@@ -302,9 +302,9 @@ class TableReader:
         return block.get(key, snapshot_seq)
 
     def _decode_cached(self, ckey: tuple[int, int], block: Block) -> Block:
-        """On a block's first cache hit: its copy with decoded keys, put in
+        """On a block's first cache hit: its decoded copy, put in
         the cache in its place."""
-        decoded = block.with_keys()
+        decoded = block.decoded()
         self._cache.replace(ckey, block, decoded)
         return decoded
 
@@ -343,7 +343,7 @@ class TableReader:
             ckey = (self.table_id, offset)
             block = cache.get(ckey)
             if block is not None:
-                if not block.has_keys:
+                if not block.is_decoded:
                     block = self._decode_cached(ckey, block)
                 return block
         return await self._load(offset, length, fill_cache)
@@ -362,7 +362,7 @@ class TableReader:
                 ckey = (table_id, offset)
                 block = cache.get(ckey)
                 if block is not None:
-                    blocks[i] = block if block.has_keys else self._decode_cached(ckey, block)
+                    blocks[i] = block if block.is_decoded else self._decode_cached(ckey, block)
                     continue
             missing.append(i)
         run: list[int] = []
