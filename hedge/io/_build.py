@@ -326,8 +326,8 @@ long hedge_block_seek(const char *block, size_t size, uint32_t count,
                               (const unsigned char *)key, key_len, snapshot_seq, &equal);
 }
 
-/* Block.get: the index of the newest version of key with seq <=
-   snapshot_seq, HEDGE_BLOCK_ABSENT when the block holds none. */
+/* Block.get: the offset of the entry holding the newest version of key
+   with seq <= snapshot_seq, HEDGE_BLOCK_ABSENT when the block holds none. */
 long hedge_block_find(const char *block, size_t size, uint32_t count,
                       const char *key, size_t key_len, uint64_t snapshot_seq)
 {
@@ -336,7 +336,10 @@ long hedge_block_find(const char *block, size_t size, uint32_t count,
                                 (const unsigned char *)key, key_len, snapshot_seq, &equal);
     if (i < 0)
         return i;
-    return equal ? i : HEDGE_BLOCK_ABSENT;
+    if (!equal)
+        return HEDGE_BLOCK_ABSENT;
+    /* hedge_block_search checked this offset against the block. */
+    return (long)hedge_le32((const unsigned char *)block + size - 12 - 4 * (size_t)count + 4 * (size_t)i);
 }
 """
 

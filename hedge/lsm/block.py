@@ -4,9 +4,10 @@ A block holds entries ``(user_key, seq, kind, value)`` in entry order (see
 hedge/lsm/keys.py).  The byte layout is in docs/format/table.md ("Data
 block"): the encoded entries, optional zero padding, a uint32 array with the
 offset of each entry, the entry count, and an xxh3_64 checksum over
-everything before it.  Because the offsets sit at the end, a reader takes
-them as one tuple of ints (one ``unpack_from``), then binary searches the
-block and decodes only the O(log n) entries it probes.
+everything before it.  Because the offsets sit at the end, a reader
+binary searches the block and decodes only the O(log n) entries it probes;
+the Python search and scans take the offsets as one tuple of ints (one
+``unpack_from``, on first use), the C search reads them in place.
 
 The binary search runs in C when hedge.io._uring is built (the kernels
 ``hedge_block_find`` and ``hedge_block_seek``, docs/design.md "C kernels"):
@@ -220,12 +221,10 @@ class Block:
         if stored != actual:
             raise CorruptionError(file, offset, f"block checksum mismatch (stored {stored:#018x}, computed {actual:#018x})")
         (count,) = _COUNT.unpack_from(data, n - TRAILER_BYTES)
-        start = n - TRAILER_BYTES - 4 * count
-        if start < 0:
+        if n - TRAILER_BYTES - 4 * count < 0:
             raise CorruptionError(file, offset, f"block entry count {count} does not fit in {n} bytes")
-        offs = _offsets_format(count).unpack_from(data, start)
         self._data = data
-        self._offs = offs
+        self._offs = None                   # _offsets() unpacks them when first needed
         self._count = count
         self._keys = None
         self._entries = None
@@ -235,6 +234,17 @@ class Block:
 
     def __len__(self) -> int:
         return self._count
+
+    def _offsets(self) -> tuple[int, ...]:
+        """The entries' offsets, unpacked on first use: a get searched in C
+        needs none of them (two threads may both unpack them; either tuple
+        is the same)."""
+        offs = self._offs
+        if offs is None:
+            data = self._data
+            count = self._count
+            offs = self._offs = _offsets_format(count).unpack_from(data, len(data) - TRAILER_BYTES - 4 * count)
+        return offs
 
     @property
     def nbytes(self) -> int:
@@ -264,7 +274,7 @@ class Block:
         payload = 0
         if count:
             last = entries[-1]
-            payload = self._offs[-1] + 16 + len(last[0]) + len(last[3]) - 16 * count
+            payload = self._offsets()[-1] + 16 + len(last[0]) + len(last[3]) - 16 * count
         copy = Block.__new__(Block)
         copy._data = None
         copy._offs = None
@@ -295,16 +305,15 @@ class Block:
             return None
         data = self._data
         if _find is not None:
-            i = _find(data, len(data), self._count, user_key, len(user_key), snapshot_seq)
-            if i < 0:
-                if i == _ABSENT:
+            off = _find(data, len(data), self._count, user_key, len(user_key), snapshot_seq)
+            if off < 0:
+                if off == _ABSENT:
                     return None
                 raise self._corrupt_offsets()
-            off = self._offs[i]
             klen, vlen, sk = _HEADER.unpack_from(data, off)
             start = off + 16 + klen
             return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
-        offs = self._offs
+        offs = self._offsets()
         u32 = _U32
         lo = 0
         hi = self._count
@@ -342,7 +351,7 @@ class Block:
             if i < 0:
                 raise self._corrupt_offsets()
             return i
-        offs = self._offs
+        offs = self._offsets()
         u32 = _U32
         lo = 0
         hi = self._count
@@ -379,7 +388,7 @@ class Block:
         if self._entries is not None:
             return self._entries[first:stop]
         data = self._data
-        offs = self._offs
+        offs = self._offsets()
         header = _HEADER.unpack_from
         kinds = _KINDS
         if first or stop != self._count:
