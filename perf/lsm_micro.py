@@ -40,8 +40,8 @@ Rows (16-byte keys, 100-byte values):
     python -m perf.lsm_micro --only reads,writes   # some groups: GROUPS below
 
 With ``--against`` the named revision's ``hedge/`` is exported to a temporary
-directory (plus this tree's built I/O extension, which the LSM code does not
-use) and the two trees run alternately, one subprocess per round each; the
+directory (its I/O extension built there: the LSM code calls the C kernels
+in it) and the two trees run alternately, one subprocess per round each; the
 table gives the median of each row over the rounds and the ratio
 (this tree / REV: below 1 is faster).
 """
@@ -457,12 +457,20 @@ def child(argv) -> int:
 
 
 def export_tree(rev: str, repo: str) -> str:
-    """``hedge/`` of ``rev`` in a temporary directory, with this tree's built
-    I/O extension copied in (the LSM code never calls it; importing hedge
-    loads it)."""
+    """``hedge/`` of ``rev`` in a temporary directory, with its own build of
+    the I/O extension: the LSM code calls the C kernels in it, which change
+    with the code (docs/design.md, "C kernels").  When that build fails (no
+    liburing, say), this tree's built extension is copied in instead, and a
+    line on stderr says so."""
     tmp = tempfile.mkdtemp(prefix="hedge-ab-")
     archive = subprocess.run(["git", "-C", repo, "archive", rev, "hedge"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    build = subprocess.run([sys.executable, os.path.join("hedge", "io", "_build.py")], cwd=tmp,
+                           capture_output=True, text=True)
+    if build.returncode == 0:
+        return tmp
+    print(f"{rev}: its I/O extension did not build ({build.stderr.strip().splitlines()[-1:]}); "
+          "using this tree's, whose kernels may not match its code", file=sys.stderr)
     io_dir = os.path.join(repo, "hedge", "io")
     for name in os.listdir(io_dir):
         if name.startswith("_uring") and name.endswith(".so"):
