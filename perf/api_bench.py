@@ -14,6 +14,11 @@ Parts (``--parts``, comma-separated):
             cache, so every get reads a block through the ring) from asyncio
             tasks, with a 1 ms ticker measuring the loop's worst lag; the
             loop thread's executor counts SQEs per submit.
+  calls     what one call of hedge's API costs, in µs of the calling
+            thread: a blocking ``db.get`` and an ``await db.aio.get`` in a
+            hedge task (``db.run``), of keys in the memtable and of keys in
+            a table whose blocks are cached; best of several passes over
+            every key.
   stall     blocking gets from a user thread while the maintenance task
             compacts a backlog of L0 tables (loaded with compaction held
             off, then reopened): p50/p99/p99.9/max get latency, with the
@@ -247,6 +252,60 @@ def part_asyncio(args, root: str) -> dict:
     return out
 
 
+# -- the calls part --------------------------------------------------------------------
+
+def part_calls(args, root: str) -> dict:
+    import hedge
+
+    path = os.path.join(root, "hedge-calls")
+    db = hedge.open(path, create=True, pin=args.pin)
+    n = min(args.keys, 20_000)
+    value = os.urandom(args.value_bytes)
+    in_table = [b"table%012d" % i for i in range(n)]
+    in_memtable = [b"mem%012d" % i for i in range(n)]
+    for k in in_table:
+        db.put(k, value)
+    db.flush()
+    for k in in_memtable:
+        db.put(k, value)
+    rounds = 5
+
+    def blocking(keys):
+        get = db.get
+        best = float("inf")
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for k in keys:
+                get(k)
+            best = min(best, time.perf_counter() - t0)
+        return best / len(keys) * 1e6
+
+    def in_task(keys):
+        async def main():
+            get = db.aio.get
+            best = float("inf")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for k in keys:
+                    await get(k)
+                best = min(best, time.perf_counter() - t0)
+            return best
+        return db.run(main()) / len(keys) * 1e6
+
+    try:
+        out = {}
+        for where, keys in (("memtable", in_memtable), ("cached table", in_table)):
+            assert db.get(keys[0]) == value, "wrong value"
+            out[f"db.get, {where}"] = blocking(keys)
+            out[f"await db.aio.get in a task, {where}"] = in_task(keys)
+    finally:
+        db.close()
+        shutil.rmtree(path, ignore_errors=True)
+    for name, us in out.items():
+        print(f"  {name:<45} {us:6.2f} us")
+    return out
+
+
 # -- the stall part -------------------------------------------------------------------
 
 def _percentiles(samples: list[float]) -> dict:
@@ -308,7 +367,7 @@ def part_stall(args, root: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf.api_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="threads,asyncio,stall")
+    p.add_argument("--parts", default="threads,asyncio,calls,stall")
     p.add_argument("--keys", type=int, default=100_000)
     p.add_argument("--value-bytes", type=int, default=100)
     p.add_argument("--scans", type=int, default=5_000)
@@ -331,7 +390,8 @@ def main(argv=None) -> int:
     try:
         for part in parts:
             print(f"\n== {part}")
-            results[part] = {"threads": part_threads, "asyncio": part_asyncio, "stall": part_stall}[part](args, root)
+            results[part] = {"threads": part_threads, "asyncio": part_asyncio, "calls": part_calls,
+                             "stall": part_stall}[part](args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
