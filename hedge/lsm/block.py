@@ -22,12 +22,14 @@ list of its user keys and the list of its ``(key, seq, kind, value)``
 tuples) instead of its bytes.  A scan then takes a slice of that list,
 creating and copying nothing per entry, and a get is one ``bisect``.
 Decoding costs about what one scan of the whole block costs (~0.4 us per
-entry), so a block read once, e.g. by a cold lookup, is never decoded; with
-the C search a get never decodes one (``Block.search_in_c``).
+entry), so a block read once is never decoded, and a get never decodes a
+block: YCSB A and C ran 10-15% slower when get hits decoded, with either
+search (docs/design.md, "C kernels").
 
 ``BlockBuilder`` is owned by one thread (the one building a table).  A
-``Block`` is immutable after construction and may be shared by any number of
-threads (it lives in the block cache).
+``Block`` is immutable after construction, but for the offset tuple it
+unpacks on first use, and may be shared by any number of threads (it lives
+in the block cache).
 """
 from __future__ import annotations
 
@@ -91,9 +93,9 @@ def _search_kernels():
 _KERNELS = _search_kernels()
 # The kernels in use (None: the Python search); set by use_search_kernel.
 _find = _seek = None
-# hedge_block_find's answer for a key the block holds no version of, and the
-# kernels' answer for offsets that do not fit in the block.
-_ABSENT, _CORRUPT = -1, -2
+# hedge_block_find's answer for a key the block holds no version of; any
+# other negative answer of a kernel means offsets that do not fit in the block.
+_ABSENT = -1
 # The largest snapshot: seek by user key alone.
 _ANY_SEQ = (1 << 64) - 1
 
@@ -110,7 +112,6 @@ def use_search_kernel(enabled: bool) -> None:
     available.  Process-wide: call it with no search running."""
     global _find, _seek
     _find, _seek = _KERNELS if enabled and _KERNELS is not None else (None, None)
-    Block.search_in_c = _find is not None
 
 
 def entry_bytes(key: bytes, value: bytes) -> int:
@@ -206,10 +207,6 @@ class Block:
 
     __slots__ = ("_data", "_offs", "_count", "_keys", "_entries", "_nbytes", "file", "offset")
 
-    # Whether get and lower_bound search in C (use_search_kernel): a block
-    # hit by a get is then not worth decoding (``decoded``).
-    search_in_c = False
-
     def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
         if type(data) is not bytes:
             data = bytes(data)
@@ -274,7 +271,7 @@ class Block:
         payload = 0
         if count:
             last = entries[-1]
-            payload = self._offsets()[-1] + 16 + len(last[0]) + len(last[3]) - 16 * count
+            payload = max(self._offsets()[-1] + 16 + len(last[0]) + len(last[3]) - 16 * count, 0)
         copy = Block.__new__(Block)
         copy._data = None
         copy._offs = None

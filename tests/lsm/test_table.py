@@ -301,9 +301,7 @@ def test_get_cached_answers_from_memory_or_says_not_cached():
     assert uncached.get_cached(b"key000500", 1) is NOT_CACHED
 
 
-def test_first_cache_hit_swaps_in_the_decoded_block(block_search):
-    """A get's first hit decodes the block only when the search runs in
-    Python; a scan's (read_block) always does."""
+def test_a_scans_first_cache_hit_swaps_in_the_decoded_block_and_a_gets_does_not(block_search):
     entries = [(b"key%06d" % i, 1, Kind.PUT, b"v") for i in range(1000)]
     data, _ = build(entries)
     log = []
@@ -312,17 +310,17 @@ def test_first_cache_hit_swaps_in_the_decoded_block(block_search):
     del log[:]
     run(reader.get(b"key000500", 1))
     (offset, _), = log
-    assert not cache.get((7, offset)).is_decoded
     charged = cache.stats()["bytes"]
-    assert reader.get_cached(b"key000501", 1) == (1, Kind.PUT, b"v")
     block = cache.get((7, offset))
-    if block_search == "c":
-        assert not block.is_decoded and cache.stats()["bytes"] == charged
-        block = run(reader.read_block(offset, 4096))
-        assert cache.get((7, offset)) is block
-    assert block.is_decoded and cache.stats()["bytes"] == block.nbytes > charged
-    assert run(reader.read_block(offset, 4096)) is block
+    assert not block.is_decoded
+    assert reader.get_cached(b"key000501", 1) == (1, Kind.PUT, b"v")
+    assert cache.get((7, offset)) is block and cache.stats()["bytes"] == charged
+    decoded = run(reader.read_block(offset, 4096))
+    assert decoded.is_decoded and cache.get((7, offset)) is decoded
+    assert cache.stats()["bytes"] == decoded.nbytes > charged
+    assert run(reader.read_block(offset, 4096)) is decoded
     assert reader.get_cached(b"key000502", 1) == (1, Kind.PUT, b"v")
+    assert len(log) == 1                             # every hit came from the cache
 
 
 def test_iter_without_fill_cache_leaves_cache_empty():

@@ -18,9 +18,9 @@ the decoded block, so a hit costs no decompression.
 when the answer needs a block read; ``get`` awaits only in that case.  A block found
 in the cache for a scan is replaced there, on that first hit, by its
 decoded copy (``Block.decoded``), so later scans take its entries as they
-are and lookups in it search with ``bisect``; a point lookup does the same
-only when blocks are searched in Python (``Block.search_in_c`` is False:
-the C search is about as fast as ``bisect`` without the decoding).
+are and lookups in it search with ``bisect``.  A point lookup never decodes
+a block: the decoding costs more than it saves a lookup, and a decoded
+block takes more of the cache (hedge/lsm/block.py).
 
 The reader does no I/O of its own: it is given ``read(offset, length)``, an
 async callable returning ``length`` bytes at ``offset`` (the engine passes one
@@ -274,8 +274,6 @@ class TableReader:
             ckey = self._cache_keys[i]
             block = cache.get(ckey)
             if block is not None:
-                if not (block.search_in_c or block.is_decoded):
-                    block = self._decode_cached(ckey, block)
                 return block.get(key, snapshot_seq)
         if not self._may_contain(key):
             return None
@@ -302,7 +300,7 @@ class TableReader:
         return block.get(key, snapshot_seq)
 
     def _decode_cached(self, ckey: tuple[int, int], block: Block) -> Block:
-        """On a block's first cache hit: its decoded copy, put in
+        """On a block's first cache hit by a scan: its decoded copy, put in
         the cache in its place."""
         decoded = block.decoded()
         self._cache.replace(ckey, block, decoded)
