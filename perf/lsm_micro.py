@@ -469,7 +469,8 @@ def export_tree(rev: str, repo: str) -> str:
                            capture_output=True, text=True)
     if build.returncode == 0:
         return tmp
-    print(f"{rev}: its I/O extension did not build ({build.stderr.strip().splitlines()[-1:]}); "
+    last = (build.stderr.strip().splitlines() or ["no output"])[-1]
+    print(f"{rev}: its I/O extension did not build ({last}); "
           "using this tree's, whose kernels may not match its code", file=sys.stderr)
     io_dir = os.path.join(repo, "hedge", "io")
     for name in os.listdir(io_dir):

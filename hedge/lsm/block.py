@@ -34,7 +34,6 @@ in the block cache).
 from __future__ import annotations
 
 import functools
-import os
 import struct
 import sys
 from array import array
@@ -44,6 +43,7 @@ from collections.abc import Iterator
 import xxhash
 
 from hedge.errors import CorruptionError
+from hedge.io import kernels
 from hedge.lsm.keys import DELETE, PUT, Kind
 
 # Entry header: key length, value length, (seq << 8 | kind).  Then key, value.
@@ -73,24 +73,8 @@ def _offsets_format(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
 
-def _search_kernels():
-    """``(find, seek)``: the block-search kernels from hedge.io._uring, or
-    None when the module is not built (or was built before the kernels
-    existed), or when HEDGE_PURE_PYTHON is set."""
-    if os.environ.get("HEDGE_PURE_PYTHON"):
-        return None
-    try:
-        from hedge.io._uring import lib
-    except ImportError:
-        return None
-    find = getattr(lib, "hedge_block_find", None)
-    seek = getattr(lib, "hedge_block_seek", None)
-    if find is None or seek is None:
-        return None
-    return find, seek
-
-
-_KERNELS = _search_kernels()
+# (ffi, hedge_block_find, hedge_block_seek), or None: no C search.
+_KERNELS = kernels.load("hedge_block_find", "hedge_block_seek")
 # The kernels in use (None: the Python search); set by use_search_kernel.
 _find = _seek = None
 # hedge_block_find's answer for a key the block holds no version of; any
@@ -101,8 +85,7 @@ _ANY_SEQ = (1 << 64) - 1
 
 
 def search_kernel_available() -> bool:
-    """Whether the C block search is built (and not disabled by
-    HEDGE_PURE_PYTHON)."""
+    """Whether the C block search can run (hedge/io/kernels.py)."""
     return _KERNELS is not None
 
 
@@ -111,7 +94,7 @@ def use_search_kernel(enabled: bool) -> None:
     tests and measurements that compare the two; the default is C when
     available.  Process-wide: call it with no search running."""
     global _find, _seek
-    _find, _seek = _KERNELS if enabled and _KERNELS is not None else (None, None)
+    _find, _seek = _KERNELS[1:] if enabled and _KERNELS is not None else (None, None)
 
 
 def entry_bytes(key: bytes, value: bytes) -> int:

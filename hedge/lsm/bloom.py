@@ -17,7 +17,6 @@ both.
 """
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from array import array
@@ -25,6 +24,7 @@ from array import array
 import xxhash
 
 from hedge.errors import CorruptionError
+from hedge.io import kernels
 
 # Trailer: probes (uint8), reserved (3 zero bytes), bitmap bytes (uint32),
 # checksum (uint64, xxh3_64 of everything before it).
@@ -112,18 +112,12 @@ def _set_bits_python(digests: bytes | bytearray, bits: bytearray, nbits: int, pr
 
 
 def _c_kernel():
-    """``_set_bits_python``'s C twin from hedge.io._uring, or None when the
-    module is not built (or was built before the kernel existed), or when
-    HEDGE_PURE_PYTHON is set."""
-    if os.environ.get("HEDGE_PURE_PYTHON"):
+    """``_set_bits_python``'s C twin, or None (hedge/io/kernels.py says
+    when)."""
+    loaded = kernels.load("hedge_bloom_set")
+    if loaded is None:
         return None
-    try:
-        from hedge.io._uring import ffi, lib
-    except ImportError:
-        return None
-    kernel = getattr(lib, "hedge_bloom_set", None)
-    if kernel is None:
-        return None
+    ffi, kernel = loaded
     from_buffer = ffi.from_buffer
 
     def set_bits_c(digests: bytes | bytearray, bits: bytearray, nbits: int, probes: int) -> None:

@@ -1,0 +1,27 @@
+"""hedge.io.kernels.load: the C kernels when they can run, None otherwise
+(the callers then run their pure-Python twins)."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from hedge.io import kernels
+
+BUILT = importlib.util.find_spec("hedge.io._uring") is not None
+
+
+@pytest.mark.skipif(not BUILT, reason="hedge.io._uring is not built")
+def test_gives_ffi_and_the_named_kernels_in_order():
+    from hedge.io._uring import ffi, lib
+    loaded = kernels.load("hedge_block_seek", "hedge_bloom_set")
+    assert loaded == (ffi, lib.hedge_block_seek, lib.hedge_bloom_set)
+
+
+def test_none_when_one_kernel_is_missing():
+    assert kernels.load("hedge_bloom_set", "hedge_no_such_kernel") is None
+
+
+def test_none_when_pure_python_is_asked_for(monkeypatch):
+    monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
+    assert kernels.load("hedge_bloom_set") is None
