@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -12,7 +13,8 @@ BUILT = importlib.util.find_spec("hedge.io._uring") is not None
 
 
 @pytest.mark.skipif(not BUILT, reason="hedge.io._uring is not built")
-def test_gives_ffi_and_the_named_kernels_in_order():
+def test_gives_ffi_and_the_named_kernels_in_order(monkeypatch):
+    monkeypatch.delenv("HEDGE_PURE_PYTHON", raising=False)
     from hedge.io._uring import ffi, lib
     loaded = kernels.load("hedge_block_seek", "hedge_bloom_set")
     assert loaded == (ffi, lib.hedge_block_seek, lib.hedge_bloom_set)
