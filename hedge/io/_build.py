@@ -79,15 +79,15 @@ int io_uring_register_eventfd(struct io_uring *ring, int fd);
 
 void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes);
 
-long hedge_block_seek(const char *block, size_t size, uint32_t count,
-                      const char *key, size_t key_len, uint64_t snapshot_seq);
-long hedge_block_find(const char *block, size_t size, uint32_t count,
-                      const char *key, size_t key_len, uint64_t snapshot_seq);
+long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len);
+long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
+                      uint64_t snapshot_seq);
 """
 
 SOURCE = r"""
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <liburing.h>
@@ -284,14 +284,19 @@ static int hedge_block_key(const unsigned char *b, const unsigned char *offsets,
 
 /* Index of the first entry at or after (key, snapshot_seq) in entry order:
    the first whose user key is greater, or equal with seq <= snapshot_seq
-   (count when there is none); *equal says whether that entry's user key is
-   key.  HEDGE_BLOCK_CORRUPT when the trailer or an offset is impossible. */
-static long hedge_block_search(const unsigned char *b, size_t size, uint32_t count,
+   (the entry count when there is none); for that entry, *entry is its
+   offset and *equal says whether its user key is key.  The count comes
+   from the block's trailer.  HEDGE_BLOCK_CORRUPT when the trailer or an
+   offset is impossible. */
+static long hedge_block_search(const unsigned char *b, size_t size,
                                const unsigned char *key, size_t key_len, uint64_t snapshot_seq,
-                               int *equal)
+                               uint32_t *entry, int *equal)
 {
     *equal = 0;
-    if (size < 12 || (size - 12) / 4 < count)
+    if (size < 12)
+        return HEDGE_BLOCK_CORRUPT;
+    uint32_t count = hedge_le32(b + size - 12);
+    if ((size - 12) / 4 < count)
         return HEDGE_BLOCK_CORRUPT;
     size_t entries_end = size - 12 - 4 * (size_t)count;
     const unsigned char *offsets = b + entries_end;
@@ -311,35 +316,33 @@ static long hedge_block_search(const unsigned char *b, size_t size, uint32_t cou
     if (lo < count) {
         if (hedge_block_key(b, offsets, entries_end, lo, &off, &len) < 0)
             return HEDGE_BLOCK_CORRUPT;
+        *entry = off;
         *equal = len == key_len && memcmp(b + off + 16, key, key_len) == 0;
     }
     return (long)lo;
 }
 
-/* Block.lower_bound with snapshot_seq = 2**64 - 1; a lookup's seek (a
-   version of key at or below snapshot_seq, or the key after it) otherwise. */
-long hedge_block_seek(const char *block, size_t size, uint32_t count,
-                      const char *key, size_t key_len, uint64_t snapshot_seq)
+/* Block.lower_bound: the index of the first entry whose user key is >= key. */
+long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len)
 {
+    uint32_t entry;
     int equal;
-    return hedge_block_search((const unsigned char *)block, size, count,
-                              (const unsigned char *)key, key_len, snapshot_seq, &equal);
+    return hedge_block_search((const unsigned char *)block, size, (const unsigned char *)key, key_len,
+                              UINT64_MAX, &entry, &equal);
 }
 
 /* Block.get: the offset of the entry holding the newest version of key
    with seq <= snapshot_seq, HEDGE_BLOCK_ABSENT when the block holds none. */
-long hedge_block_find(const char *block, size_t size, uint32_t count,
-                      const char *key, size_t key_len, uint64_t snapshot_seq)
+long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
+                      uint64_t snapshot_seq)
 {
+    uint32_t entry;
     int equal;
-    long i = hedge_block_search((const unsigned char *)block, size, count,
-                                (const unsigned char *)key, key_len, snapshot_seq, &equal);
+    long i = hedge_block_search((const unsigned char *)block, size, (const unsigned char *)key, key_len,
+                                snapshot_seq, &entry, &equal);
     if (i < 0)
         return i;
-    if (!equal)
-        return HEDGE_BLOCK_ABSENT;
-    /* hedge_block_search checked this offset against the block. */
-    return (long)hedge_le32((const unsigned char *)block + size - 12 - 4 * (size_t)count + 4 * (size_t)i);
+    return equal ? (long)entry : HEDGE_BLOCK_ABSENT;
 }
 """
 

@@ -80,8 +80,6 @@ _find = _seek = None
 # hedge_block_find's answer for a key the block holds no version of; any
 # other negative answer of a kernel means offsets that do not fit in the block.
 _ABSENT = -1
-# The largest snapshot: seek by user key alone.
-_ANY_SEQ = (1 << 64) - 1
 
 
 def search_kernel_available() -> bool:
@@ -285,7 +283,7 @@ class Block:
             return None
         data = self._data
         if _find is not None:
-            off = _find(data, len(data), self._count, user_key, len(user_key), snapshot_seq)
+            off = _find(data, len(data), user_key, len(user_key), snapshot_seq)
             if off < 0:
                 if off == _ABSENT:
                     return None
@@ -327,7 +325,7 @@ class Block:
             return bisect_left(self._keys, user_key)
         data = self._data
         if _seek is not None:
-            i = _seek(data, len(data), self._count, user_key, len(user_key), _ANY_SEQ)
+            i = _seek(data, len(data), user_key, len(user_key))
             if i < 0:
                 raise self._corrupt_offsets()
             return i
