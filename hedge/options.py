@@ -42,7 +42,7 @@ RANGES = {
     "table_bytes": (1, 64 * GiB),
     "max_open_files": (1, 1 << 20),       # table files open at once (LevelDB's max_open_files)
 }
-_OPTIONAL = frozenset({"foreground_threads", "background_threads"})
+_OPTIONAL = frozenset({"foreground_threads", "background_threads", "level1_bytes"})
 _BOOLS = frozenset({"create", "error_if_exists", "read_only", "direct_io", "pin", "compaction_process", "flush_process",
                     "allow_foreign_files", "l0_scan_compaction"})
 _CHOICES = {"io_method": IO_METHODS, "wal_recovery": WAL_RECOVERY_MODES, "compression": COMPRESSIONS}
@@ -121,7 +121,13 @@ class Options:
     # Number of L0 tables at which writers wait for compaction.
     l0_stop_trigger: int = 12
     # Size of level 1; each deeper level is level_size_ratio times larger.
-    level1_bytes: int = 64 << 20
+    # None: twice what L0 holds at its compaction trigger (2 x memtable_bytes
+    # x l0_compaction_trigger; 256 MiB with the defaults, RocksDB's
+    # max_bytes_for_level_base), read as ``level1_target``.  A compaction
+    # of L0 then rewrites about twice its input of L1, and a database of a
+    # few hundred MiB keeps one level instead of two, so a scan merges one
+    # source fewer (docs/compaction.md, "Level 1's size").
+    level1_bytes: int | None = None
     # Size ratio between adjacent levels.
     level_size_ratio: int = 10
     # Target size of one table written by flush or compaction.
@@ -177,6 +183,14 @@ class Options:
         if self.direct_io and self.block_cache_bytes == 0:
             raise ValueError("direct_io=True needs a block cache (block_cache_bytes > 0)")
         return self
+
+    @property
+    def level1_target(self) -> int:
+        """Bytes level 1 holds before it is compacted: ``level1_bytes``, or
+        when that is None twice what L0 holds at its compaction trigger."""
+        if self.level1_bytes is not None:
+            return self.level1_bytes
+        return 2 * self.memtable_bytes * self.l0_compaction_trigger
 
     def replace(self, **changes) -> "Options":
         return dataclasses.replace(self, **changes).validate()

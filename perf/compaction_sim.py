@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entry-bytes", default="4K", help="bytes one simulated entry stands for")
     parser.add_argument("--key-space", type=int, default=0,
                         help="distinct keys (0: random 64-bit keys, no overwrites)")
-    parser.add_argument("--level1-bytes", default=None, help="Options.level1_bytes (default: Options)")
+    parser.add_argument("--level1-bytes", default=None,
+                        help="Options.level1_bytes (default: Options', derived from the flush size)")
     parser.add_argument("--table-bytes", default=None, help="Options.table_bytes (default: Options)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
@@ -115,9 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         changes["level1_bytes"] = parse_size(args.level1_bytes)
     if args.table_bytes:
         changes["table_bytes"] = parse_size(args.table_bytes)
-    options = Options().replace(**changes)
     total, flush_bytes, entry_bytes = (parse_size(args.total_bytes), parse_size(args.flush_bytes),
                                        parse_size(args.entry_bytes))
+    # A flush writes one memtable: level 1's default size follows it.
+    options = Options().replace(memtable_bytes=flush_bytes, **changes)
     per_flush = max(flush_bytes // entry_bytes, 1)
     key_space = args.key_space or (1 << 64)
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
           f"({platform.machine()}, {os.cpu_count()} cpus); pure simulation, no I/O")
     print(f"# load {total >> 20} MiB in {flush_bytes >> 20} MiB flushes, {entry_bytes} B per entry, "
           f"key space {'2^64' if not args.key_space else key_space}")
-    print(f"# level1_bytes={options.level1_bytes >> 20} MiB ratio={options.level_size_ratio} "
+    print(f"# level1_bytes={options.level1_target >> 20} MiB ratio={options.level_size_ratio} "
           f"table_bytes={options.table_bytes >> 20} MiB l0_trigger={options.l0_compaction_trigger}")
 
     rng = random.Random(args.seed)

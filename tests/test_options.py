@@ -27,6 +27,8 @@ BAD = [
     ("block_cache_bytes", 2**41, ValueError),
     ("table_bytes", 0, ValueError),
     ("level1_bytes", -5, ValueError),
+    ("level1_bytes", 0, ValueError),
+    ("level1_bytes", "256M", TypeError),
     ("level_size_ratio", 1, ValueError),
     ("level_size_ratio", 2.5, TypeError),
     ("l0_compaction_trigger", 0, ValueError),
@@ -95,6 +97,16 @@ def test_range_bounds_are_inclusive(name):
 def test_defaults_and_optional_values_are_valid():
     Options().validate()
     Options(foreground_threads=None, background_threads=None, foreground_cpus=[0], background_cpus=(0, 1)).validate()
+
+
+def test_level1_target_follows_l0_unless_set():
+    """Level 1 holds twice what L0 holds at its compaction trigger, unless
+    ``level1_bytes`` says otherwise."""
+    assert Options().level1_bytes is None
+    assert Options().level1_target == 2 * (32 << 20) * 4 == 256 << 20
+    assert Options(memtable_bytes=4 << 20, l0_compaction_trigger=2).level1_target == 16 << 20
+    assert Options(level1_bytes=64 << 20, memtable_bytes=4 << 20).level1_target == 64 << 20
+    assert Options().replace(memtable_bytes=1 << 20).level1_target == 8 << 20
 
 
 def test_l0_triggers_must_be_ordered_and_direct_io_needs_a_cache():

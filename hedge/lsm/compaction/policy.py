@@ -4,7 +4,8 @@ state, callable from any thread.  docs/compaction.md explains the rules.
 
 - Scores: L0 = number of L0 tables / l0_compaction_trigger; Ln (1 <= n <
   NUM_LEVELS - 1) = bytes in Ln / max_level_bytes(n), where max_level_bytes(n)
-  = level1_bytes * level_size_ratio ** (n - 1).  The last level has no score.
+  = Options.level1_target * level_size_ratio ** (n - 1).  The last level has
+  no score.
   The level with the highest score >= 1 is compacted (the smaller level
   number on a tie).
 - An L0 task starts from the oldest L0 table and takes every L0 table that
@@ -106,7 +107,7 @@ def max_level_bytes(options: Options, level: int) -> int:
     """Target size of ``level``.  REQUIRES: 1 <= level < NUM_LEVELS."""
     if not 1 <= level < NUM_LEVELS:
         raise ValueError(f"level {level} has no byte target")
-    return options.level1_bytes * options.level_size_ratio ** (level - 1)
+    return options.level1_target * options.level_size_ratio ** (level - 1)
 
 
 def level_scores(version: Version, options: Options) -> tuple[float, ...]:

@@ -27,6 +27,12 @@ def l0_tables(*ranges: tuple[str, str], first: int = 100) -> tuple:
 
 def test_max_level_bytes_grows_by_the_size_ratio():
     assert [max_level_bytes(OPTS, n) for n in (1, 2, 3)] == [1000, 10_000, 100_000]
+
+
+def test_level1_defaults_to_twice_l0_at_its_trigger():
+    opts = Options(memtable_bytes=1000, l0_compaction_trigger=3, l0_slowdown_trigger=3, l0_stop_trigger=3,
+                   level_size_ratio=10)
+    assert [max_level_bytes(opts, n) for n in (1, 2)] == [6000, 60_000]
     with pytest.raises(ValueError):
         max_level_bytes(OPTS, 0)
 
