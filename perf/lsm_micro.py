@@ -152,6 +152,10 @@ def open_reader(data: bytes, table_id: int, cache=None):
 
 def measure(quick: bool = False, groups=GROUPS) -> dict[str, float]:
     from hedge.lsm.amerge import ListCursor, TableCursor, visible_merge
+    try:
+        from hedge.lsm.amerge import MemtableCursor
+    except ImportError:                     # an older revision (--against)
+        MemtableCursor = None
     from hedge.lsm.batch import WriteBatch
     from hedge.lsm.cache import BlockCache
     from hedge.lsm.keys import Kind
@@ -311,8 +315,10 @@ def measure(quick: bool = False, groups=GROUPS) -> dict[str, float]:
                 smem.add(k, seq, PUT, VALUE)
 
             async def scan(start, limit):
-                sources = [ListCursor(smem.iter_from(start, None)), TableCursor([l0r], start, None),
-                           TableCursor(l1, start, None)]
+                # The engine's memtable source (ListCursor before MemtableCursor).
+                mem_source = (MemtableCursor(smem, start, None, 10**9) if MemtableCursor is not None
+                              else ListCursor(smem.iter_from(start, None)))
+                sources = [mem_source, TableCursor([l0r], start, None), TableCursor(l1, start, None)]
                 count = 0
                 if not chunked:             # a revision whose merge yields pair by pair
                     async for _ in visible_merge(sources, 10**9):

@@ -3,7 +3,8 @@ tables through the ring.
 
 Both merges work on *cursors* that hand out runs of entries a block at a
 time, or part of a block when a scan's limit leaves fewer to take
-(``TableCursor`` for tables, ``ListCursor`` for memtables), so they await
+(``TableCursor`` for tables, ``MemtableCursor`` or ``ListCursor`` for
+memtables), so they await
 only between runs, never per entry:
 
 ``merge_runs(cursors)`` (compaction) merges them into entry order (key asc,
@@ -313,6 +314,42 @@ async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
     else:
         return False
     return True
+
+
+class MemtableCursor:
+    """The entries of one memtable from ``start`` below ``end`` (None:
+    unbounded) visible at ``snapshot_seq``, in runs of keys that start at
+    ``first`` and double up to ``size`` (as ListCursor's): each run is one
+    ``Memtable.visible_run``, a list built without a generator step per
+    entry.  Used by one task at a time."""
+
+    __slots__ = ("_mem", "_from", "_after", "_end", "_snap", "_size", "_max", "_more")
+
+    def __init__(self, mem, start: bytes | None, end: bytes | None, snapshot_seq: int,
+                 size: int = 128, first: int = 16):
+        self._mem = mem
+        self._from = start
+        self._after = False
+        self._end = end
+        self._snap = snapshot_seq
+        self._size = min(first, size)
+        self._max = size
+        self._more = True
+
+    async def next_block(self, limit: int | None = None) -> list | None:
+        """The next non-empty run (None at the end); ``limit`` is a hint it
+        ignores: a run costs no decoding."""
+        while self._more:
+            n = self._size
+            if n < self._max:
+                self._size = min(2 * n, self._max)
+            run, last, self._more = self._mem.visible_run(self._from, self._after, self._end, self._snap, n)
+            if last is not None:
+                self._from = last
+                self._after = True
+            if run:
+                return run
+        return None
 
 
 class ListCursor:

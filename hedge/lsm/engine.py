@@ -63,14 +63,13 @@ from hedge.exec import checkpoint as executor_checkpoint, gather
 from hedge.exec.signal import Signal
 from hedge.io import ops
 from hedge.lsm import filenames
-from hedge.lsm.amerge import ListCursor, TableCursor, read_first_blocks, visible_merge
+from hedge.lsm.amerge import ListCursor, MemtableCursor, TableCursor, read_first_blocks, visible_merge
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.checkpoint import write_checkpoint
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
 from hedge.lsm.compaction.worker import WorkerConfig
-from hedge.lsm.iterators import merge
 from hedge.lsm.keys import DELETE, check_key
 from hedge.lsm.lookup import NeedsIO, SuperVersion
 from hedge.lsm.maintenance import Maintenance
@@ -543,7 +542,7 @@ class Engine:
                     sources = [ListCursor(m.iter_reverse(start, end, snap)) for m in mems]
                     sources += _table_cursors(sv, start, end, ReverseTableCursor, pair_bytes=True)
                 else:
-                    sources = [ListCursor(merge([m.iter_from(start, end, snap) for m in mems]))] if mems else []
+                    sources = [MemtableCursor(m, start, end, snap) for m in mems]
                     sources += _table_cursors(sv, start, end, TableCursor, pair_bytes=True)
                 if not await read_first_blocks(sources, limit):
                     await executor_checkpoint()

@@ -7,11 +7,12 @@ import random
 
 import pytest
 
-from hedge.lsm.amerge import MIN_RUN, READ_MARGIN, ListCursor, TableCursor, merge_runs, visible_merge
+from hedge.lsm.amerge import MIN_RUN, READ_MARGIN, ListCursor, MemtableCursor, TableCursor, merge_runs, visible_merge
 from hedge.lsm.block import Block
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.iterators import merge, visible
 from hedge.lsm.keys import Kind, entry_order
+from hedge.lsm.memtable import Memtable
 from hedge.lsm.table import TableBuilder, TableReader
 from tests.lsm._drive import collect, collect_chunks, memory_reader, run
 
@@ -67,6 +68,50 @@ def test_visible_merge_matches_the_pure_iterators(seed):
                 cursors.append(ListCursor(_bounded(s, start, end), size=7))
         want = rng.choice((1, 3, 256))
         assert collect_chunks(visible_merge(cursors, snapshot, want), want, rng) == expected
+
+
+def _memtable(entries) -> Memtable:
+    mt = Memtable()
+    for entry in sorted(entries, key=lambda e: e[1]):     # a key's versions oldest first
+        mt.add(*entry)
+    return mt
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_visible_merge_over_memtable_cursors_matches_the_pure_iterators(seed):
+    """Memtables as MemtableCursors beside tables: the merge gives what
+    the pure iterators give, at every snapshot, bound and run size."""
+    rng = random.Random(100 + seed)
+    sources = _random_sources(rng, rng.randrange(1, 5), keys=60, writes=400)
+    start = rng.choice([None, b"k%04d" % rng.randrange(60)])
+    end = rng.choice([None, b"k%04d" % rng.randrange(60)])
+    for snapshot in (400, 250, 90, 1):
+        expected = list(visible(merge([_bounded(s, start, end) for s in sources]), snapshot))
+        cursors = []
+        for i, s in enumerate(sources):
+            if i % 2 and s:
+                cursors.append(TableCursor([_table(s, i)], start, end))
+            else:
+                size = rng.choice((1, 3, 128))
+                cursors.append(MemtableCursor(_memtable(s), start, end, snapshot, size=size, first=min(size, 2)))
+        want = rng.choice((1, 3, 256))
+        limit = rng.choice((None, 1, 5, 50))       # a hint: the pairs are the same
+        assert collect_chunks(visible_merge(cursors, snapshot, want, limit), want, rng) == expected
+
+
+def test_memtable_cursor_runs_double_up_to_their_size_and_skip_invisible_keys():
+    mt = Memtable()
+    for i in range(100):
+        mt.add(b"k%03d" % i, i + 1, Kind.PUT, b"v")
+    cursor = MemtableCursor(mt, b"k010", b"k090", 60, size=16, first=2)
+    runs = []
+    while (entries := run(cursor.next_block())) is not None:
+        runs.append(entries)
+    # Keys k010..k059 are visible at seq 60 (k059 has seq 60); the later
+    # runs cover k060..k089, none visible, and are not handed out.
+    assert [len(r) for r in runs] == [2, 4, 8, 16, 16, 4]
+    assert [e for r in runs for e in r] == [(b"k%03d" % i, i + 1, Kind.PUT, b"v") for i in range(10, 60)]
+    assert run(cursor.next_block()) is None
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -196,3 +196,79 @@ def test_version_added_while_the_iterator_is_at_its_key_is_not_repeated():
     mt.add(b"k", 4, Kind.PUT, b"v4")  # moves seq 2 to the older versions
     rest = list(it)
     assert [first] + rest == [(b"k", 2, Kind.PUT, b"v2"), (b"k", 1, Kind.PUT, b"v1"), (b"z", 3, Kind.PUT, b"z")]
+
+
+def _runs(mt: Memtable, start, end, snapshot, n) -> list[tuple]:
+    """Every entry of ``visible_run`` calls from ``start``, each going on
+    after the last key of the one before, checking each call's promises."""
+    out = []
+    key, after = start, False
+    while True:
+        run, last, more = mt.visible_run(key, after, end, snapshot, n)
+        assert len(run) <= n
+        assert all(e[1] <= snapshot for e in run)
+        out += run
+        if last is None:
+            assert not run and not more
+            return out
+        if run:
+            assert run[-1][0] <= last
+        key, after = last, True
+        if not more:
+            assert mt.visible_run(key, True, end, snapshot, n)[0] == []
+            return out
+
+
+def test_visible_runs_match_iteration_at_a_snapshot():
+    """``visible_run`` calls, each going on after the last key of the one
+    before, give what ``iter_from`` at the snapshot gives, whatever the run
+    size, bounds and snapshot (keys with no visible version skipped)."""
+    rng = random.Random(33)
+    entries = random_entries(rng, 3000, 200)
+    mt = filled(entries)
+    keys = sorted({e[0] for e in entries})
+    for snapshot in [0, 1, 5, 100, 1500, 2999, 3000, 10_000] + [rng.randint(1, 3000) for _ in range(20)]:
+        start = rng.choice(keys + [None, b"\x00", rng.randbytes(2)])
+        end = rng.choice(keys + [None, b"\xff" * 5, rng.randbytes(2)])
+        expected = _newest_visible(entries, snapshot, start, end)
+        for n in (1, 2, 7, 64, 5000):
+            assert _runs(mt, start, end, snapshot, n) == expected, (snapshot, start, end, n)
+    assert mt.visible_run(None, False, b"", 3000, 8) == ([], None, False)
+
+
+def test_visible_runs_while_another_thread_adds_see_exactly_the_snapshot():
+    """Runs taken at a snapshot while a writer adds new keys and new
+    versions of old ones give exactly what the memtable held at the
+    snapshot: no key added later, no version newer than it, no key lost."""
+    rng = random.Random(17)
+    keys = [rng.randbytes(8) for _ in range(20_000)]
+    mt = Memtable()
+    before = []
+    for seq, key in enumerate(keys[:10_000], 1):
+        mt.add(key, seq, Kind.PUT, b"a")
+        before.append((key, seq, Kind.PUT, b"a"))
+    snapshot = len(before)
+    expected = _newest_visible(before, snapshot, None, None)
+    stop = threading.Event()
+
+    def writer():
+        s = snapshot + 1
+        while not stop.is_set():
+            mt.add(keys[rng.randrange(20_000)], s, Kind.PUT, b"c")
+            s += 1
+
+    thread = threading.Thread(target=writer)
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    thread.start()
+    grew_during = 0
+    try:
+        for n in (3, 16, 128, 128, 128):
+            size = len(mt)
+            assert _runs(mt, None, None, snapshot, n) == expected, n
+            grew_during += len(mt) > size
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(old_interval)
+    assert grew_during >= 3                 # the writer really ran during the runs
