@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key-space", type=int, default=0,
                         help="distinct keys (0: random 64-bit keys, no overwrites)")
     parser.add_argument("--level1-bytes", default=None,
-                        help="Options.level1_bytes (default: Options', derived from the flush size)")
+                        help="Options.level1_bytes (default: twice L0 at its trigger, from the flush size)")
     parser.add_argument("--table-bytes", default=None, help="Options.table_bytes (default: Options)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)

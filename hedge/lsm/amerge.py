@@ -4,8 +4,7 @@ tables through the ring.
 Both merges work on *cursors* that hand out runs of entries a block at a
 time, or part of a block when a scan's limit leaves fewer to take
 (``TableCursor`` for tables, ``MemtableCursor`` or ``ListCursor`` for
-memtables), so they await
-only between runs, never per entry:
+memtables), so they await only between runs, never per entry:
 
 ``merge_runs(cursors)`` (compaction) merges them into entry order (key asc,
 seq desc), in lists cut at user-key boundaries.  Sequence numbers are

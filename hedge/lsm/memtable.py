@@ -191,7 +191,8 @@ class Memtable:
         whether keys may follow it.  What ``iter_from(start_key, end_key,
         snapshot_seq)`` yields, ``n`` keys at a time, without a generator
         step per entry.  Safe on any thread while the writer adds, for the
-        same reasons (module docstring)."""
+        same reasons (module docstring); each entry's own seq decides, never
+        a memtable-wide bound the writer updates after the entry."""
         keys = self._keys
         with self._lock:
             self._fold()
@@ -208,8 +209,10 @@ class Memtable:
             return [], None, False
         newest = self._newest
         run = [newest[key] for key in chunk]
-        if self._max_seq > snapshot_seq:
-            # Some entry may be newer than the snapshot: look at each.
+        visible = [entry for entry in run if entry[1] <= snapshot_seq]
+        if len(visible) != len(run):
+            # Some keys' newest entries are newer than the snapshot: each
+            # of those gives its newest older one the snapshot sees, if any.
             visible = []
             for entry in run:
                 if entry[1] > snapshot_seq:
@@ -217,8 +220,7 @@ class Memtable:
                     if entry is None:
                         continue
                 visible.append(entry)
-            run = visible
-        return run, chunk[-1], more
+        return visible, chunk[-1], more
 
     def iter_reverse(self, start_key: bytes | None = None, end_key: bytes | None = None,
                      snapshot_seq: int | None = None) -> Iterator[Entry]:

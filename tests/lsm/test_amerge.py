@@ -52,8 +52,20 @@ def _bounded(entries, start, end):
     return [e for e in entries if (start is None or e[0] >= start) and (end is None or e[0] < end)]
 
 
+def _memtable(entries) -> Memtable:
+    mt = Memtable()
+    for entry in sorted(entries, key=lambda e: e[1]):     # a key's versions oldest first
+        mt.add(*entry)
+    return mt
+
+
 @pytest.mark.parametrize("seed", range(12))
-def test_visible_merge_matches_the_pure_iterators(seed):
+@pytest.mark.parametrize("memtable_cursor", ["ListCursor", "MemtableCursor"])
+def test_visible_merge_matches_the_pure_iterators(seed, memtable_cursor):
+    """Tables and memtable sources (a ListCursor over the entries, or a
+    MemtableCursor over a Memtable holding them, of any run size): the
+    merge gives what the pure iterators give, at every snapshot and bound,
+    with or without a limit (a hint: the pairs are the same)."""
     rng = random.Random(seed)
     sources = _random_sources(rng, rng.randrange(1, 5), keys=60, writes=400)
     start = rng.choice([None, b"k%04d" % rng.randrange(60)])
@@ -64,38 +76,13 @@ def test_visible_merge_matches_the_pure_iterators(seed):
         for i, s in enumerate(sources):
             if i % 2 and s:
                 cursors.append(TableCursor([_table(s, i)], start, end))
-            else:
+            elif memtable_cursor == "ListCursor":
                 cursors.append(ListCursor(_bounded(s, start, end), size=7))
-        want = rng.choice((1, 3, 256))
-        assert collect_chunks(visible_merge(cursors, snapshot, want), want, rng) == expected
-
-
-def _memtable(entries) -> Memtable:
-    mt = Memtable()
-    for entry in sorted(entries, key=lambda e: e[1]):     # a key's versions oldest first
-        mt.add(*entry)
-    return mt
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_visible_merge_over_memtable_cursors_matches_the_pure_iterators(seed):
-    """Memtables as MemtableCursors beside tables: the merge gives what
-    the pure iterators give, at every snapshot, bound and run size."""
-    rng = random.Random(100 + seed)
-    sources = _random_sources(rng, rng.randrange(1, 5), keys=60, writes=400)
-    start = rng.choice([None, b"k%04d" % rng.randrange(60)])
-    end = rng.choice([None, b"k%04d" % rng.randrange(60)])
-    for snapshot in (400, 250, 90, 1):
-        expected = list(visible(merge([_bounded(s, start, end) for s in sources]), snapshot))
-        cursors = []
-        for i, s in enumerate(sources):
-            if i % 2 and s:
-                cursors.append(TableCursor([_table(s, i)], start, end))
             else:
                 size = rng.choice((1, 3, 128))
                 cursors.append(MemtableCursor(_memtable(s), start, end, snapshot, size=size, first=min(size, 2)))
         want = rng.choice((1, 3, 256))
-        limit = rng.choice((None, 1, 5, 50))       # a hint: the pairs are the same
+        limit = rng.choice((None, 1, 5, 50))
         assert collect_chunks(visible_merge(cursors, snapshot, want, limit), want, rng) == expected
 
 

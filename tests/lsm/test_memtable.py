@@ -272,3 +272,18 @@ def test_visible_runs_while_another_thread_adds_see_exactly_the_snapshot():
         thread.join()
         sys.setswitchinterval(old_interval)
     assert grew_during >= 3                 # the writer really ran during the runs
+
+
+def test_a_visible_run_checks_each_entry_not_the_memtables_newest_seq():
+    """A writer puts a key's new entry in place before it raises the
+    memtable's newest seq: a run taken in between (the state built here by
+    hand, as ``add`` leaves it halfway) still gives what the snapshot sees."""
+    mt = Memtable()
+    mt.add(b"a", 1, Kind.PUT, b"a1")
+    mt.add(b"b", 2, Kind.PUT, b"b2")
+    # add(b"a", 3, ...) up to its replacing the newest entry:
+    mt._older[b"a"] = [mt._newest[b"a"]]
+    mt._newest[b"a"] = (b"a", 3, Kind.PUT, b"a3")
+    assert mt.max_seq == 2
+    assert mt.visible_run(None, False, None, 2, 10) == ([(b"a", 1, Kind.PUT, b"a1"), (b"b", 2, Kind.PUT, b"b2")],
+                                                        b"b", False)
