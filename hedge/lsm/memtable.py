@@ -144,8 +144,17 @@ class Memtable:
         with start_key <= key < end_key (None: unbounded); with
         ``snapshot_seq``, only each key's newest entry with seq <=
         snapshot_seq (what a reader there sees: a scan need not walk the
-        older versions of a key written over and over).  Safe on any thread
-        while the writer adds (see the module docstring)."""
+        older versions of a key written over and over), taken in
+        ``visible_run``'s runs.  Safe on any thread while the writer adds
+        (see the module docstring)."""
+        if snapshot_seq is not None:
+            key, after = start_key, False
+            while True:
+                run, key, more = self.visible_run(key, after, end_key, snapshot_seq, _CHUNK_KEYS)
+                yield from run
+                if not more:
+                    return
+                after = True
         keys = self._keys
         newest_of = self._newest
         older_of = self._older
@@ -160,13 +169,6 @@ class Memtable:
                 if end_key is not None and key >= end_key:
                     return
                 entry = newest_of[key]
-                if snapshot_seq is not None:
-                    if entry[1] > snapshot_seq:
-                        entry = self._visible_older(key, snapshot_seq)
-                        if entry is None:
-                            continue
-                    yield entry
-                    continue
                 yield entry
                 older = older_of.get(key)
                 if older is not None:
