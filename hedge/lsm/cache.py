@@ -120,17 +120,40 @@ class BlockCache:
                 self._bytes -= entry[_CHARGE]
                 self._evictions += 1
 
-    def erase_table(self, table_id: int) -> None:
-        """Drop every block of ``table_id`` (its file is going away)."""
+    def erase_tables(self, table_ids) -> None:
+        """Drop every block of the tables ``table_ids`` (their files are
+        going away): one pass over the cache, however many tables."""
+        table_ids = frozenset(table_ids)
         with self._lock:
             keep = deque()
             for entry in self._clock:
-                if entry[_KEY][0] == table_id:
+                if entry[_KEY][0] in table_ids:
                     del self._map[entry[_KEY]]
                     self._bytes -= entry[_CHARGE]
                 else:
                     keep.append(entry)
             self._clock = keep
+
+    def retire_tables(self, table_ids) -> None:
+        """Make the blocks of the tables ``table_ids`` (dropped by a
+        compaction) the next ones the hand evicts: their reference bits are
+        cleared and they move to the hand.  They stay readable until then
+        (readers of an older version may still want them), and freeing them
+        is left to the evictions that make room for new blocks, one at a
+        time, instead of one long pass under the lock: one pass over the
+        circle, no block freed."""
+        table_ids = frozenset(table_ids)
+        with self._lock:
+            retired = deque()
+            keep = deque()
+            for entry in self._clock:
+                if entry[_KEY][0] in table_ids:
+                    entry[_REF] = False
+                    retired.append(entry)
+                else:
+                    keep.append(entry)
+            retired.extend(keep)
+            self._clock = retired
 
     def __len__(self) -> int:
         return len(self._map)

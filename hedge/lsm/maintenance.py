@@ -8,6 +8,15 @@ otherwise sleep until ``wake``.  Each job writes its tables (fdatasync'ed),
 opens them, then hands one edit to ``VersionSet.log_and_apply``, whose
 install callback swaps the engine's super version; files the edit made
 obsolete (the flushed WAL, compaction inputs) are removed afterwards.
+
+A compaction's input tables are removed once released (TableCache): when
+the last reader of an older super version lets go of one, on whatever
+thread, the loop closes its file and unlinks it (``_remove_released``).
+The last close of an unlinked file frees its blocks synchronously, and the
+foreground thread must not wait for that.  The loop takes released tables
+at the end of each compaction and whenever it wakes; while some dropped
+table is still held, a timer wakes it after RELEASE_POLL_FIRST seconds,
+doubling up to RELEASE_POLL_MAX.
 With the compaction worker process (Options.compaction_process) a
 compaction runs as a task of its own beside the loop (one at a time) and
 flushes go on while the worker merges; log_and_apply makes their installs
@@ -75,6 +84,8 @@ from hedge.options import Options
 log = logging.getLogger("hedge")
 
 STOP_SECONDS = 60           # how long stop() waits for the task before cancelling it
+RELEASE_POLL_FIRST = 0.01   # first wait for a dropped table's last reader (s), doubling ...
+RELEASE_POLL_MAX = 1.0      # ... up to this
 
 
 class _Stopped(ClosedError):
@@ -148,6 +159,8 @@ class Maintenance:
         self._holds = 0                 # deletion holds taken (checkpoints in progress)
         self._held: list[str] = []      # tables dropped while a hold was taken, to remove later
         self._hold_lock = threading.Lock()
+        self._release_timer = None      # the Task that wakes the loop while dropped tables are held
+        self._release_poll = RELEASE_POLL_FIRST
         self.counters = {"flushes": 0, "flush_bytes": 0, "flush_worker_failures": 0, "compactions": 0,
                          "trivial_moves": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0}
 
@@ -259,6 +272,13 @@ class Maintenance:
             tree.record_background_error(e, "the maintenance task")
         finally:
             await self._end_compacting()
+            await self._end_release_timer()
+            try:
+                await self._remove_released()
+            except Cancelled:
+                raise
+            except BaseException as e:  # noqa: BLE001 - orphans are removed at the next open
+                log.warning("hedge: could not remove released tables: %s", e)
             tree.changed.notify()
 
     async def _loop(self) -> None:
@@ -269,6 +289,8 @@ class Maintenance:
             if job is None:
                 if self._compacting is None:
                     self._idle_epoch += 1
+                if self._tables.unreleased and self._release_timer is None:
+                    self._release_timer = spawn(self._release_wake(), name="release-timer")
                 tree.changed.notify()
                 await self._work.wait(gen)
                 continue
@@ -291,6 +313,8 @@ class Maintenance:
         sv = tree.super_version
         if sv.imms:
             return self._flush_oldest
+        if self._tables.has_released:
+            return self._remove_released
         if self._held and not self._holds:
             return self._remove_held
         if self._compacting is not None:
@@ -322,6 +346,36 @@ class Maintenance:
             await compacting
         except BaseException:  # noqa: BLE001 - being stopped
             pass
+
+    async def _release_wake(self) -> None:
+        """Wake the loop after the current poll interval (then doubled), so
+        that it takes the tables released meanwhile."""
+        try:
+            await ops.sleep(self._release_poll)
+            self._release_poll = min(self._release_poll * 2, RELEASE_POLL_MAX)
+        finally:
+            self._release_timer = None
+        self._work.notify()
+
+    async def _end_release_timer(self) -> None:
+        timer = self._release_timer
+        if timer is not None:
+            timer.cancel()
+            try:
+                await timer
+            except BaseException:  # noqa: BLE001 - being stopped
+                pass
+
+    async def _remove_released(self) -> None:
+        """Close, then unlink, each dropped table whose readers are all gone
+        (see the module docstring)."""
+        released = self._tables.take_released()
+        if released:
+            self._release_poll = RELEASE_POLL_FIRST
+        for number, file in released:
+            if file is not None:
+                file.close()
+            await self._remove_table(number)
 
     async def _compact_beside(self, task) -> None:
         try:
@@ -442,9 +496,8 @@ class Maintenance:
 
     async def _compact(self, task) -> None:
         tree = self._tree
-        sv = tree.super_version
         if task.trivial_move:
-            await self._install(policy.apply(sv.version, task, []), counts={"trivial_moves": 1})
+            await self._install(policy.apply(tree.super_version.version, task, []), counts={"trivial_moves": 1})
             return
         inputs = [meta for _level, files in task.inputs() for meta in files]
         oldest = tree.oldest_snapshot()
@@ -457,22 +510,27 @@ class Maintenance:
             async def new_number() -> int:
                 return versions.new_file_number()
 
+            # No reference to the super version outlives the merge: its
+            # inputs are released as soon as the last reader lets go.
+            tables = tree.super_version.tables
+            readers = [tables[meta.number] for meta in inputs]
+            del tables
             outputs, written = await merge_tables(
-                [sv.tables[meta.number] for meta in inputs], directory=versions.directory,
+                readers, directory=versions.directory,
                 bottommost=task.bottommost, oldest_snapshot_seq=oldest, max_output_bytes=task.max_output_bytes,
                 block_bytes=opts.block_bytes, bloom_bits_per_key=opts.bloom_bits_per_key,
                 compression=opts.compression, new_number=new_number,
                 check=self._check_stop)
+            del readers
         # Flushes may have added L0 tables meanwhile (worker process): the
         # edit is checked against the current version.
         edit = policy.apply(tree.super_version.version, task, outputs)
         await self._install(edit, counts={"compactions": 1, "compaction_bytes_written": written,
                                           "compaction_bytes_read": sum(meta.size for meta in inputs)})
         cache = self._tables.block_cache
-        for meta in inputs:
-            if cache is not None:
-                cache.erase_table(meta.number)
-            await self._remove_table(meta.number)
+        if cache is not None:
+            cache.retire_tables(meta.number for meta in inputs)
+        await self._remove_released()
 
     async def _merge_in_worker(self, task, inputs: list, oldest: int) -> tuple[list, int]:
         """The merge of ``_compact`` in the worker process (started on first

@@ -9,13 +9,19 @@ one more closes the least recently used file that no read is using, and a
 later read reopens it.  A file with reads in progress (``users``) is never
 closed, so the count may pass the limit by the number of concurrent reads.
 
-A table leaves through ``drop`` once the version no longer holds it, just
-before its file is unlinked.  Readers holding an older super version may
-still read it, so its file must stay open: the caller pins it (``pin``,
-which reopens it when needed) before the edit is installed; a dropped
-file leaves the LRU, is never closed by the cache except at ``close``, and
-otherwise closes when the last reference to its reader goes.  ``discard``
-closes a table that was opened but never published (a failed install).
+A table leaves through ``drop`` once the version no longer holds it.
+Readers holding an older super version may still read it, so its file
+must stay open: the caller pins it (``pin``, which reopens it when
+needed) before the edit is installed; a dropped file leaves the LRU and is
+never closed by the cache except at ``close``.  When the last reference to
+its reader goes, on whatever thread drops it, the table is *released*: its
+``(number, file)`` joins a queue, with the file still open, and
+``take_released`` hands it to the maintenance task, which closes the file
+and then unlinks it.  The file is unlinked only once closed because the
+last close of an unlinked file frees its blocks there and then (ext4 with
+``discard`` waits on the device: 60-70 ms for a 32 MiB table), and that
+must not happen on a foreground thread.  ``discard`` closes a table that
+was opened but never published (a failed install).
 
 Invariants: a live table's file is open or closed, never half-way; a file
 with users > 0 is never closed before ``close``; the LRU holds exactly the
@@ -23,14 +29,16 @@ live tables whose file is open.
 
 Threads: any executor thread may read through a reader or call ``open`` /
 ``pin``; the bookkeeping is under one lock, never held across an await.
-``drop``/``discard``/``unpin``/``close`` do no I/O and may run anywhere.
+``drop``/``discard``/``unpin``/``close``/``take_released`` do no I/O and may
+run anywhere.  A release takes no lock (it may run inside the garbage
+collector): one ``deque.append``.
 """
 from __future__ import annotations
 
 import os
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from hedge.io import ops
 from hedge.io.file import File
@@ -64,6 +72,8 @@ class TableCache:
         self._live: dict[int, _Handle] = {}
         self._lru: OrderedDict[int, _Handle] = OrderedDict()     # least recently used first
         self._dropped: weakref.WeakSet[_Handle] = weakref.WeakSet()
+        self._released: deque[tuple[int, File]] = deque()   # appended by finalizers, without the lock
+        self._unreleased = 0        # dropped tables not yet handed out by take_released
         self.reopens = 0
 
     def path(self, number: int) -> str:
@@ -117,6 +127,34 @@ class TableCache:
             handle.live = False
             self._lru.pop(number, None)
             self._dropped.add(handle)
+            self._unreleased += 1
+            # The finalizer holds the file: it outlives the handle, open,
+            # until take_released hands it out.
+            weakref.finalize(handle, self._released.append, (number, handle.file))
+
+    def take_released(self) -> list[tuple[int, File]]:
+        """The dropped tables whose readers are all gone since the last call,
+        as ``(number, file)`` with the file still open: the caller closes
+        it, then unlinks the table."""
+        taken = []
+        released = self._released
+        while released:
+            taken.append(released.popleft())
+        if taken:
+            with self._lock:
+                self._unreleased -= len(taken)
+        return taken
+
+    @property
+    def has_released(self) -> bool:
+        """Whether ``take_released`` has something to hand out."""
+        return bool(self._released)
+
+    @property
+    def unreleased(self) -> int:
+        """Dropped tables not yet handed out by ``take_released`` (some
+        reader of an older super version may still hold them)."""
+        return self._unreleased
 
     def discard(self, number: int) -> None:
         """Close table ``number`` now (opened, never published)."""

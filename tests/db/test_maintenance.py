@@ -147,6 +147,28 @@ def test_scans_leave_l0_alone_when_told_to(tmp_path, io_method):
         assert db.property("hedge.num-files-at-level0") == 4
 
 
+def test_a_compactions_inputs_stay_on_disk_until_their_last_reader_goes(tmp_path, io_method):
+    """A scan holding an older version reads the tables a compaction dropped
+    to its end; the maintenance task unlinks them only once the scan lets go
+    (the last close of an unlinked file frees its blocks, which must not
+    happen on the thread that ends the scan), woken by its release timer."""
+    model: dict[bytes, bytes] = {}
+    with open_db(tmp_path / "db", io_method, **MANUAL) as db:
+        inputs = set().union(*four_l0_tables(db, model))
+        scan = db.scan()
+        first = next(scan)
+        compact(db, "blocking", b"a", b"z")             # everything to L1
+        assert db.property("hedge.num-files-at-level0") == 0
+        outputs = names(db.directory) - inputs
+        assert outputs and inputs <= names(db.directory)    # still held by the scan
+        assert [first, *scan] == sorted(model.items())
+        del scan
+        engine = db._engine
+        db.run(engine.changed.wait_for(lambda: not inputs & names(db.directory)))
+        assert names(db.directory) == outputs
+        assert dict(db.scan()) == model
+
+
 def test_compact_range_checks_its_bounds(tmp_path):
     with open_db(tmp_path / "db", "sync") as db:
         with pytest.raises(ValueError):

@@ -98,17 +98,37 @@ def test_unreferenced_blocks_are_evicted_in_insertion_order():
     assert present == [False, False, True, True, True, True]
 
 
-def test_erase_table_drops_only_that_table():
+def test_erase_tables_drops_only_those_tables():
     cache = BlockCache(1 << 20)
-    for t in (1, 2):
+    for t in (1, 2, 3):
         for i in range(3):
             cache.insert((t, i * 4096), PAGE_BLOCK)
-    cache.erase_table(1)
-    assert all(cache.get((1, i * 4096)) is None for i in range(3))
+    cache.erase_tables([1, 3])
+    assert all(cache.get((t, i * 4096)) is None for t in (1, 3) for i in range(3))
     assert all(cache.get((2, i * 4096)) is PAGE_BLOCK for i in range(3))
-    assert cache.stats()["bytes"] == 3 * 4096
+    assert cache.stats()["bytes"] == 3 * 4096 and len(cache) == 3
     cache.insert((3, 0), PAGE_BLOCK)
     assert cache.get((3, 0)) is PAGE_BLOCK
+
+
+def test_retired_tables_are_evicted_first_and_stay_readable_until_then():
+    cache = BlockCache(6 * 4096)
+    for t in (1, 2, 3):
+        for i in range(2):
+            cache.insert((t, i * 4096), PAGE_BLOCK)
+    for i in range(2):                  # table 1 used: without retiring, it would outlive 2 and 3
+        assert cache.get((1, i * 4096)) is PAGE_BLOCK
+    cache.retire_tables([1, 3])
+    assert cache.stats()["bytes"] == 6 * 4096 and len(cache) == 6
+    assert cache.get((3, 4096)) is PAGE_BLOCK      # a reader of an older version still hits
+    for i in range(3):
+        cache.insert((4, i * 4096), PAGE_BLOCK)
+    # The three evicted are retired blocks: table 1's two first (their
+    # bits were cleared), then table 3's block 0 (block 4096 was just hit).
+    assert [cache.get((1, i * 4096)) for i in range(2)] == [None, None]
+    assert cache.get((3, 0)) is None and cache.get((3, 4096)) is PAGE_BLOCK
+    assert all(cache.get((2, i * 4096)) is PAGE_BLOCK for i in range(2))
+    assert cache.stats()["bytes"] == 6 * 4096 and cache.stats()["evictions"] == 3
 
 
 def test_concurrent_threads_keep_bound_and_exact_counts():

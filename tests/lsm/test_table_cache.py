@@ -95,3 +95,29 @@ def test_discard_closes_a_table_at_once(executor, directory):
     assert fds() == before + TABLES - 1 and cache.stats()["tables"] == TABLES - 1
     cache.close()
     assert fds() == before
+
+
+def test_a_dropped_table_is_released_open_when_its_last_reader_goes(executor, directory):
+    before = fds()
+    cache = TableCache(directory, False, None, max_open_files=TABLES)
+    readers = open_all(executor, cache)
+    pinned = executor.run_sync(cache.pin([2, 5]))
+    cache.drop(2)
+    cache.drop(5)
+    cache.unpin(pinned)
+    del pinned
+    assert cache.unreleased == 2 and not cache.has_released and cache.take_released() == []
+    assert get(executor, readers[2], key(2, 10))[2] == b"v10"     # still read by its holders
+    del readers[2]                  # the last reference goes on this thread: the file stays open
+    assert cache.has_released and fds() == before + TABLES
+    released = cache.take_released()
+    assert [number for number, _file in released] == [2] and cache.unreleased == 1
+    number, file = released[0]
+    assert not file.closed and fds() == before + TABLES
+    file.close()                    # the taker closes it (and would then unlink the table)
+    assert fds() == before + TABLES - 1
+    assert cache.take_released() == [] and cache.unreleased == 1
+    cache.close()                   # table 5's reader is still held: close shuts its file anyway
+    assert fds() == before
+    del readers[5]
+    assert [n for n, _file in cache.take_released()] == [5] and cache.unreleased == 0

@@ -406,7 +406,7 @@ class TableReader:
     def evict(self) -> None:
         """Drop this table's blocks from the cache (when the table is deleted)."""
         if self._cache is not None:
-            self._cache.erase_table(self.table_id)
+            self._cache.erase_tables((self.table_id,))
 
 
 def page_span(offset: int, length: int) -> tuple[int, int]:
