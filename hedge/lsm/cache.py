@@ -10,7 +10,9 @@ the entry's reference bit.  To make room, the hand looks at the entry under
 it: a set bit is cleared and the entry passes (a second chance); a clear bit
 means the entry was not used since the last sweep, and it is evicted.  New
 entries start with a clear bit, so a scan of blocks read once cannot push out
-blocks that are being reused.
+blocks that are being reused.  The blocks of tables a compaction dropped
+are retired (``retire_tables``): bits cleared and moved to the hand, so
+they go first, freed one per eviction rather than all at once.
 
 Thread-safe: any thread may call any method.  A lookup takes no lock: it is
 a dict probe, then setting the entry's reference bit and advancing the hit

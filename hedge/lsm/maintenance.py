@@ -17,6 +17,7 @@ foreground thread must not wait for that.  The loop takes released tables
 at the end of each compaction and whenever it wakes; while some dropped
 table is still held, a timer wakes it after RELEASE_POLL_FIRST seconds,
 doubling up to RELEASE_POLL_MAX.
+
 With the compaction worker process (Options.compaction_process) a
 compaction runs as a task of its own beside the loop (one at a time) and
 flushes go on while the worker merges; log_and_apply makes their installs
