@@ -1,6 +1,10 @@
 """BlockCache: decoded blocks kept in memory, bounded by bytes, CLOCK eviction.
 
-Keys are ``(table_id, block_offset)``; each block is charged ``block.nbytes``
+Keys are ints, ``cache_key(table_id, block_offset)``: the table id above
+TABLE_SHIFT bits, the offset below (a table is under 1 TiB).  An int,
+unlike a tuple, is no object for the garbage collector to track: a table
+opened with thousands of blocks makes one list of keys, not one tracked
+tuple per block.  Each block is charged ``block.nbytes``
 (when inserted, and again when ``replace`` swaps in its decoded copy).
 The sum of charges never exceeds ``capacity`` (a block larger than the whole
 capacity is not cached; capacity 0 caches nothing).
@@ -31,7 +35,14 @@ from collections import deque
 
 from hedge.lsm.block import Block
 
-CacheKey = tuple[int, int]
+CacheKey = int
+TABLE_SHIFT = 40
+
+
+def cache_key(table_id: int, offset: int) -> CacheKey:
+    """The key of the block at ``offset`` (< 2**TABLE_SHIFT) of table ``table_id``."""
+    return table_id << TABLE_SHIFT | offset
+
 
 # Slots of an entry list: key, block, charge, reference bit.
 _KEY, _BLOCK, _CHARGE, _REF = range(4)
@@ -129,7 +140,7 @@ class BlockCache:
         with self._lock:
             keep = deque()
             for entry in self._clock:
-                if entry[_KEY][0] in table_ids:
+                if entry[_KEY] >> TABLE_SHIFT in table_ids:
                     del self._map[entry[_KEY]]
                     self._bytes -= entry[_CHARGE]
                 else:
@@ -149,7 +160,7 @@ class BlockCache:
             retired = deque()
             keep = deque()
             for entry in self._clock:
-                if entry[_KEY][0] in table_ids:
+                if entry[_KEY] >> TABLE_SHIFT in table_ids:
                     entry[_REF] = False
                     retired.append(entry)
                 else:

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from hedge.lsm.block import Block, BlockBuilder
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import BlockCache, cache_key
 from hedge.lsm.keys import Kind
 
 
@@ -23,10 +23,10 @@ PAGE_BLOCK = make_block(4096)
 
 def test_hit_after_insert_and_miss_before():
     cache = BlockCache(1 << 20)
-    assert cache.get((1, 0)) is None
-    cache.insert((1, 0), PAGE_BLOCK)
-    assert cache.get((1, 0)) is PAGE_BLOCK
-    assert cache.get((2, 0)) is None
+    assert cache.get(cache_key(1, 0)) is None
+    cache.insert(cache_key(1, 0), PAGE_BLOCK)
+    assert cache.get(cache_key(1, 0)) is PAGE_BLOCK
+    assert cache.get(cache_key(2, 0)) is None
     s = cache.stats()
     assert (s["hits"], s["misses"], s["inserts"], s["bytes"]) == (1, 2, 1, 4096)
 
@@ -37,64 +37,64 @@ def test_bound_is_never_exceeded_and_bytes_match_contents():
     cache = BlockCache(10 * 4096 + 123)
     resident: dict = {}
     for i in range(2000):
-        key = (rng.randrange(5), rng.randrange(40) * 4096)
+        key = cache_key(rng.randrange(5), rng.randrange(40) * 4096)
         if rng.random() < 0.5:
             cache.get(key)
         else:
             cache.insert(key, blocks[rng.choice(list(blocks))])
         s = cache.stats()
         assert s["bytes"] <= s["capacity"]
-    resident = {k: cache.get(k) for t in range(5) for k in [(t, o * 4096) for o in range(40)]}
+    resident = {k: cache.get(k) for t in range(5) for k in [cache_key(t, o * 4096) for o in range(40)]}
     assert sum(b.nbytes for b in resident.values() if b is not None) == cache.stats()["bytes"]
     assert cache.stats()["evictions"] > 0
 
 
 def test_zero_capacity_caches_nothing():
     cache = BlockCache(0)
-    cache.insert((1, 0), PAGE_BLOCK)
-    assert cache.get((1, 0)) is None
+    cache.insert(cache_key(1, 0), PAGE_BLOCK)
+    assert cache.get(cache_key(1, 0)) is None
     assert cache.stats()["bytes"] == 0 and len(cache) == 0
 
 
 def test_block_larger_than_capacity_is_not_cached():
     cache = BlockCache(8192)
-    cache.insert((1, 0), make_block(3 * 4096))
-    assert cache.get((1, 0)) is None
+    cache.insert(cache_key(1, 0), make_block(3 * 4096))
+    assert cache.get(cache_key(1, 0)) is None
     assert cache.stats()["inserts"] == 0
 
 
 def test_reinsert_keeps_resident_block_and_charge():
     cache = BlockCache(1 << 20)
-    cache.insert((1, 0), PAGE_BLOCK)
-    cache.insert((1, 0), make_block(4096))
-    assert cache.get((1, 0)) is PAGE_BLOCK
+    cache.insert(cache_key(1, 0), PAGE_BLOCK)
+    cache.insert(cache_key(1, 0), make_block(4096))
+    assert cache.get(cache_key(1, 0)) is PAGE_BLOCK
     assert cache.stats()["bytes"] == 4096
 
 
 def test_second_chance_keeps_reused_blocks_through_a_cold_scan():
     capacity_blocks = 16
     cache = BlockCache(capacity_blocks * 4096)
-    hot = [(1, i * 4096) for i in range(4)]
+    hot = [cache_key(1, i * 4096) for i in range(4)]
     for key in hot:
         cache.insert(key, PAGE_BLOCK)
     # A scan of cold blocks, three times the capacity, while the hot blocks
     # keep being read.  FIFO would have evicted the hot blocks long ago.
     for i in range(3 * capacity_blocks):
-        cache.insert((2, i * 4096), PAGE_BLOCK)
+        cache.insert(cache_key(2, i * 4096), PAGE_BLOCK)
         if i % 4 == 0:
             for key in hot:
                 assert cache.get(key) is PAGE_BLOCK, (i, key)
     assert all(cache.get(key) is PAGE_BLOCK for key in hot)
     # The cold blocks that were never reused are the ones that went.
-    cold_left = sum(cache.get((2, i * 4096)) is not None for i in range(3 * capacity_blocks))
+    cold_left = sum(cache.get(cache_key(2, i * 4096)) is not None for i in range(3 * capacity_blocks))
     assert cold_left == capacity_blocks - len(hot)
 
 
 def test_unreferenced_blocks_are_evicted_in_insertion_order():
     cache = BlockCache(4 * 4096)
     for i in range(6):
-        cache.insert((1, i * 4096), PAGE_BLOCK)
-    present = [cache.get((1, i * 4096)) is not None for i in range(6)]
+        cache.insert(cache_key(1, i * 4096), PAGE_BLOCK)
+    present = [cache.get(cache_key(1, i * 4096)) is not None for i in range(6)]
     assert present == [False, False, True, True, True, True]
 
 
@@ -102,32 +102,32 @@ def test_erase_tables_drops_only_those_tables():
     cache = BlockCache(1 << 20)
     for t in (1, 2, 3):
         for i in range(3):
-            cache.insert((t, i * 4096), PAGE_BLOCK)
+            cache.insert(cache_key(t, i * 4096), PAGE_BLOCK)
     cache.erase_tables([1, 3])
-    assert all(cache.get((t, i * 4096)) is None for t in (1, 3) for i in range(3))
-    assert all(cache.get((2, i * 4096)) is PAGE_BLOCK for i in range(3))
+    assert all(cache.get(cache_key(t, i * 4096)) is None for t in (1, 3) for i in range(3))
+    assert all(cache.get(cache_key(2, i * 4096)) is PAGE_BLOCK for i in range(3))
     assert cache.stats()["bytes"] == 3 * 4096 and len(cache) == 3
-    cache.insert((3, 0), PAGE_BLOCK)
-    assert cache.get((3, 0)) is PAGE_BLOCK
+    cache.insert(cache_key(3, 0), PAGE_BLOCK)
+    assert cache.get(cache_key(3, 0)) is PAGE_BLOCK
 
 
 def test_retired_tables_are_evicted_first_and_stay_readable_until_then():
     cache = BlockCache(6 * 4096)
     for t in (1, 2, 3):
         for i in range(2):
-            cache.insert((t, i * 4096), PAGE_BLOCK)
+            cache.insert(cache_key(t, i * 4096), PAGE_BLOCK)
     for i in range(2):                  # table 1 used: without retiring, it would outlive 2 and 3
-        assert cache.get((1, i * 4096)) is PAGE_BLOCK
+        assert cache.get(cache_key(1, i * 4096)) is PAGE_BLOCK
     cache.retire_tables([1, 3])
     assert cache.stats()["bytes"] == 6 * 4096 and len(cache) == 6
-    assert cache.get((3, 4096)) is PAGE_BLOCK      # a reader of an older version still hits
+    assert cache.get(cache_key(3, 4096)) is PAGE_BLOCK      # a reader of an older version still hits
     for i in range(3):
-        cache.insert((4, i * 4096), PAGE_BLOCK)
+        cache.insert(cache_key(4, i * 4096), PAGE_BLOCK)
     # The three evicted are retired blocks: table 1's two first (their
     # bits were cleared), then table 3's block 0 (block 4096 was just hit).
-    assert [cache.get((1, i * 4096)) for i in range(2)] == [None, None]
-    assert cache.get((3, 0)) is None and cache.get((3, 4096)) is PAGE_BLOCK
-    assert all(cache.get((2, i * 4096)) is PAGE_BLOCK for i in range(2))
+    assert [cache.get(cache_key(1, i * 4096)) for i in range(2)] == [None, None]
+    assert cache.get(cache_key(3, 0)) is None and cache.get(cache_key(3, 4096)) is PAGE_BLOCK
+    assert all(cache.get(cache_key(2, i * 4096)) is PAGE_BLOCK for i in range(2))
     assert cache.stats()["bytes"] == 6 * 4096 and cache.stats()["evictions"] == 3
 
 
@@ -140,7 +140,7 @@ def test_concurrent_threads_keep_bound_and_exact_counts():
         rng = random.Random(seed)
         try:
             for _ in range(gets_per_thread):
-                key = (rng.randrange(3), rng.randrange(50) * 4096)
+                key = cache_key(rng.randrange(3), rng.randrange(50) * 4096)
                 if cache.get(key) is None:
                     cache.insert(key, PAGE_BLOCK)
                 if cache.stats()["bytes"] > cache.capacity:
@@ -175,18 +175,18 @@ def decoded_pair():
 def test_replace_swaps_in_the_decoded_copy_and_charges_it():
     plain, decoded = decoded_pair()
     cache = BlockCache(1 << 20)
-    cache.insert((1, 0), plain)
-    cache.replace((1, 0), plain, decoded)
-    assert cache.get((1, 0)) is decoded
+    cache.insert(cache_key(1, 0), plain)
+    cache.replace(cache_key(1, 0), plain, decoded)
+    assert cache.get(cache_key(1, 0)) is decoded
     assert cache.stats()["bytes"] == decoded.nbytes > plain.nbytes
-    cache.replace((1, 0), plain, decoded)          # no longer resident: nothing happens
+    cache.replace(cache_key(1, 0), plain, decoded)          # no longer resident: nothing happens
     assert cache.stats()["bytes"] == decoded.nbytes
 
 
 def test_replace_of_an_absent_block_does_nothing():
     plain, decoded = decoded_pair()
     cache = BlockCache(1 << 20)
-    cache.replace((1, 0), plain, decoded)
+    cache.replace(cache_key(1, 0), plain, decoded)
     assert len(cache) == 0 and cache.stats()["bytes"] == 0
 
 
@@ -194,19 +194,19 @@ def test_replace_evicts_to_stay_within_the_bound():
     plain, decoded = decoded_pair()
     cache = BlockCache(3 * 4096)
     for i in range(3):
-        cache.insert((1, i * 4096), plain)
-    cache.replace((1, 4096), plain, decoded)
+        cache.insert(cache_key(1, i * 4096), plain)
+    cache.replace(cache_key(1, 4096), plain, decoded)
     s = cache.stats()
     assert s["bytes"] <= s["capacity"] and s["evictions"] >= 1
-    assert sum(b.nbytes for b in (cache.get((1, i * 4096)) for i in range(3)) if b is not None) == s["bytes"]
+    assert sum(b.nbytes for b in (cache.get(cache_key(1, i * 4096)) for i in range(3)) if b is not None) == s["bytes"]
 
 
 def test_replace_with_a_copy_larger_than_the_capacity_drops_the_entry():
     plain, decoded = decoded_pair()
     cache = BlockCache(decoded.nbytes - 1)
-    cache.insert((1, 0), plain)
-    cache.replace((1, 0), plain, decoded)
-    assert cache.get((1, 0)) is None
+    cache.insert(cache_key(1, 0), plain)
+    cache.replace(cache_key(1, 0), plain, decoded)
+    assert cache.get(cache_key(1, 0)) is None
     assert cache.stats()["bytes"] == 0 and len(cache) == 0
 
 
@@ -214,9 +214,9 @@ def test_replace_with_a_copy_larger_than_the_capacity_drops_the_entry():
 def test_holds_answers_without_counting_or_marking():
     cache = BlockCache(1 << 20)
     block = make_block(4096)
-    cache.insert((1, 0), block)
+    cache.insert(cache_key(1, 0), block)
     before = cache.stats()
-    assert cache.holds((1, 0)) and not cache.holds((1, 4096))
+    assert cache.holds(cache_key(1, 0)) and not cache.holds(cache_key(1, 4096))
     after = cache.stats()
     assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
-    assert cache._map[(1, 0)][3] is False        # the reference bit is not set by holds
+    assert cache._map[cache_key(1, 0)][3] is False        # the reference bit is not set by holds

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from hedge.errors import CorruptionError
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import BlockCache, cache_key
 from hedge.lsm.keys import MAX_KEY_BYTES, MAX_SEQ, Kind
 from hedge.lsm.table import PAGE, TableBuilder, TableReader
 from hedge.lsm.table.reader import NOT_CACHED
@@ -248,7 +248,7 @@ def test_cached_block_is_not_read_again():
     assert run(reader.get(b"key000500", 1)) == (1, Kind.PUT, b"v")
     assert run(reader.get(b"key000501", 1)) == (1, Kind.PUT, b"v")
     assert len(log) == 1
-    assert cache.get((7, log[0][0])) is not None
+    assert cache.get(cache_key(7, log[0][0])) is not None
     reader.evict()
     assert cache.stats()["bytes"] == 0
 
@@ -311,12 +311,12 @@ def test_a_scans_first_cache_hit_swaps_in_the_decoded_block_and_a_gets_does_not(
     run(reader.get(b"key000500", 1))
     (offset, _), = log
     charged = cache.stats()["bytes"]
-    block = cache.get((7, offset))
+    block = cache.get(cache_key(7, offset))
     assert not block.is_decoded
     assert reader.get_cached(b"key000501", 1) == (1, Kind.PUT, b"v")
-    assert cache.get((7, offset)) is block and cache.stats()["bytes"] == charged
+    assert cache.get(cache_key(7, offset)) is block and cache.stats()["bytes"] == charged
     decoded = run(reader.read_block(offset, 4096))
-    assert decoded.is_decoded and cache.get((7, offset)) is decoded
+    assert decoded.is_decoded and cache.get(cache_key(7, offset)) is decoded
     assert cache.stats()["bytes"] == decoded.nbytes > charged
     assert run(reader.read_block(offset, 4096)) is decoded
     assert reader.get_cached(b"key000502", 1) == (1, Kind.PUT, b"v")
@@ -513,6 +513,17 @@ def test_file_truncated_mid_page_fails_open():
     with pytest.raises(CorruptionError, match="truncated") as info:
         open_table(truncated)
     assert_corruption(info, len(truncated))
+
+
+def test_a_table_over_1_tib_is_refused_before_any_read():
+    async def no_read(offset, length):
+        raise AssertionError("read")
+
+    size = (1 << 40) + PAGE
+    with pytest.raises(CorruptionError, match="over the") as info:
+        run(TableReader.open(no_read, size, FILE, 1))
+    assert_corruption(info, size)
+    assert TableReader.footer_read_range(1 << 40) == ((1 << 40) - PAGE, PAGE)
 
 
 def test_file_truncated_by_whole_pages_fails_open():

@@ -15,7 +15,7 @@ import zstandard
 
 from hedge.errors import CorruptionError
 from hedge.lsm import compression
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import BlockCache, cache_key
 from hedge.lsm.compression import RAW, TRAILER_BYTES, ZSTD, stored_type
 from hedge.lsm.keys import MAX_SEQ, Kind
 from hedge.lsm.table import PAGE, TableBuilder, TableReader
@@ -213,7 +213,7 @@ def test_cache_holds_decoded_blocks_and_a_hit_decompresses_nothing(monkeypatch):
     offset, length = reader.block_range_for(key)
     assert run(reader.get(key, MAX_SEQ))[2] == entries[1234][3]
     assert loads == [offset]
-    block = cache.get((1, offset))
+    block = cache.get(cache_key(1, offset))
     assert block is not None
     # Decoded: the entries themselves, larger than the stored bytes.
     assert block.nbytes > length

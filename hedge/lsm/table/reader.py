@@ -38,7 +38,7 @@ from hedge.errors import CorruptionError
 from hedge.lsm import compression
 from hedge.lsm.block import Block
 from hedge.lsm.bloom import BloomFilter
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import TABLE_SHIFT, BlockCache, cache_key
 from hedge.lsm.keys import MAX_SEQ, Kind
 from hedge.lsm.table.format import (
     FOOTER_BYTES,
@@ -70,7 +70,7 @@ class TableReader:
     """One open table.  Build it with ``await TableReader.open(...)``."""
 
     __slots__ = ("_read", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
-                 "_offsets", "_lengths", "_cache_keys", "_bloom", "_may_contain", "_smallest", "_largest",
+                 "_offsets", "_lengths", "_key_base", "_cache_keys", "_bloom", "_may_contain", "_smallest", "_largest",
                  "properties", "footer")
 
     def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
@@ -84,7 +84,8 @@ class TableReader:
         self._cache = cache if cache is not None and cache.capacity > 0 else None
         self._keys, self._seqs, self._offsets, self._lengths = index
         # The block cache's key of each block, built once (a lookup makes none).
-        self._cache_keys = tuple((table_id, offset) for offset in self._offsets) if self._cache is not None else ()
+        self._key_base = cache_key(table_id, 0)
+        self._cache_keys = [self._key_base | offset for offset in self._offsets] if self._cache is not None else []
         self._bloom = bloom
         self._may_contain = bloom.may_contain
         self.properties = properties
@@ -97,9 +98,12 @@ class TableReader:
     def footer_read_range(file_size: int) -> tuple[int, int]:
         """The page-aligned ``(offset, length)`` holding the footer: the last
         page.  Raises CorruptionError (no file name) when file_size cannot be
-        a table's size (not a positive multiple of 4096)."""
+        a table's size (not a positive multiple of 4096, or over 1 TiB: the
+        block cache keeps offsets in TABLE_SHIFT bits)."""
         if file_size < PAGE or file_size % PAGE:
             raise CorruptionError(None, file_size, f"table size {file_size} is not a positive multiple of {PAGE}: truncated?")
+        if file_size > 1 << TABLE_SHIFT:
+            raise CorruptionError(None, file_size, f"table size {file_size} is over the {1 << TABLE_SHIFT} bytes a table may hold")
         return file_size - PAGE, PAGE
 
     @classmethod
@@ -325,20 +329,20 @@ class TableReader:
             data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
         if fill_cache and self._cache is not None:
-            self._cache.insert((self.table_id, offset), block)
+            self._cache.insert(self._key_base | offset, block)
         return block
 
     def block_cached(self, offset: int) -> bool:
         """Whether the block at ``offset`` is in the cache now (a cacheless
         reader never has it)."""
-        return self._cache is not None and self._cache.holds((self.table_id, offset))
+        return self._cache is not None and self._cache.holds(self._key_base | offset)
 
     async def read_block(self, offset: int, length: int, fill_cache: bool = True) -> Block:
         """The block at ``(offset, length)`` (one of ``block_ranges``), from
         the cache or read and verified."""
         cache = self._cache
         if cache is not None:
-            ckey = (self.table_id, offset)
+            ckey = self._key_base | offset
             block = cache.get(ckey)
             if block is not None:
                 if not block.is_decoded:
@@ -354,10 +358,10 @@ class TableReader:
         cache = self._cache
         blocks: list = [None] * len(ranges)
         missing: list[int] = []
-        table_id = self.table_id
+        key_base = self._key_base
         for i, (offset, _length) in enumerate(ranges):
             if cache is not None:
-                ckey = (table_id, offset)
+                ckey = key_base | offset
                 block = cache.get(ckey)
                 if block is not None:
                     blocks[i] = block if block.is_decoded else self._decode_cached(ckey, block)
