@@ -343,10 +343,7 @@ class Maintenance:
             return
         if self._on_worker:
             compacting.cancel()
-        try:
-            await compacting
-        except BaseException:  # noqa: BLE001 - being stopped
-            pass
+        await _join_quietly(compacting)
 
     async def _release_wake(self) -> None:
         """Wake the loop after the current poll interval (then doubled), so
@@ -362,10 +359,7 @@ class Maintenance:
         timer = self._release_timer
         if timer is not None:
             timer.cancel()
-            try:
-                await timer
-            except BaseException:  # noqa: BLE001 - being stopped
-                pass
+            await _join_quietly(timer)
 
     async def _remove_released(self) -> None:
         """Close, then unlink, each dropped table whose readers are all gone
@@ -603,6 +597,14 @@ class Maintenance:
             raise
         finally:
             tables.unpin(pinned)
+
+
+async def _join_quietly(task) -> None:
+    """Wait for ``task`` to end, whatever it raises (the loop is stopping)."""
+    try:
+        await task
+    except BaseException:  # noqa: BLE001 - being stopped
+        pass
 
 
 async def _unlink_logged(path: str) -> None:
