@@ -169,6 +169,22 @@ def test_a_compactions_inputs_stay_on_disk_until_their_last_reader_goes(tmp_path
         assert dict(db.scan()) == model
 
 
+def test_inputs_still_held_at_close_are_removed_at_the_next_open(tmp_path, io_method):
+    model: dict[bytes, bytes] = {}
+    path = tmp_path / "db"
+    with open_db(path, io_method, **MANUAL) as db:
+        inputs = set().union(*four_l0_tables(db, model))
+        scan = db.scan()
+        next(scan)
+        compact(db, "blocking", b"a", b"z")
+        outputs = names(path) - inputs
+    assert inputs <= names(path)                        # the scan held them past close
+    del scan
+    with hedge.open(str(path), create=False, io_method=io_method, pin=False, **MANUAL) as db:
+        assert names(path) == outputs
+        assert dict(db.scan()) == model
+
+
 def test_compact_range_checks_its_bounds(tmp_path):
     with open_db(tmp_path / "db", "sync") as db:
         with pytest.raises(ValueError):
