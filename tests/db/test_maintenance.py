@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import pytest
 
 import hedge
 from hedge.lsm.maintenance import L0_SCAN_MIN
-from tests.db.helpers import open_db, sst_files
+from hedge.lsm import filenames
+from tests.db.helpers import SMALL, open_db, sst_files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,6 +184,46 @@ def test_inputs_still_held_at_close_are_removed_at_the_next_open(tmp_path, io_me
     del scan
     with hedge.open(str(path), create=False, io_method=io_method, pin=False, **MANUAL) as db:
         assert names(path) == outputs
+        assert dict(db.scan()) == model
+
+
+def test_tables_dropped_under_concurrent_scans_leave_no_file_and_no_descriptor(tmp_path, io_method):
+    """A small tree that keeps compacting while another thread scans it
+    over and over (each scan holding the version it started on): after
+    close no descriptor is left open, and the directory holds exactly the
+    live tables, before and after reopening."""
+    fds = len(os.listdir("/proc/self/fd"))
+    path = tmp_path / "db"
+    model: dict[bytes, bytes] = {}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    with hedge.open(str(path), create=True, io_method=io_method, **SMALL) as db:
+        def scanner():
+            try:
+                while not stop.is_set():
+                    for _pair in db.scan():
+                        pass
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        thread = threading.Thread(target=scanner)
+        thread.start()
+        try:
+            for i in range(800):
+                key = b"k%04d" % (i * 7 % 500)
+                db.put(key, b"v%d" % i + b"x" * 40)
+                model[key] = b"v%d" % i + b"x" * 40
+        finally:
+            stop.set()
+            thread.join()
+        db.compact()
+        assert db.stats()["compaction"]["count"] > 0
+        live = {filenames.table_name(n) for n in db._engine._sv.version.all_file_numbers()}
+    assert not errors
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert names(path) == live
+    with hedge.open(str(path), create=False, io_method=io_method, pin=False, **MANUAL) as db:
+        assert names(path) == live
         assert dict(db.scan()) == model
 
 
