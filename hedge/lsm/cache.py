@@ -136,16 +136,11 @@ class BlockCache:
     def erase_tables(self, table_ids) -> None:
         """Drop every block of the tables ``table_ids`` (their files are
         going away): one pass over the cache, however many tables."""
-        table_ids = frozenset(table_ids)
         with self._lock:
-            keep = deque()
-            for entry in self._clock:
-                if entry[_KEY] >> TABLE_SHIFT in table_ids:
-                    del self._map[entry[_KEY]]
-                    self._bytes -= entry[_CHARGE]
-                else:
-                    keep.append(entry)
-            self._clock = keep
+            theirs, self._clock = self._split(table_ids)
+            for entry in theirs:
+                del self._map[entry[_KEY]]
+                self._bytes -= entry[_CHARGE]
 
     def retire_tables(self, table_ids) -> None:
         """Make the blocks of the tables ``table_ids`` (dropped by a
@@ -155,18 +150,22 @@ class BlockCache:
         is left to the evictions that make room for new blocks, one at a
         time, instead of one long pass under the lock: one pass over the
         circle, no block freed."""
-        table_ids = frozenset(table_ids)
         with self._lock:
-            retired = deque()
-            keep = deque()
-            for entry in self._clock:
-                if entry[_KEY] >> TABLE_SHIFT in table_ids:
-                    entry[_REF] = False
-                    retired.append(entry)
-                else:
-                    keep.append(entry)
-            retired.extend(keep)
-            self._clock = retired
+            theirs, others = self._split(table_ids)
+            for entry in theirs:
+                entry[_REF] = False
+            theirs.extend(others)
+            self._clock = theirs
+
+    def _split(self, table_ids) -> tuple[deque, deque]:
+        """The entries of the tables ``table_ids`` and all the others, each
+        in circle order from the hand.  REQUIRES: the lock is held."""
+        table_ids = frozenset(table_ids)
+        theirs: deque[list] = deque()
+        others: deque[list] = deque()
+        for entry in self._clock:
+            (theirs if entry[_KEY] >> TABLE_SHIFT in table_ids else others).append(entry)
+        return theirs, others
 
     def __len__(self) -> int:
         return len(self._map)
