@@ -132,12 +132,16 @@ class TableCursor:
     (``READ_MARGIN``): a scan then waits for about one round of reads, not
     one per block (each round costs it a turn of all the executor's tasks).
     The pairs are expected to fall among the sources in proportion to their
-    entries."""
+    entries.
+
+    ``fill_cache`` says how the blocks read fill the block cache: NO_FILL
+    (False: a compaction's inputs), FILL (True) or SCAN_FILL (a scan's:
+    through the cache's scan admission, hedge/lsm/cache.py)."""
 
     __slots__ = ("_readers", "_start", "_end", "_seek", "_fill", "_pair_bytes", "_next_reader", "_reader",
                  "_ranges", "_first", "_pending", "_ahead", "_block", "_pos")
 
-    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True,
+    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: int = True,
                  pair_bytes: float = 0.0):
         self._readers = readers
         self._start = start

@@ -18,11 +18,25 @@ blocks that are being reused.  The blocks of tables a compaction dropped
 are retired (``retire_tables``): bits cleared and moved to the hand, so
 they go first, freed one per eviction rather than all at once.
 
+Scan admission: a get always caches the block it reads; a scan offers its
+blocks (``SCAN_FILL``) and the cache takes one in ``scan_skip``.  A block
+costs a cache slot and, on its first hit by a scan, a decode of all its
+entries; it pays that back only if later scans hit it.  Over a working set
+larger than the cache most blocks a scan reads are evicted before any
+other reader asks for them, and caching each one makes the scans slower
+(YCSB E over three times the cache: about a fifth).  So the cache watches
+the blocks it took from scans: every SCAN_WINDOW of them evicted, it
+doubles ``scan_skip`` (up to MAX_SCAN_SKIP) when at least WASTED_SHARE of
+them were never hit, and halves it (down to 1) when at most USEFUL_SHARE
+of them were.  A cache that never evicts never refuses a scan's block, and a block
+that scans keep reading is taken after about ``scan_skip`` reads.
+
 Thread-safe: any thread may call any method.  A lookup takes no lock: it is
 a dict probe, then setting the entry's reference bit and advancing the hit
 counter, or advancing the miss counter, each one atomic under the GIL (an
 entry list is never replaced, only its slots; a hit on an entry being
-evicted only sets a bit nobody reads again).  Inserts, replacements and
+evicted only sets a bit nobody reads again); so does ``admit_scan``.
+Inserts, replacements and
 evictions change the map and the circle under one short lock.  The
 statistics stay exact: hits and misses are ``itertools.count`` objects (one
 C call advances one, so no increment is lost between threads).
@@ -44,8 +58,23 @@ def cache_key(table_id: int, offset: int) -> CacheKey:
     return table_id << TABLE_SHIFT | offset
 
 
-# Slots of an entry list: key, block, charge, reference bit.
-_KEY, _BLOCK, _CHARGE, _REF = range(4)
+# How a read fills the cache: not at all, always (False and True mean
+# these two), or through the scan admission (module docstring).
+NO_FILL, FILL, SCAN_FILL = 0, 1, 2
+
+# Scan admission: judged every SCAN_WINDOW evictions of blocks taken from
+# scans; take half as many when WASTED_SHARE or more of them were never
+# hit, twice as many when at most USEFUL_SHARE were; never fewer than one
+# in MAX_SCAN_SKIP.
+SCAN_WINDOW = 256
+WASTED_SHARE = 0.5
+USEFUL_SHARE = 0.1
+MAX_SCAN_SKIP = 16
+
+# Slots of an entry list: key, block, charge, reference bit, taken from a
+# scan.  The reference bit is None until the entry's first hit, True after
+# a hit, False once the hand has passed it since.
+_KEY, _BLOCK, _CHARGE, _REF, _SCAN = range(5)
 
 
 class BlockCache:
@@ -61,6 +90,11 @@ class BlockCache:
         self._misses = itertools.count()
         self._inserts = 0
         self._evictions = 0
+        self.scan_skip = 1                  # a scan's block is taken once in this many offers
+        self._scan_offers = itertools.count()
+        self._scan_inserts = 0
+        self._scan_evicted = 0              # in the current window
+        self._scan_unused = 0               # of those, never hit
 
     def get(self, key: CacheKey) -> Block | None:
         """The cached block, or None."""
@@ -77,10 +111,19 @@ class BlockCache:
         nor a miss and leaves the reference bit alone."""
         return key in self._map
 
-    def insert(self, key: CacheKey, block: Block) -> None:
+    def admit_scan(self) -> bool:
+        """Whether a scan should cache the block it read: true once in
+        ``scan_skip`` calls.  Takes no lock (the count is advanced
+        atomically; a ``scan_skip`` changed meanwhile only shifts the
+        sample)."""
+        skip = self.scan_skip
+        return skip == 1 or next(self._scan_offers) % skip == 0
+
+    def insert(self, key: CacheKey, block: Block, from_scan: bool = False) -> None:
         """Cache ``block`` under ``key`` (replacing an older one), evicting
         unreferenced entries as needed.  A block larger than the capacity is
-        not cached."""
+        not cached.  ``from_scan``: a block a scan read (admitted by
+        ``admit_scan``), whose fate steers the scan admission."""
         charge = block.nbytes
         if charge > self.capacity:
             return
@@ -92,11 +135,13 @@ class BlockCache:
                 old[_REF] = True
                 return
             self._make_room(charge)
-            entry = [key, block, charge, False]
+            entry = [key, block, charge, None, from_scan]
             self._map[key] = entry
             self._clock.append(entry)
             self._bytes += charge
             self._inserts += 1
+            if from_scan:
+                self._scan_inserts += 1
 
     def replace(self, key: CacheKey, old: Block, new: Block) -> None:
         """Put ``new`` in place of ``old`` under ``key`` (a decoded copy of the
@@ -132,6 +177,22 @@ class BlockCache:
                 del self._map[entry[_KEY]]
                 self._bytes -= entry[_CHARGE]
                 self._evictions += 1
+                if entry[_SCAN]:
+                    self._scan_evicted += 1
+                    if entry[_REF] is None:
+                        self._scan_unused += 1
+                    if self._scan_evicted >= SCAN_WINDOW:
+                        self._judge_scan_admission()
+
+    def _judge_scan_admission(self) -> None:
+        """End a window of evicted scan blocks: take fewer of them when most
+        went unused, more when many were used.  REQUIRES: the lock is held."""
+        unused = self._scan_unused / self._scan_evicted
+        if unused >= WASTED_SHARE:
+            self.scan_skip = min(self.scan_skip * 2, MAX_SCAN_SKIP)
+        elif unused <= USEFUL_SHARE:
+            self.scan_skip = max(self.scan_skip // 2, 1)
+        self._scan_evicted = self._scan_unused = 0
 
     def erase_tables(self, table_ids) -> None:
         """Drop every block of the tables ``table_ids`` (their files are
@@ -154,6 +215,7 @@ class BlockCache:
             theirs, others = self._split(table_ids)
             for entry in theirs:
                 entry[_REF] = False
+                entry[_SCAN] = False      # their eviction says nothing about scans
             theirs.extend(others)
             self._clock = theirs
 
@@ -181,6 +243,8 @@ class BlockCache:
                 "bytes": self._bytes,
                 "capacity": self.capacity,
                 "entries": len(self._map),
+                "scan_inserts": self._scan_inserts,
+                "scan_skip": self.scan_skip,
             }
 
 

@@ -65,7 +65,7 @@ from hedge.io import ops
 from hedge.lsm import filenames
 from hedge.lsm.amerge import ListCursor, MemtableCursor, TableCursor, read_first_blocks, visible_merge
 from hedge.lsm.batch import WriteBatch
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import SCAN_FILL, BlockCache
 from hedge.lsm.checkpoint import write_checkpoint
 from hedge.lsm.commit import CommitQueue, Writer
 from hedge.lsm.compaction import policy
@@ -711,7 +711,8 @@ def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cur
     end) for each L0 table of ``sv`` and each deeper level holding any of
     the range.  With ``pair_bytes``, each cursor is given its
     source's size over the entries of every source, memtables included:
-    the bytes it is expected to read per pair a scan takes."""
+    the bytes it is expected to read per pair a scan takes.  The blocks
+    the cursors read go through the cache's scan admission (SCAN_FILL)."""
     version = sv.version
     tables = sv.tables
     per_entry = 0.0
@@ -722,8 +723,8 @@ def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cur
     def cursor(files, size):
         readers = [tables[m.number] for m in files]
         if pair_bytes:
-            return cursor_class(readers, start, end, True, size * per_entry)
-        return cursor_class(readers, start, end)
+            return cursor_class(readers, start, end, SCAN_FILL, size * per_entry)
+        return cursor_class(readers, start, end, SCAN_FILL)
 
     # overlapping() is inclusive of `end`; an exact hit only costs a read.
     cursors = [cursor((meta,), meta.size) for meta in version.overlapping(0, start, end)]

@@ -51,7 +51,7 @@ class ReverseTableCursor(TableCursor):
 
     __slots__ = ()
 
-    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: bool = True,
+    def __init__(self, readers: list, start: bytes | None, end: bytes | None, fill_cache: int = True,
                  pair_bytes: float = 0.0):
         super().__init__(readers[::-1], start, end, fill_cache, pair_bytes)
         self._seek = end

@@ -108,3 +108,51 @@ def test_multi_get_rejects_a_bad_key_and_reads_nothing(tmp_path, io_method):
             asyncio.run(db.aio.multi_get([b"a", 7]))
         assert db.stats()["cache"] == before
         assert db.multi_get([b"a", b"b"]) == [b"1", None]
+
+
+def _bulk(db, count: int, value_bytes: int) -> dict:
+    model = {}
+    rnd = random.Random(5)
+    for i in range(count):
+        key, value = b"key%06d" % i, rnd.randbytes(value_bytes)
+        db.put(key, value)
+        model[key] = value
+    db.flush()
+    db.compact()
+    return model
+
+
+def test_scans_over_more_than_the_cache_take_fewer_of_its_blocks_and_gets_all(tmp_path, io_method):
+    """Scans that read blocks faster than they reuse them (the tree is 25
+    times the cache) make the cache take fewer of their blocks; the answers
+    do not change, and a get's block is still always taken."""
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 4 * 4096}) as db:
+        model = _bulk(db, 3000, 100)
+        for _ in range(6):
+            assert list(db.scan()) == model_scan(model)
+        rnd = random.Random(3)
+        for _ in range(200):
+            start = b"key%06d" % rnd.randrange(3000)
+            assert list(db.scan(start, limit=50)) == model_scan(model, start)[:50]
+        before = db.stats()["cache"]
+        assert before["scan_skip"] > 1, before
+        assert list(db.scan()) == model_scan(model)
+        after = db.stats()["cache"]
+        read = after["misses"] - before["misses"]                 # blocks the scan read
+        assert 0 < after["scan_inserts"] - before["scan_inserts"] < read / 1.5
+        inserts = after["inserts"]
+        key = b"key%06d" % rnd.randrange(3000)
+        assert db.get(key) == model[key]
+        assert db.stats()["cache"]["inserts"] > inserts          # the get's block was read and taken
+
+
+def test_scans_over_a_tree_that_fits_the_cache_take_every_block(tmp_path, io_method):
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 4 << 20}) as db:
+        model = _bulk(db, 3000, 100)
+        assert list(db.scan()) == model_scan(model)
+        misses = db.stats()["cache"]["misses"]
+        for _ in range(3):
+            assert list(db.scan()) == model_scan(model)
+        stats = db.stats()["cache"]
+        assert stats["misses"] == misses and stats["evictions"] == 0     # every block from the cache
+        assert stats["scan_skip"] == 1 and stats["scan_inserts"] == stats["inserts"] > 0

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from hedge.lsm.block import Block, BlockBuilder
-from hedge.lsm.cache import BlockCache, cache_key
+from hedge.lsm.cache import MAX_SCAN_SKIP, SCAN_WINDOW, BlockCache, cache_key
 from hedge.lsm.keys import Kind
 
 
@@ -219,4 +219,94 @@ def test_holds_answers_without_counting_or_marking():
     assert cache.holds(cache_key(1, 0)) and not cache.holds(cache_key(1, 4096))
     after = cache.stats()
     assert (after["hits"], after["misses"]) == (before["hits"], before["misses"])
-    assert cache._map[cache_key(1, 0)][3] is False        # the reference bit is not set by holds
+    assert not cache._map[cache_key(1, 0)][3]             # the reference bit is not set by holds
+
+
+# ---- scan admission ----------------------------------------------------------
+
+def offer_scan_blocks(cache: BlockCache, table: int, count: int, hit=False) -> int:
+    """Offer ``count`` distinct scan blocks of table ``table`` as a scan
+    does (``admit_scan``, then an insert marked as a scan's), each hit once
+    after its insert when ``hit``; returns how many were taken."""
+    taken = 0
+    for i in range(count):
+        if cache.admit_scan():
+            key = cache_key(table, i * 4096)
+            cache.insert(key, PAGE_BLOCK, from_scan=True)
+            taken += 1
+            if hit:
+                assert cache.get(key) is PAGE_BLOCK
+    return taken
+
+
+def test_a_cache_that_never_evicts_takes_every_scan_block():
+    cache = BlockCache(1 << 20)                      # 256 blocks of 4 KiB
+    assert offer_scan_blocks(cache, 1, 256) == 256
+    s = cache.stats()
+    assert s["scan_skip"] == 1 and s["scan_inserts"] == 256 and s["evictions"] == 0
+
+
+def test_scan_blocks_evicted_unused_make_scans_take_fewer_down_to_one_in_max():
+    cache = BlockCache(64 * 4096)
+    # The first 64 fill the cache; each later one evicts one never hit.
+    offer_scan_blocks(cache, 1, 64 + SCAN_WINDOW)
+    assert cache.scan_skip == 2
+    offers = 64 * MAX_SCAN_SKIP
+    offer_scan_blocks(cache, 2, SCAN_WINDOW * (2 + 4 + 8 + 16) + offers)
+    assert cache.scan_skip == MAX_SCAN_SKIP
+    # From then on exactly one offer in MAX_SCAN_SKIP is taken.
+    before = cache.stats()["scan_inserts"]
+    assert offer_scan_blocks(cache, 3, offers) == offers // MAX_SCAN_SKIP
+    assert cache.stats()["scan_inserts"] - before == offers // MAX_SCAN_SKIP
+
+
+def test_scan_blocks_hit_before_eviction_bring_scan_admission_back_to_all():
+    cache = BlockCache(64 * 4096)
+    offer_scan_blocks(cache, 1, 64 + SCAN_WINDOW * 40)
+    assert cache.scan_skip == MAX_SCAN_SKIP
+    # Blocks that are used: each step evicts the unused ones left in the
+    # cache, then a window of used ones, which halves the skip.
+    table = 2
+    while cache.scan_skip > 1:
+        skip = cache.scan_skip
+        offer_scan_blocks(cache, table, (64 + 2 * SCAN_WINDOW) * skip, hit=True)
+        assert cache.scan_skip < skip
+        table += 1
+    assert offer_scan_blocks(cache, table, 10) == 10
+
+
+def test_get_blocks_and_retired_blocks_do_not_steer_scan_admission():
+    cache = BlockCache(SCAN_WINDOW * 4096)
+    for i in range(5 * SCAN_WINDOW):                 # a get's blocks, never hit again
+        cache.insert(cache_key(1, i * 4096), PAGE_BLOCK)
+    assert cache.scan_skip == 1
+    # Scan blocks, unused: the last of these completes a window of them.
+    offer_scan_blocks(cache, 2, 2 * SCAN_WINDOW)
+    assert cache.scan_skip == 2
+    # The cache holds a window of table 2's scan blocks, all unused.  Retired
+    # and evicted, they would read as used (the hand clears their bits).
+    cache.retire_tables([2])
+    for i in range(SCAN_WINDOW):
+        cache.insert(cache_key(3, i * 4096), PAGE_BLOCK)
+    assert not any(cache.holds(cache_key(2, i * 4096)) for i in range(2 * SCAN_WINDOW))
+    assert cache.scan_skip == 2
+
+
+def test_scan_admission_under_threads_keeps_the_bound_and_the_skip_in_range():
+    cache = BlockCache(64 * 4096)
+    errors = []
+
+    def scanner(table):
+        try:
+            offer_scan_blocks(cache, table, 4000, hit=table % 2 == 0)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=scanner, args=(t,)) for t in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    s = cache.stats()
+    assert s["bytes"] <= s["capacity"] and 1 <= s["scan_skip"] <= MAX_SCAN_SKIP

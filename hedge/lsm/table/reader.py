@@ -38,7 +38,7 @@ from hedge.errors import CorruptionError
 from hedge.lsm import compression
 from hedge.lsm.block import Block
 from hedge.lsm.bloom import BloomFilter
-from hedge.lsm.cache import TABLE_SHIFT, BlockCache, cache_key
+from hedge.lsm.cache import SCAN_FILL, TABLE_SHIFT, BlockCache, cache_key
 from hedge.lsm.keys import MAX_SEQ, Kind
 from hedge.lsm.table.format import (
     FOOTER_BYTES,
@@ -303,14 +303,14 @@ class TableReader:
         block = await self._load(self._offsets[i], self._lengths[i], True)
         return block.get(key, snapshot_seq)
 
-    def _decode_cached(self, ckey: tuple[int, int], block: Block) -> Block:
+    def _decode_cached(self, ckey: int, block: Block) -> Block:
         """On a block's first cache hit by a scan: its decoded copy, put in
         the cache in its place."""
         decoded = block.decoded()
         self._cache.replace(ckey, block, decoded)
         return decoded
 
-    async def _load(self, offset: int, length: int, fill_cache: bool) -> Block:
+    async def _load(self, offset: int, length: int, fill_cache: int) -> Block:
         if self.footer.packed:
             start, span = page_span(offset, length)
             data = await _read_exact(self._read, start, span, self.file_name)
@@ -320,16 +320,22 @@ class TableReader:
             data = await _read_exact(self._read, offset, length, self.file_name)
         return self.decode_block(offset, data, fill_cache)
 
-    def decode_block(self, offset: int, data: bytes, fill_cache: bool = True) -> Block:
+    def decode_block(self, offset: int, data: bytes, fill_cache: int = True) -> Block:
         """Verify the block read at ``offset`` (``data``: its ``length``
         bytes from the index; in a compressed table its stored bytes, which
-        are checked and decompressed here) and, when ``fill_cache``, put the
-        decoded block in the cache.  Raises CorruptionError."""
+        are checked and decompressed here) and put the decoded block in the
+        cache as ``fill_cache`` says: NO_FILL (False), FILL (True), or
+        SCAN_FILL, when the cache's scan admission takes it
+        (hedge/lsm/cache.py).  Raises CorruptionError."""
         if self.footer.packed:
             data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
-        if fill_cache and self._cache is not None:
-            self._cache.insert(self._key_base | offset, block)
+        cache = self._cache
+        if fill_cache and cache is not None:
+            if fill_cache != SCAN_FILL:
+                cache.insert(self._key_base | offset, block)
+            elif cache.admit_scan():
+                cache.insert(self._key_base | offset, block, True)
         return block
 
     def block_cached(self, offset: int) -> bool:
@@ -337,7 +343,7 @@ class TableReader:
         reader never has it)."""
         return self._cache is not None and self._cache.holds(self._key_base | offset)
 
-    async def read_block(self, offset: int, length: int, fill_cache: bool = True) -> Block:
+    async def read_block(self, offset: int, length: int, fill_cache: int = True) -> Block:
         """The block at ``(offset, length)`` (one of ``block_ranges``), from
         the cache or read and verified."""
         cache = self._cache
@@ -350,7 +356,7 @@ class TableReader:
                 return block
         return await self._load(offset, length, fill_cache)
 
-    async def read_blocks(self, ranges: list[tuple[int, int]], fill_cache: bool = True) -> list[Block]:
+    async def read_blocks(self, ranges: list[tuple[int, int]], fill_cache: int = True) -> list[Block]:
         """The blocks at ``ranges`` (consecutive entries of ``block_ranges``,
         in file order), each from the cache or read and verified.  The blocks
         missing from the cache that follow each other in the file are read
@@ -377,7 +383,7 @@ class TableReader:
             await self._load_run(ranges, run, blocks, fill_cache)
         return blocks
 
-    async def _load_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: bool) -> None:
+    async def _load_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: int) -> None:
         """Read the blocks ``ranges[i] for i in run`` (adjacent in the file)
         with one read of the pages covering them, into ``blocks``."""
         if len(run) == 1:
@@ -394,7 +400,7 @@ class TableReader:
             blocks[i] = self.decode_block(offset, bytes(view[offset - start:offset - start + length]), fill_cache)
 
     async def iter_from(self, start_key: bytes | None = None, end_key: bytes | None = None,
-                        fill_cache: bool = True) -> AsyncIterator[tuple[bytes, int, Kind, bytes]]:
+                        fill_cache: int = True) -> AsyncIterator[tuple[bytes, int, Kind, bytes]]:
         """Yield every entry ``(user_key, seq, kind, value)`` with
         start_key <= user_key < end_key (None: unbounded) in entry order,
         all versions included; blocks are read one at a time.  A compaction
