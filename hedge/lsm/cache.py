@@ -18,24 +18,30 @@ blocks that are being reused.  The blocks of tables a compaction dropped
 are retired (``retire_tables``): bits cleared and moved to the hand, so
 they go first, freed one per eviction rather than all at once.
 
-Scan admission: a get always caches the block it reads; a scan offers its
-blocks (``SCAN_FILL``) and the cache takes one in ``scan_skip``.  A block
-costs a cache slot and, on its first hit by a scan, a decode of all its
-entries; it pays that back only if later scans hit it.  Over a working set
-larger than the cache most blocks a scan reads are evicted before any
-other reader asks for them, and caching each one makes the scans slower
-(YCSB E over three times the cache: about a fifth).  So the cache watches
-the blocks it took from scans: every SCAN_WINDOW of them evicted, it
-doubles ``scan_skip`` (up to MAX_SCAN_SKIP) when at least WASTED_SHARE of
-them were never hit, and halves it (down to 1) when at most USEFUL_SHARE
-of them were.  A cache that never evicts never refuses a scan's block, and a block
-that scans keep reading is taken after about ``scan_skip`` reads.
+Admission: a block a reader read is offered to the cache, which takes one
+in ``skip`` of each kind of reader's blocks (an ``Admission`` per kind:
+gets, ``GET_FILL``; scans, ``SCAN_FILL``).  A block costs an insert and an
+eviction (about 3 us in a running store, its memory cold by then), and a
+scan's block, on its first hit by a scan, a decode of all its entries; it
+pays that back only if readers hit it later.  Over a working set several
+times the cache most blocks read are evicted before anyone asks for them
+again, and taking each one makes the reads slower.  So the cache watches
+the blocks each admission took: every ADMIT_WINDOW of them evicted, it
+reads the share never hit.  Two windows in a row at the admission's
+``wasted_share`` or more double its ``skip`` (up to MAX_SKIP); one window
+at USEFUL_SHARE or less halves it (down to 1).  A cache that never evicts
+never refuses a block, and a block that readers keep reading is taken
+after about ``skip`` reads: the cache then keeps the blocks read often (a
+frequency filter) rather than the ones read last.  The hand evicts blocks
+never hit before any that were hit, so the first evictions of a full
+cache are all of blocks never hit; the two-window rule keeps that from
+raising a skip on its own.
 
 Thread-safe: any thread may call any method.  A lookup takes no lock: it is
 a dict probe, then setting the entry's reference bit and advancing the hit
 counter, or advancing the miss counter, each one atomic under the GIL (an
 entry list is never replaced, only its slots; a hit on an entry being
-evicted only sets a bit nobody reads again); so does ``admit_scan``.
+evicted only sets a bit nobody reads again); so does ``Admission.admit``.
 Inserts, replacements and
 evictions change the map and the circle under one short lock.  The
 statistics stay exact: hits and misses are ``itertools.count`` objects (one
@@ -59,22 +65,66 @@ def cache_key(table_id: int, offset: int) -> CacheKey:
 
 
 # How a read fills the cache: not at all, always (False and True mean
-# these two), or through the scan admission (module docstring).
-NO_FILL, FILL, SCAN_FILL = 0, 1, 2
+# these two), or through the admission of gets or of scans (module
+# docstring).
+NO_FILL, FILL, SCAN_FILL, GET_FILL = 0, 1, 2, 3
 
-# Scan admission: judged every SCAN_WINDOW evictions of blocks taken from
-# scans; take half as many when WASTED_SHARE or more of them were never
-# hit, twice as many when at most USEFUL_SHARE were; never fewer than one
-# in MAX_SCAN_SKIP.
-SCAN_WINDOW = 256
-WASTED_SHARE = 0.5
+# Admission: judged every ADMIT_WINDOW evictions of the blocks it took;
+# fewer taken after two windows in a row with at least the admission's
+# wasted share never hit, more after one with at most USEFUL_SHARE never
+# hit; never fewer than one in MAX_SKIP.
+ADMIT_WINDOW = 256
+SCAN_WASTED_SHARE = 0.5
+GET_WASTED_SHARE = 0.7
 USEFUL_SHARE = 0.1
-MAX_SCAN_SKIP = 16
+MAX_SKIP = 16
 
-# Slots of an entry list: key, block, charge, reference bit, taken from a
-# scan.  The reference bit is None until the entry's first hit, True after
-# a hit, False once the hand has passed it since.
-_KEY, _BLOCK, _CHARGE, _REF, _SCAN = range(5)
+# Slots of an entry list: key, block, charge, reference bit, how it was
+# filled (an admission's mode: its eviction is judged).  The reference bit
+# is None until the entry's first hit, True after a hit, False once the
+# hand has passed it since.
+_KEY, _BLOCK, _CHARGE, _REF, _FILL = range(5)
+
+
+class Admission:
+    """How many of one kind of reader's blocks the cache takes: one in
+    ``skip``.  ``admit`` takes no lock (the count is advanced atomically; a
+    ``skip`` changed meanwhile only shifts the sample); ``evicted`` runs
+    under its cache's lock."""
+
+    __slots__ = ("wasted_share", "skip", "inserts", "_offers", "_judged", "_unused", "_wasteful")
+
+    def __init__(self, wasted_share: float):
+        self.wasted_share = wasted_share
+        self.skip = 1
+        self.inserts = 0            # blocks taken (counted by the cache, under its lock)
+        self._offers = itertools.count()
+        self._judged = 0            # evictions in the current window
+        self._unused = 0            # of those, never hit
+        self._wasteful = False      # the last window had the wasted share
+
+    def admit(self) -> bool:
+        """Whether the cache should take the block just read."""
+        skip = self.skip
+        return skip == 1 or next(self._offers) % skip == 0
+
+    def evicted(self, used: bool) -> None:
+        """A block this admission took was evicted, hit (``used``) or never.
+        REQUIRES: the cache's lock is held."""
+        self._judged += 1
+        if not used:
+            self._unused += 1
+        if self._judged < ADMIT_WINDOW:
+            return
+        unused = self._unused / self._judged
+        self._judged = self._unused = 0
+        wasteful = unused >= self.wasted_share
+        if wasteful and self._wasteful:
+            self.skip = min(self.skip * 2, MAX_SKIP)
+            wasteful = False        # the next doubling needs two windows more
+        elif unused <= USEFUL_SHARE:
+            self.skip = max(self.skip // 2, 1)
+        self._wasteful = wasteful
 
 
 class BlockCache:
@@ -90,11 +140,8 @@ class BlockCache:
         self._misses = itertools.count()
         self._inserts = 0
         self._evictions = 0
-        self.scan_skip = 1                  # a scan's block is taken once in this many offers
-        self._scan_offers = itertools.count()
-        self._scan_inserts = 0
-        self._scan_evicted = 0              # in the current window
-        self._scan_unused = 0               # of those, never hit
+        # The admissions by fill mode (SCAN_FILL, GET_FILL).
+        self.admissions = (None, None, Admission(SCAN_WASTED_SHARE), Admission(GET_WASTED_SHARE))
 
     def get(self, key: CacheKey) -> Block | None:
         """The cached block, or None."""
@@ -111,19 +158,11 @@ class BlockCache:
         nor a miss and leaves the reference bit alone."""
         return key in self._map
 
-    def admit_scan(self) -> bool:
-        """Whether a scan should cache the block it read: true once in
-        ``scan_skip`` calls.  Takes no lock (the count is advanced
-        atomically; a ``scan_skip`` changed meanwhile only shifts the
-        sample)."""
-        skip = self.scan_skip
-        return skip == 1 or next(self._scan_offers) % skip == 0
-
-    def insert(self, key: CacheKey, block: Block, from_scan: bool = False) -> None:
+    def insert(self, key: CacheKey, block: Block, fill: int = FILL) -> None:
         """Cache ``block`` under ``key`` (replacing an older one), evicting
         unreferenced entries as needed.  A block larger than the capacity is
-        not cached.  ``from_scan``: a block a scan read (admitted by
-        ``admit_scan``), whose fate steers the scan admission."""
+        not cached.  ``fill``: FILL, or the mode of the admission that took
+        the block (SCAN_FILL, GET_FILL), which then judges its eviction."""
         charge = block.nbytes
         if charge > self.capacity:
             return
@@ -135,13 +174,13 @@ class BlockCache:
                 old[_REF] = True
                 return
             self._make_room(charge)
-            entry = [key, block, charge, None, from_scan]
+            entry = [key, block, charge, None, fill]
             self._map[key] = entry
             self._clock.append(entry)
             self._bytes += charge
             self._inserts += 1
-            if from_scan:
-                self._scan_inserts += 1
+            if fill > FILL:
+                self.admissions[fill].inserts += 1
 
     def replace(self, key: CacheKey, old: Block, new: Block) -> None:
         """Put ``new`` in place of ``old`` under ``key`` (a decoded copy of the
@@ -177,22 +216,9 @@ class BlockCache:
                 del self._map[entry[_KEY]]
                 self._bytes -= entry[_CHARGE]
                 self._evictions += 1
-                if entry[_SCAN]:
-                    self._scan_evicted += 1
-                    if entry[_REF] is None:
-                        self._scan_unused += 1
-                    if self._scan_evicted >= SCAN_WINDOW:
-                        self._judge_scan_admission()
-
-    def _judge_scan_admission(self) -> None:
-        """End a window of evicted scan blocks: take fewer of them when most
-        went unused, more when many were used.  REQUIRES: the lock is held."""
-        unused = self._scan_unused / self._scan_evicted
-        if unused >= WASTED_SHARE:
-            self.scan_skip = min(self.scan_skip * 2, MAX_SCAN_SKIP)
-        elif unused <= USEFUL_SHARE:
-            self.scan_skip = max(self.scan_skip // 2, 1)
-        self._scan_evicted = self._scan_unused = 0
+                fill = entry[_FILL]
+                if fill > FILL:
+                    self.admissions[fill].evicted(entry[_REF] is not None)
 
     def erase_tables(self, table_ids) -> None:
         """Drop every block of the tables ``table_ids`` (their files are
@@ -215,7 +241,7 @@ class BlockCache:
             theirs, others = self._split(table_ids)
             for entry in theirs:
                 entry[_REF] = False
-                entry[_SCAN] = False      # their eviction says nothing about scans
+                entry[_FILL] = FILL       # their eviction says nothing about an admission
             theirs.extend(others)
             self._clock = theirs
 
@@ -243,8 +269,10 @@ class BlockCache:
                 "bytes": self._bytes,
                 "capacity": self.capacity,
                 "entries": len(self._map),
-                "scan_inserts": self._scan_inserts,
-                "scan_skip": self.scan_skip,
+                "scan_skip": self.admissions[SCAN_FILL].skip,
+                "scan_inserts": self.admissions[SCAN_FILL].inserts,
+                "get_skip": self.admissions[GET_FILL].skip,
+                "get_inserts": self.admissions[GET_FILL].inserts,
             }
 
 

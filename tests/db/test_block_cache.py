@@ -156,3 +156,23 @@ def test_scans_over_a_tree_that_fits_the_cache_take_every_block(tmp_path, io_met
         stats = db.stats()["cache"]
         assert stats["misses"] == misses and stats["evictions"] == 0     # every block from the cache
         assert stats["scan_skip"] == 1 and stats["scan_inserts"] == stats["inserts"] > 0
+
+
+def test_gets_over_more_than_the_cache_take_fewer_of_its_blocks_but_a_hot_one(tmp_path, io_method):
+    """Gets spread over a tree 25 times the cache make it take fewer of
+    their blocks; a block read again and again is still taken, and then
+    answers from the cache."""
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 4 * 4096}) as db:
+        model = _bulk(db, 3000, 100)
+        rnd = random.Random(4)
+        for _ in range(6000):
+            key = b"key%06d" % rnd.randrange(3000)
+            assert db.get(key) == model[key]
+        stats = db.stats()["cache"]
+        assert stats["get_skip"] > 1 and stats["scan_skip"] == 1, stats
+        hot = b"key001234"
+        for _ in range(4 * stats["get_skip"]):
+            assert db.get(hot) == model[hot]
+        hits = db.stats()["cache"]["hits"]
+        assert db.get(hot) == model[hot]
+        assert db.stats()["cache"]["hits"] == hits + 1

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from hedge.lsm.block import Block, BlockBuilder
-from hedge.lsm.cache import MAX_SCAN_SKIP, SCAN_WINDOW, BlockCache, cache_key
+from hedge.lsm.cache import ADMIT_WINDOW, GET_FILL, MAX_SKIP, SCAN_FILL, BlockCache, cache_key
 from hedge.lsm.keys import Kind
 
 
@@ -222,91 +222,123 @@ def test_holds_answers_without_counting_or_marking():
     assert not cache._map[cache_key(1, 0)][3]             # the reference bit is not set by holds
 
 
-# ---- scan admission ----------------------------------------------------------
+# ---- admission ---------------------------------------------------------------
 
-def offer_scan_blocks(cache: BlockCache, table: int, count: int, hit=False) -> int:
-    """Offer ``count`` distinct scan blocks of table ``table`` as a scan
-    does (``admit_scan``, then an insert marked as a scan's), each hit once
-    after its insert when ``hit``; returns how many were taken."""
+def offer(cache: BlockCache, mode: int, table: int, count: int, hit=False) -> int:
+    """Offer ``count`` distinct blocks of table ``table`` as a reader of
+    ``mode`` (SCAN_FILL, GET_FILL) does: ask its admission, insert what it
+    takes, each hit once after its insert when ``hit``; returns how many
+    were taken."""
+    admission = cache.admissions[mode]
     taken = 0
     for i in range(count):
-        if cache.admit_scan():
+        if admission.admit():
             key = cache_key(table, i * 4096)
-            cache.insert(key, PAGE_BLOCK, from_scan=True)
+            cache.insert(key, PAGE_BLOCK, mode)
             taken += 1
             if hit:
                 assert cache.get(key) is PAGE_BLOCK
     return taken
 
 
-def test_a_cache_that_never_evicts_takes_every_scan_block():
+@pytest.mark.parametrize("mode", [SCAN_FILL, GET_FILL])
+def test_a_cache_that_never_evicts_takes_every_block(mode):
     cache = BlockCache(1 << 20)                      # 256 blocks of 4 KiB
-    assert offer_scan_blocks(cache, 1, 256) == 256
+    assert offer(cache, mode, 1, 256) == 256
     s = cache.stats()
-    assert s["scan_skip"] == 1 and s["scan_inserts"] == 256 and s["evictions"] == 0
+    assert s["scan_skip"] == s["get_skip"] == 1 and s["evictions"] == 0
+    assert (s["scan_inserts"], s["get_inserts"]) == ((256, 0) if mode == SCAN_FILL else (0, 256))
 
 
-def test_scan_blocks_evicted_unused_make_scans_take_fewer_down_to_one_in_max():
+@pytest.mark.parametrize("mode", [SCAN_FILL, GET_FILL])
+def test_blocks_evicted_unused_make_the_cache_take_fewer_down_to_one_in_max(mode):
     cache = BlockCache(64 * 4096)
+    admission = cache.admissions[mode]
     # The first 64 fill the cache; each later one evicts one never hit.
-    offer_scan_blocks(cache, 1, 64 + SCAN_WINDOW)
-    assert cache.scan_skip == 2
-    offers = 64 * MAX_SCAN_SKIP
-    offer_scan_blocks(cache, 2, SCAN_WINDOW * (2 + 4 + 8 + 16) + offers)
-    assert cache.scan_skip == MAX_SCAN_SKIP
-    # From then on exactly one offer in MAX_SCAN_SKIP is taken.
-    before = cache.stats()["scan_inserts"]
-    assert offer_scan_blocks(cache, 3, offers) == offers // MAX_SCAN_SKIP
-    assert cache.stats()["scan_inserts"] - before == offers // MAX_SCAN_SKIP
+    offer(cache, mode, 1, 64 + ADMIT_WINDOW)
+    assert admission.skip == 1                       # one window is not enough
+    offer(cache, mode, 2, ADMIT_WINDOW)
+    assert admission.skip == 2
+    offer(cache, mode, 3, 2 * ADMIT_WINDOW)          # a window at one in two
+    assert admission.skip == 2                       # each doubling takes two
+    offer(cache, mode, 4, 2 * ADMIT_WINDOW)
+    assert admission.skip == 4
+    offer(cache, mode, 5, 2 * ADMIT_WINDOW * (4 + 8 + 16))
+    assert admission.skip == MAX_SKIP
+    # From then on exactly one offer in MAX_SKIP is taken.
+    offers = 64 * MAX_SKIP
+    before = admission.inserts
+    assert offer(cache, mode, 6, offers) == offers // MAX_SKIP
+    assert admission.inserts - before == offers // MAX_SKIP
+    other = cache.admissions[GET_FILL if mode == SCAN_FILL else SCAN_FILL]
+    assert other.skip == 1 and other.inserts == 0   # judged apart
 
 
-def test_scan_blocks_hit_before_eviction_bring_scan_admission_back_to_all():
+def test_a_wasteful_window_alone_does_not_take_fewer():
+    """The first evictions of a cache that has just filled are all of
+    blocks never hit (the hand passes the hit ones): one such window, then
+    one of used blocks, then another wasteful one, leave the skip alone."""
+    cache = BlockCache(ADMIT_WINDOW * 4096)          # one window's worth of blocks
+    admission = cache.admissions[SCAN_FILL]
+    offer(cache, SCAN_FILL, 0, ADMIT_WINDOW)          # fills the cache
+    offer(cache, SCAN_FILL, 1, ADMIT_WINDOW, hit=True)   # evicts table 0, unused
+    offer(cache, SCAN_FILL, 2, ADMIT_WINDOW)          # evicts table 1, used
+    offer(cache, SCAN_FILL, 3, ADMIT_WINDOW)          # evicts table 2, unused
+    assert admission.skip == 1
+    offer(cache, SCAN_FILL, 4, ADMIT_WINDOW)          # table 3: two wasteful windows in a row
+    assert admission.skip == 2
+
+
+def test_blocks_hit_before_eviction_bring_the_admission_back_to_all():
     cache = BlockCache(64 * 4096)
-    offer_scan_blocks(cache, 1, 64 + SCAN_WINDOW * 40)
-    assert cache.scan_skip == MAX_SCAN_SKIP
+    admission = cache.admissions[GET_FILL]
+    offer(cache, GET_FILL, 1, 64 + ADMIT_WINDOW * 80)
+    assert admission.skip == MAX_SKIP
     # Blocks that are used: each step evicts the unused ones left in the
     # cache, then a window of used ones, which halves the skip.
     table = 2
-    while cache.scan_skip > 1:
-        skip = cache.scan_skip
-        offer_scan_blocks(cache, table, (64 + 2 * SCAN_WINDOW) * skip, hit=True)
-        assert cache.scan_skip < skip
+    while admission.skip > 1:
+        skip = admission.skip
+        offer(cache, GET_FILL, table, (64 + 2 * ADMIT_WINDOW) * skip, hit=True)
+        assert admission.skip < skip
         table += 1
-    assert offer_scan_blocks(cache, table, 10) == 10
+    assert offer(cache, GET_FILL, table, 10) == 10
 
 
-def test_get_blocks_and_retired_blocks_do_not_steer_scan_admission():
-    cache = BlockCache(SCAN_WINDOW * 4096)
-    for i in range(5 * SCAN_WINDOW):                 # a get's blocks, never hit again
+def test_always_filled_blocks_and_retired_blocks_do_not_steer_the_admission():
+    cache = BlockCache(ADMIT_WINDOW * 4096)
+    admission = cache.admissions[SCAN_FILL]
+    for i in range(5 * ADMIT_WINDOW):                # always taken, never hit again
         cache.insert(cache_key(1, i * 4096), PAGE_BLOCK)
-    assert cache.scan_skip == 1
-    # Scan blocks, unused: the last of these completes a window of them.
-    offer_scan_blocks(cache, 2, 2 * SCAN_WINDOW)
-    assert cache.scan_skip == 2
+    assert admission.skip == 1
+    # Scan blocks, unused: the last of these completes a second window of them.
+    offer(cache, SCAN_FILL, 2, 3 * ADMIT_WINDOW)
+    assert admission.skip == 2
     # The cache holds a window of table 2's scan blocks, all unused.  Retired
     # and evicted, they would read as used (the hand clears their bits).
     cache.retire_tables([2])
-    for i in range(SCAN_WINDOW):
+    for i in range(ADMIT_WINDOW):
         cache.insert(cache_key(3, i * 4096), PAGE_BLOCK)
-    assert not any(cache.holds(cache_key(2, i * 4096)) for i in range(2 * SCAN_WINDOW))
-    assert cache.scan_skip == 2
+    assert not any(cache.holds(cache_key(2, i * 4096)) for i in range(3 * ADMIT_WINDOW))
+    assert admission.skip == 2
 
 
-def test_scan_admission_under_threads_keeps_the_bound_and_the_skip_in_range():
+def test_admission_under_threads_keeps_the_bound_and_the_skips_in_range():
     cache = BlockCache(64 * 4096)
     errors = []
 
-    def scanner(table):
+    def reader(table):
         try:
-            offer_scan_blocks(cache, table, 4000, hit=table % 2 == 0)
+            offer(cache, (SCAN_FILL, GET_FILL)[table % 2], table, 4000, hit=table % 3 == 0)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=scanner, args=(t,)) for t in range(1, 5)]
+    threads = [threading.Thread(target=reader, args=(t,)) for t in range(1, 7)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
     s = cache.stats()
-    assert s["bytes"] <= s["capacity"] and 1 <= s["scan_skip"] <= MAX_SCAN_SKIP
+    assert s["bytes"] <= s["capacity"]
+    assert 1 <= s["scan_skip"] <= MAX_SKIP and 1 <= s["get_skip"] <= MAX_SKIP

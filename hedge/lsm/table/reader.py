@@ -38,7 +38,7 @@ from hedge.errors import CorruptionError
 from hedge.lsm import compression
 from hedge.lsm.block import Block
 from hedge.lsm.bloom import BloomFilter
-from hedge.lsm.cache import SCAN_FILL, TABLE_SHIFT, BlockCache, cache_key
+from hedge.lsm.cache import FILL, GET_FILL, TABLE_SHIFT, BlockCache, cache_key
 from hedge.lsm.keys import MAX_SEQ, Kind
 from hedge.lsm.table.format import (
     FOOTER_BYTES,
@@ -297,10 +297,11 @@ class TableReader:
     async def get_uncached(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
         """``get``'s answer read from the file: what follows a ``get_cached``
         that returned NOT_CACHED (the key's block is read, verified and
-        cached, even if another lookup cached it meanwhile).  REQUIRES:
+        offered to the cache's get admission, even if another lookup cached
+        it meanwhile).  REQUIRES:
         ``may_contain(key)``.  Raises CorruptionError for a damaged block."""
         i = self._block_index(key, snapshot_seq)
-        block = await self._load(self._offsets[i], self._lengths[i], True)
+        block = await self._load(self._offsets[i], self._lengths[i], GET_FILL)
         return block.get(key, snapshot_seq)
 
     def _decode_cached(self, ckey: int, block: Block) -> Block:
@@ -325,17 +326,17 @@ class TableReader:
         bytes from the index; in a compressed table its stored bytes, which
         are checked and decompressed here) and put the decoded block in the
         cache as ``fill_cache`` says: NO_FILL (False), FILL (True), or
-        SCAN_FILL, when the cache's scan admission takes it
+        SCAN_FILL or GET_FILL, when that admission of the cache takes it
         (hedge/lsm/cache.py).  Raises CorruptionError."""
         if self.footer.packed:
             data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
         cache = self._cache
         if fill_cache and cache is not None:
-            if fill_cache != SCAN_FILL:
+            if fill_cache == FILL:
                 cache.insert(self._key_base | offset, block)
-            elif cache.admit_scan():
-                cache.insert(self._key_base | offset, block, True)
+            elif cache.admissions[fill_cache].admit():
+                cache.insert(self._key_base | offset, block, fill_cache)
         return block
 
     def block_cached(self, offset: int) -> bool:
