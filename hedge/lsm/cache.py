@@ -42,10 +42,10 @@ a dict probe, then setting the entry's reference bit and advancing the hit
 counter, or advancing the miss counter, each one atomic under the GIL (an
 entry list is never replaced, only its slots; a hit on an entry being
 evicted only sets a bit nobody reads again); so does ``Admission.admit``.
-Inserts, replacements and
-evictions change the map and the circle under one short lock.  The
-statistics stay exact: hits and misses are ``itertools.count`` objects (one
-C call advances one, so no increment is lost between threads).
+Inserts, replacements and evictions change the map and the circle under
+one short lock.  The statistics stay exact: hits and misses are
+``itertools.count`` objects (one C call advances one, so no increment is
+lost between threads).
 """
 from __future__ import annotations
 
