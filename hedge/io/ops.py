@@ -88,11 +88,13 @@ async def read(file: File, buf, offset: int, length: int | None = None, start: i
 
 
 async def read_exact(file: File, buf, offset: int, length: int | None = None, start: int = 0) -> None:
-    """Read exactly ``length`` bytes; retry short reads; ShortIOError at EOF."""
-    total = _nbytes(buf)
-    if length is None:
-        length = total - start
-    done = await read(file, buf, offset, length, start)
+    """Read exactly ``length`` bytes; retry short reads; ShortIOError at EOF.
+    The first request is issued here, not through ``read`` (one coroutine
+    less on every table block read)."""
+    length = _checked_length(file, buf, offset, start, length, "read")
+    done = await io_request(O.READ, file, file.fd, buf, start, length, offset, 0)
+    if done < 0:
+        raise _fail(done, "read", file)
     while done < length:
         if file.direct:
             # The kernel returns whole blocks for O_DIRECT; a short one is EOF.

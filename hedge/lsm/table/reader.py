@@ -119,7 +119,7 @@ class TableReader:
             tail_off, tail_len = cls.footer_read_range(file_size)
         except CorruptionError as e:
             raise CorruptionError(file_name, e.offset, e.detail) from None
-        tail = await _read_exact(read, tail_off, tail_len, file_name)
+        tail = _exact(await read(tail_off, tail_len), tail_off, tail_len, file_name)
         footer_off = file_size - FOOTER_BYTES
         footer = Footer.decode(memoryview(tail)[PAGE - FOOTER_BYTES:], file_name, footer_off)
         sections = (footer.index, footer.bloom, footer.properties)
@@ -130,7 +130,8 @@ class TableReader:
         if meta_start % PAGE:
             raise CorruptionError(file_name, footer_off, f"index offset {meta_start} is not page-aligned")
         if meta_start < tail_off:
-            meta = await _read_exact(read, meta_start, tail_off - meta_start, file_name) + tail
+            meta_len = tail_off - meta_start
+            meta = _exact(await read(meta_start, meta_len), meta_start, meta_len, file_name) + tail
         else:
             meta = tail
         view = memoryview(meta)
@@ -314,11 +315,11 @@ class TableReader:
     async def _load(self, offset: int, length: int, fill_cache: int) -> Block:
         if self.footer.packed:
             start, span = page_span(offset, length)
-            data = await _read_exact(self._read, start, span, self.file_name)
+            data = _exact(await self._read(start, span), start, span, self.file_name)
             if span != length:
                 data = data[offset - start : offset - start + length]
         else:
-            data = await _read_exact(self._read, offset, length, self.file_name)
+            data = _exact(await self._read(offset, length), offset, length, self.file_name)
         return self.decode_block(offset, data, fill_cache)
 
     def decode_block(self, offset: int, data: bytes, fill_cache: int = True) -> Block:
@@ -394,7 +395,7 @@ class TableReader:
         first_offset = ranges[run[0]][0]
         last_offset, last_length = ranges[run[-1]]
         start, span = page_span(first_offset, last_offset + last_length - first_offset)
-        data = await _read_exact(self._read, start, span, self.file_name)
+        data = _exact(await self._read(start, span), start, span, self.file_name)
         view = memoryview(data)
         for i in run:
             offset, length = ranges[i]
@@ -427,8 +428,10 @@ def page_span(offset: int, length: int) -> tuple[int, int]:
     return start, -(-(offset + length - start) // PAGE) * PAGE
 
 
-async def _read_exact(read: ReadFn, offset: int, length: int, file_name: str) -> bytes:
-    data = await read(offset, length)
+def _exact(data: bytes, offset: int, length: int, file_name: str) -> bytes:
+    """``data``, read at ``offset``, when it is ``length`` bytes; else
+    CorruptionError (a plain function, so a block read awaits one
+    coroutine less)."""
     if len(data) != length:
         raise CorruptionError(file_name, offset, f"read {len(data)} of {length} bytes: table truncated?")
     return data
