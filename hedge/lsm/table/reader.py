@@ -333,11 +333,8 @@ class TableReader:
             data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
         cache = self._cache
-        if fill_cache and cache is not None:
-            if fill_cache == FILL:
-                cache.insert(self._key_base | offset, block)
-            elif cache.admissions[fill_cache].admit():
-                cache.insert(self._key_base | offset, block, fill_cache)
+        if fill_cache and cache is not None and (fill_cache == FILL or cache.admissions[fill_cache].admit()):
+            cache.insert(self._key_base | offset, block, fill_cache)
         return block
 
     def block_cached(self, offset: int) -> bool:
