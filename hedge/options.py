@@ -44,7 +44,7 @@ RANGES = {
 }
 _OPTIONAL = frozenset({"foreground_threads", "background_threads", "level1_bytes"})
 _BOOLS = frozenset({"create", "error_if_exists", "read_only", "direct_io", "pin", "compaction_process", "flush_process",
-                    "allow_foreign_files", "l0_scan_compaction"})
+                    "allow_foreign_files", "l0_scan_compaction", "inline_reads"})
 _CHOICES = {"io_method": IO_METHODS, "wal_recovery": WAL_RECOVERY_MODES, "compression": COMPRESSIONS}
 
 
@@ -62,6 +62,13 @@ class Options:
     io_method: str = "auto"
     # Open tables with O_DIRECT; reads then rely on the block cache.
     direct_io: bool = False
+    # A get whose block is not in the block cache but is in the OS page
+    # cache reads it on the calling thread with one preadv2(RWF_NOWAIT),
+    # which never waits for the device, instead of a ring request the task
+    # must suspend for (about half a get's CPU at YCSB C; docs/design.md,
+    # "Inline block reads").  Blocks the page cache lacks, scans, and every
+    # read of an O_DIRECT table stay ring requests.
+    inline_reads: bool = True
     # Bytes of decoded blocks kept in memory (CLOCK cache).
     block_cache_bytes: int = 64 << 20
     # A memtable becomes immutable (and is flushed) at this size.  32 MiB

@@ -105,6 +105,36 @@ async def read_exact(file: File, buf, offset: int, length: int | None = None, st
         done += n
 
 
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+
+
+def read_now(file: File, buf, offset: int, length: int) -> bool:
+    """Read ``length`` bytes at ``offset`` into ``buf[:length]`` with one
+    preadv2(RWF_NOWAIT) on the calling thread, when the kernel has them all
+    in the page cache; return False, having read nothing usable, when it
+    would have to wait for the device (EAGAIN), returns fewer bytes, the
+    file is O_DIRECT, or the system cannot read without waiting.  Raises
+    HedgeIOError for any other error, and injected "read" faults.  Never
+    waits for the device."""
+    global _NOWAIT
+    if file.direct or not _NOWAIT:
+        return False
+    if file.closed:
+        file.check_open()
+    if faults.armed:
+        faults.check("read", file.path)
+    try:
+        n = os.preadv(file.fd, (buf,), offset, _NOWAIT)
+    except OSError as e:
+        if e.errno == errno.EAGAIN:
+            return False
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            _NOWAIT = 0
+            return False
+        raise HedgeIOError(e.errno or errno.EIO, "read", file.path) from None
+    return n == length
+
+
 async def write(file: File, data, offset: int, start: int = 0, length: int | None = None) -> int:
     """Write ``data[start:start+length]`` at ``offset``, retrying short writes
     until all is written; return the byte count."""

@@ -262,8 +262,8 @@ class BlockCache:
         """Counters since creation plus the current and maximum bytes."""
         with self._lock:
             return {
-                "hits": _value(self._hits),
-                "misses": _value(self._misses),
+                "hits": counter_value(self._hits),
+                "misses": counter_value(self._misses),
                 "inserts": self._inserts,
                 "evictions": self._evictions,
                 "bytes": self._bytes,
@@ -276,7 +276,7 @@ class BlockCache:
             }
 
 
-def _value(counter: itertools.count) -> int:
+def counter_value(counter: itertools.count) -> int:
     """The next number ``counter`` would give, without advancing it: its
     repr, ``count(N)``, is the one public view of it."""
     return int(repr(counter)[6:-1])

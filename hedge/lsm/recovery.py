@@ -79,7 +79,7 @@ async def recover(directory: str, options: Options, block_cache: BlockCache | No
     """Recover the database in ``directory`` (see the module docstring)."""
     names = sorted(os.listdir(directory))
     versions = await VersionSet.recover(directory, names)
-    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files)
+    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files, options.inline_reads)
     wal = None
     try:
         mem, replayed, dropped = await _replay_wals(directory, names, versions, options)
@@ -116,7 +116,7 @@ async def recover_read_only(directory: str, options: Options, block_cache: Block
     docstring)."""
     names = sorted(os.listdir(directory))
     versions = await VersionSet.recover(directory, names)
-    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files)
+    tables = TableCache(directory, options.direct_io, block_cache, options.max_open_files, options.inline_reads)
     try:
         mem, replayed, dropped = await _replay_wals(directory, names, versions, options)
         readers = await _open_tables(versions, tables)

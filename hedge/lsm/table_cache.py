@@ -36,6 +36,7 @@ collector): one ``deque.append``.
 from __future__ import annotations
 
 import os
+import itertools
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -43,9 +44,9 @@ from collections import OrderedDict, deque
 from hedge.io import ops
 from hedge.io.file import File
 from hedge.lsm import filenames
-from hedge.lsm.cache import BlockCache
+from hedge.lsm.cache import BlockCache, counter_value
 from hedge.lsm.table import TableReader
-from hedge.lsm.table_io import read_at
+from hedge.lsm.table_io import read_at, read_now
 
 
 class _Handle:
@@ -62,10 +63,14 @@ class _Handle:
 
 
 class TableCache:
-    def __init__(self, directory: str, direct_io: bool, block_cache: BlockCache | None, max_open_files: int):
-        """REQUIRES: max_open_files >= 1."""
+    def __init__(self, directory: str, direct_io: bool, block_cache: BlockCache | None, max_open_files: int,
+                 inline_reads: bool = False):
+        """``inline_reads``: give readers a ``read_now`` (page-cache reads on
+        the calling thread; never with ``direct_io``).
+        REQUIRES: max_open_files >= 1."""
         self.directory = directory
         self.direct_io = direct_io
+        self.inline_reads = inline_reads and not direct_io
         self.block_cache = block_cache
         self.max_open_files = max_open_files
         self._lock = threading.Lock()
@@ -75,6 +80,8 @@ class TableCache:
         self._released: deque[tuple[int, File]] = deque()   # appended by finalizers, without the lock
         self._unreleased = 0        # dropped tables not yet handed out by take_released
         self.reopens = 0
+        self._inline_reads = itertools.count()       # blocks read from the page cache by read_now
+        self._inline_fallbacks = itertools.count()   # read_now found them missing: a ring read follows
 
     def path(self, number: int) -> str:
         return filenames.join(self.directory, filenames.table_name(number))
@@ -92,7 +99,8 @@ class TableCache:
             raise
         self._publish(handle, file)
         try:
-            return await TableReader.open(self._reader(handle), size, handle.path, number, self.block_cache)
+            return await TableReader.open(self._reader(handle), size, handle.path, number, self.block_cache,
+                                          self._reader_now(handle) if self.inline_reads else None)
         except BaseException:
             self.discard(number)
             raise
@@ -186,7 +194,8 @@ class TableCache:
     def stats(self) -> dict:
         with self._lock:
             return {"tables": len(self._live), "open_files": len(self._lru), "max_open_files": self.max_open_files,
-                    "reopens": self.reopens}
+                    "reopens": self.reopens, "inline_reads": counter_value(self._inline_reads),
+                    "inline_fallbacks": counter_value(self._inline_fallbacks)}
 
     # -- reads -------------------------------------------------------------------------
     def _reader(self, handle: _Handle):
@@ -201,6 +210,28 @@ class TableCache:
                 self._release(handle)
 
         return read
+
+    def _reader_now(self, handle: _Handle):
+        """The ``read_now(offset, length)`` a TableReader of ``handle``
+        uses (``table_io.read_now``): the bytes when the page cache holds
+        them all, else None (also when the file is closed now: the ring
+        read that follows reopens it).  Raises HedgeIOError."""
+        done = self._inline_reads
+        missed = self._inline_fallbacks
+
+        def read_cached(offset: int, length: int) -> bytes | None:
+            file = self._acquire(handle)
+            if file is None:
+                next(missed)
+                return None
+            try:
+                data = read_now(file, offset, length)
+            finally:
+                self._release(handle)
+            next(done if data is not None else missed)
+            return data
+
+        return read_cached
 
     def _acquire(self, handle: _Handle) -> File | None:
         """The open file of ``handle`` with one more user, or None when it

@@ -70,6 +70,19 @@ async def read_at(file: File, offset: int, length: int) -> bytes:
         _give_back(buf)
 
 
+def read_now(file: File, offset: int, length: int) -> bytes | None:
+    """``read_at``'s bytes when the page cache holds them all, read on the
+    calling thread without waiting; None when the device would be needed
+    (``ops.read_now``).  Raises HedgeIOError."""
+    buf = _take_buffer(length)
+    try:
+        if ops.read_now(file, buf.view[:length], offset, length):
+            return bytes(buf.view[:length])
+        return None
+    finally:
+        _give_back(buf)
+
+
 def reader_fn(file: File):
     """An async ``read(offset, length) -> bytes`` over ``file``."""
     return functools.partial(read_at, file)

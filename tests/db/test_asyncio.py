@@ -34,7 +34,7 @@ def _loaded(tmp_path, io_method, n=2000, **options):
 
 
 def test_every_operation_from_asyncio_tasks(tmp_path, io_method):
-    db = _loaded(tmp_path, io_method, block_cache_bytes=0)     # table keys read blocks through the ring
+    db = _loaded(tmp_path, io_method, block_cache_bytes=0, inline_reads=False)  # table keys read blocks through the ring
 
     async def main():
         assert await db.aio.get(b"k00007") == b"v00007"        # in a table
@@ -64,7 +64,7 @@ def test_every_operation_from_asyncio_tasks(tmp_path, io_method):
 
 
 def test_concurrent_gets_share_submissions(tmp_path, io_method):
-    db = _loaded(tmp_path, io_method, n=5000, block_cache_bytes=0)
+    db = _loaded(tmp_path, io_method, n=5000, block_cache_bytes=0, inline_reads=False)  # ring reads
 
     async def main():
         await db.aio.get(b"k00000")
@@ -105,7 +105,7 @@ def test_scan_from_asyncio_sees_its_snapshot(tmp_path, io_method):
 
 
 def test_cancelling_an_asyncio_get_mid_read(tmp_path, io_method):
-    db = _loaded(tmp_path, io_method, block_cache_bytes=0)
+    db = _loaded(tmp_path, io_method, block_cache_bytes=0, inline_reads=False)  # ring reads
 
     async def main():
         task = asyncio.create_task(db.aio.get(b"k01234"))

@@ -1,7 +1,8 @@
 """The block cache changes costs, never answers: one workload gives the same
 results with the cache on, off and tiny (a few blocks, evicting all the
-time), with blocks searched in C and in Python, through the blocking API
-and db.aio; a get whose blocks are all cached completes without
+time), with blocks searched in C and in Python, read in place from the page
+cache (inline_reads) and through the ring, through the blocking API and
+db.aio; a get whose blocks are all cached completes without
 suspending."""
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ def _all_keys():
     return [b"key%06d" % i for i in range(KEYS + 1)]      # and one never written
 
 
+@pytest.mark.parametrize("inline_reads", [True, False], ids=["inline", "ring"])
 @pytest.mark.parametrize("cache", list(CACHES))
-def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, cache, block_search):
-    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": CACHES[cache]}) as db:
+def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, cache, block_search, inline_reads):
+    options = {**SMALL, "block_cache_bytes": CACHES[cache], "inline_reads": inline_reads}
+    with open_db(tmp_path / "db", io_method, **options) as db:
         model, snap, snap_model = _workload(db)
         db.flush()
         levels = [level for level in db.stats()["levels"] if level["files"]]
@@ -58,6 +61,8 @@ def test_the_same_answers_with_the_cache_on_off_and_tiny(tmp_path, io_method, ca
         assert gets == multi == [model.get(k) for k in keys]
         assert snap_gets == snap_multi == [snap_model.get(k) for k in keys]
         snap.close()
+        inline = db.stats()["table_cache"]["inline_reads"]
+        assert inline > 0 if inline_reads else inline == 0
         stats = db.stats()["cache"]
         if cache == "off":
             assert stats is None                        # no cache at all
@@ -85,7 +90,7 @@ def test_a_get_of_cached_blocks_does_not_suspend(tmp_path, io_method):
 
 
 def test_without_a_cache_table_keys_need_io_and_resume(tmp_path, io_method):
-    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 0}) as db:
+    with open_db(tmp_path / "db", io_method, **{**SMALL, "block_cache_bytes": 0, "inline_reads": False}) as db:
         model, snap, _ = _workload(db)
         snap.close()
         db.flush()

@@ -51,6 +51,9 @@ from hedge.lsm.table.format import (
 )
 
 ReadFn = Callable[[int, int], Awaitable[bytes]]
+# ``(offset, length) -> bytes | None``: the bytes when they can be had
+# without waiting for the device (the page cache holds them), else None.
+ReadNowFn = Callable[[int, int], "bytes | None"]
 
 
 class _NotCached:
@@ -69,15 +72,16 @@ NOT_CACHED = _NotCached()
 class TableReader:
     """One open table.  Build it with ``await TableReader.open(...)``."""
 
-    __slots__ = ("_read", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
+    __slots__ = ("_read", "_read_now", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
                  "_offsets", "_lengths", "_key_base", "_cache_keys", "_bloom", "_may_contain", "_smallest", "_largest",
                  "properties", "footer")
 
     def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
                  index: tuple[list[bytes], list[int], list[int], list[int]], bloom: BloomFilter,
-                 properties: TableProperties, footer: Footer):
+                 properties: TableProperties, footer: Footer, read_now: ReadNowFn | None = None):
         """Private: use ``open``."""
         self._read = read
+        self._read_now = read_now
         self.file_name = file_name
         self.table_id = table_id
         self.file_size = file_size
@@ -108,7 +112,7 @@ class TableReader:
 
     @classmethod
     async def open(cls, read: ReadFn, file_size: int, file_name: str, table_id: int,
-                   cache: BlockCache | None = None) -> "TableReader":
+                   cache: BlockCache | None = None, read_now: ReadNowFn | None = None) -> "TableReader":
         """Read and verify the footer, index, bloom filter and properties.
 
         Raises CorruptionError(file_name, offset, ...) for a truncated file,
@@ -153,7 +157,7 @@ class TableReader:
                 or props.data_bytes != meta_start
                 or props.largest_key != keys[-1] or props.smallest_key > props.largest_key):
             raise CorruptionError(file_name, footer.properties.offset, "properties disagree with the index or the file size")
-        return cls(read, file_name, table_id, file_size, cache, index, bloom, props, footer)
+        return cls(read, file_name, table_id, file_size, cache, index, bloom, props, footer, read_now)
 
     @property
     def smallest_key(self) -> bytes:
@@ -282,6 +286,12 @@ class TableReader:
                 return block.get(key, snapshot_seq)
         if not self._may_contain(key):
             return None
+        read_now = self._read_now
+        if read_now is not None and not self.footer.packed:
+            offset = self._offsets[i]
+            data = read_now(offset, self._lengths[i])
+            if data is not None:
+                return self.decode_block(offset, data, GET_FILL).get(key, snapshot_seq)
         return NOT_CACHED
 
     async def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:

@@ -1,0 +1,116 @@
+"""ops.read_now: a read the page cache answers on the calling thread, never
+waiting for the device; every other case says False (the caller then reads
+through the ring) or raises the typed error a ring read would."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from hedge.errors import ClosedError, HedgeIOError
+from hedge.io import faults, ops
+from hedge.io.buffer import Buffer
+from hedge.io.file import File
+
+
+def _evicted(path: str) -> bool:
+    """Drop ``path``'s pages from the page cache; whether the kernel now
+    refuses to read it without waiting (tmpfs, for one, keeps them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, (bytearray(4096),), 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_cached_bytes_are_read_in_place(data_file):
+    path, data = data_file
+    buf = Buffer(8192)
+    with File.open(path) as f:
+        assert ops.read_now(f, buf.view, 4096, 8192) is True
+    assert bytes(buf.view) == data[4096:4096 + 8192]
+
+
+def test_bytes_the_page_cache_lacks_are_not_waited_for(data_file):
+    path, data = data_file
+    if not _evicted(path):
+        pytest.skip("this file system keeps the file's pages whatever is asked")
+    buf = Buffer(4096)
+    with File.open(path) as f:
+        assert ops.read_now(f, buf.view, 65536, 4096) is False
+        os.pread(f.fd, 4096, 65536)                 # now cached
+        assert ops.read_now(f, buf.view, 65536, 4096) is True
+    assert bytes(buf.view) == data[65536:65536 + 4096]
+
+
+def test_a_read_past_the_end_is_left_to_the_ring(data_file):
+    path, data = data_file
+    buf = Buffer(8192)
+    with File.open(path) as f:
+        assert ops.read_now(f, buf.view, len(data) - 4096, 8192) is False
+
+
+def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch):
+    path, _ = data_file
+    calls = []
+    monkeypatch.setattr(ops.os, "preadv", lambda *a: calls.append(a))
+    with File.open(path) as f:
+        f.direct = True                             # as opened with direct=True
+        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
+    assert calls == []
+
+
+@pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.EINVAL])
+def test_a_system_without_nowait_reads_turns_them_off(data_file, monkeypatch, code):
+    path, _ = data_file
+    calls = []
+
+    def refuse(*args):
+        calls.append(args)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(ops, "_NOWAIT", ops._NOWAIT)    # restored after the test
+    monkeypatch.setattr(ops.os, "preadv", refuse)
+    with File.open(path) as f:
+        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
+        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
+    assert len(calls) == 1                          # asked once, then never again
+
+
+def test_an_io_error_is_a_typed_error(data_file, monkeypatch):
+    path, _ = data_file
+
+    def fail(*args):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(ops.os, "preadv", fail)
+    with File.open(path) as f:
+        with pytest.raises(HedgeIOError) as raised:
+            ops.read_now(f, Buffer(4096).view, 0, 4096)
+    assert raised.value.errno == errno.EIO and raised.value.op == "read"
+    assert raised.value.path == path
+
+
+def test_an_injected_read_fault_fails_it_like_a_ring_read(data_file):
+    path, _ = data_file
+    with File.open(path) as f:
+        with faults.inject("read", errno.EIO, path_contains="data.bin", times=1):
+            with pytest.raises(HedgeIOError) as raised:
+                ops.read_now(f, Buffer(4096).view, 0, 4096)
+        assert raised.value.errno == errno.EIO
+        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is True
+
+
+def test_a_closed_file_is_refused(data_file):
+    path, _ = data_file
+    f = File.open(path)
+    f.close()
+    with pytest.raises(ClosedError):
+        ops.read_now(f, Buffer(4096).view, 0, 4096)
