@@ -62,12 +62,12 @@ class Options:
     io_method: str = "auto"
     # Open tables with O_DIRECT; reads then rely on the block cache.
     direct_io: bool = False
-    # A get whose block is not in the block cache but is in the OS page
-    # cache reads it on the calling thread with one preadv2(RWF_NOWAIT),
+    # A table block that is not in the block cache but is in the OS page
+    # cache is read on the reading thread with one preadv2(RWF_NOWAIT),
     # which never waits for the device, instead of a ring request the task
-    # must suspend for (about half a get's CPU at YCSB C; docs/design.md,
-    # "Inline block reads").  Blocks the page cache lacks, scans, and every
-    # read of an O_DIRECT table stay ring requests.
+    # must suspend for (docs/design.md, "Inline block reads").  Blocks the
+    # page cache lacks and every read of an O_DIRECT table stay ring
+    # requests.
     inline_reads: bool = True
     # Bytes of decoded blocks kept in memory (CLOCK cache).
     block_cache_bytes: int = 64 << 20

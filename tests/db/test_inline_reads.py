@@ -112,3 +112,24 @@ def test_an_io_error_of_an_inline_read_reaches_the_caller_and_changes_nothing(tm
         db.put(b"after", b"1")                          # not a background error: writes go on
         assert db.get(b"after") == b"1"
         assert db.stats()["background_error"] is None
+
+
+def test_a_scan_reads_its_blocks_in_place_or_through_the_ring(tmp_path, io_method):
+    path = tmp_path / "db"
+    expected = [(k, k[::-1]) for k in KEYS]
+    with _table_db(path, io_method) as db:
+        reads = _inline(db)[0]
+        assert list(db.scan()) == expected
+        assert _inline(db)[0] > reads                   # the page cache held the tables
+        _evict_tables(path)
+        fallbacks = _inline(db)[1]
+        assert list(db.scan(KEYS[100])) == expected[100:]
+        assert list(db.scan(reverse=True)) == expected[::-1]
+        if _inline(db)[1] == fallbacks:
+            pytest.skip("this file system keeps the tables' pages whatever is asked")
+
+
+def test_with_inline_reads_off_a_scan_reads_through_the_ring(tmp_path, io_method):
+    with _table_db(tmp_path / "db", io_method, inline_reads=False) as db:
+        assert list(db.scan()) == [(k, k[::-1]) for k in KEYS]
+        assert _inline(db) == (0, 0)

@@ -286,12 +286,10 @@ class TableReader:
                 return block.get(key, snapshot_seq)
         if not self._may_contain(key):
             return None
-        read_now = self._read_now
-        if read_now is not None and not self.footer.packed:
-            offset = self._offsets[i]
-            data = read_now(offset, self._lengths[i])
-            if data is not None:
-                return self.decode_block(offset, data, GET_FILL).get(key, snapshot_seq)
+        if self._read_now is not None:
+            block = self._load_now(self._offsets[i], self._lengths[i], GET_FILL)
+            if block is not None:
+                return block.get(key, snapshot_seq)
         return NOT_CACHED
 
     async def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
@@ -312,7 +310,7 @@ class TableReader:
         it meanwhile).  REQUIRES:
         ``may_contain(key)``.  Raises CorruptionError for a damaged block."""
         i = self._block_index(key, snapshot_seq)
-        block = await self._load(self._offsets[i], self._lengths[i], GET_FILL)
+        block = await self._load(self._offsets[i], self._lengths[i], GET_FILL, False)
         return block.get(key, snapshot_seq)
 
     def _decode_cached(self, ckey: int, block: Block) -> Block:
@@ -322,7 +320,32 @@ class TableReader:
         self._cache.replace(ckey, block, decoded)
         return decoded
 
-    async def _load(self, offset: int, length: int, fill_cache: int) -> Block:
+    def _load_now(self, offset: int, length: int, fill_cache: int) -> Block | None:
+        """The block at ``(offset, length)`` read, verified and offered to
+        the cache like ``_load``'s, when the page cache holds it (the
+        reader's ``read_now``), else None.  Never suspends.
+        REQUIRES: the reader has a ``read_now``."""
+        if self.footer.packed:
+            start, span = page_span(offset, length)
+            data = self._read_now(start, span)
+            if data is None:
+                return None
+            if span != length:
+                data = data[offset - start : offset - start + length]
+        else:
+            data = self._read_now(offset, length)
+            if data is None:
+                return None
+        return self.decode_block(offset, data, fill_cache)
+
+    async def _load(self, offset: int, length: int, fill_cache: int, now: bool = True) -> Block:
+        """The block at ``(offset, length)`` read and verified (``decode_block``):
+        in place when ``now`` and the page cache holds it, else through the
+        ring.  Raises CorruptionError, HedgeIOError."""
+        if now and self._read_now is not None:
+            block = self._load_now(offset, length, fill_cache)
+            if block is not None:
+                return block
         if self.footer.packed:
             start, span = page_span(offset, length)
             data = _exact(await self._read(start, span), start, span, self.file_name)
@@ -402,7 +425,9 @@ class TableReader:
         first_offset = ranges[run[0]][0]
         last_offset, last_length = ranges[run[-1]]
         start, span = page_span(first_offset, last_offset + last_length - first_offset)
-        data = _exact(await self._read(start, span), start, span, self.file_name)
+        data = None if self._read_now is None else self._read_now(start, span)
+        if data is None:
+            data = _exact(await self._read(start, span), start, span, self.file_name)
         view = memoryview(data)
         for i in run:
             offset, length = ranges[i]
