@@ -9,10 +9,16 @@ ShortIOError at end of file.  Requests on an O_DIRECT file must use a
 hedge.io.Buffer and 4096-aligned address, length and offset, or they raise
 AlignmentError before anything is submitted.
 
+Two plain functions do their system call on the calling thread instead,
+where the page cache makes the ring's round trip cost more than the call:
+``write_inline`` (a WAL append) and ``read_now`` (a read the page cache
+answers without waiting for the device).
+
 Fault injection (hedge/io/faults.py) and the power-loss recorder
 (hedge/io/powerloss.py) hook in here; each costs one bool test when unarmed.
 
-REQUIRES: awaited by a coroutine running on a hedge executor.
+REQUIRES: the awaitable operations are awaited by a coroutine running on a
+hedge executor.
 """
 from __future__ import annotations
 

@@ -440,11 +440,12 @@ class Engine:
             raise ClosedError("the database is closed")
 
     def get_now(self, key, snap: int | None = None):
-        """``get``'s answer when it needs no I/O (the key is in a memtable,
-        or its table blocks are cached, or no table can hold it), else a
-        NeedsIO: ``await needs_io.finish()`` reads the block that is not
-        cached and goes on from that table (hedge/lsm/lookup.py).  Never
-        suspends; any thread."""
+        """``get``'s answer when it needs no ring read (the key is in a
+        memtable, or its table blocks are cached or in the page cache, or
+        no table can hold it), else a NeedsIO: ``await needs_io.finish()``
+        reads the block through the ring and goes on from that table
+        (hedge/lsm/lookup.py).  Never suspends; any thread.  Raises
+        HedgeIOError or CorruptionError from a block read in place."""
         key = check_key(key)
         self.check_open()
         sv = self._sv                       # before the sequence number (module docstring)

@@ -18,8 +18,9 @@ the order it must probe them, so that a lookup allocates nothing:
     smallest key).
 
 ``SuperVersion.get`` answers from memory (memtables, cached blocks, key
-ranges, bloom filters) without suspending, or returns a ``NeedsIO``: the
-lookup stopped at a table whose block is not cached.  ``await
+ranges, bloom filters, blocks the page cache holds: Options.inline_reads)
+without suspending, or returns a ``NeedsIO``: the lookup stopped at a
+table whose block must be read through the ring.  ``await
 NeedsIO.finish()`` reads that block and, when the table has no version of
 the key, resumes at the NEXT table of the same super version (never from
 the first again), probing cached blocks without suspending and awaiting only

@@ -7,7 +7,8 @@ Buffer taken from a small per-thread free list of its size (reads of up to
 POOLED_PAGES pages: one page, the two a compressed block crossing a page
 boundary spans, or a scan's read-ahead of several blocks; a new Buffer is
 an mmap, ~30 us), and is copied out as bytes (blocks in the cache must not
-alias a reused buffer).
+alias a reused buffer).  ``read_now`` reads the same way on the calling
+thread when the page cache holds every byte (Options.inline_reads).
 
 Writes: the builder hands out finished, page-aligned chunks; they are
 written as they come (a bounded window of ``WRITE_WINDOW`` in flight), then

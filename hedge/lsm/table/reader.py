@@ -256,9 +256,11 @@ class TableReader:
         return first, min(last, len(keys))
 
     def get_cached(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None | _NotCached:
-        """``get``'s answer when it needs no I/O, else NOT_CACHED: the key's
-        block must be read (``await get`` reads it).  Never suspends; safe on
-        any thread.
+        """``get``'s answer when it needs no ring read (the key's block is
+        in the block cache, or the page cache holds it and the reader has a
+        ``read_now``), else NOT_CACHED: the block must be read through the
+        ring (``await get_uncached``).  Never suspends; safe on any thread.
+        Raises CorruptionError and HedgeIOError from a block read in place.
 
         The bloom filter is asked only when the key's block is not cached:
         a cached block answers for certain, at about the cost of one absent
