@@ -45,6 +45,7 @@ from hedge.io import ops
 from hedge.io.file import File
 from hedge.lsm import filenames
 from hedge.lsm.cache import BlockCache, counter_value
+from hedge.lsm.inline_gate import InlineGate
 from hedge.lsm.table import TableReader
 from hedge.lsm.table_io import read_at, read_now
 
@@ -82,6 +83,7 @@ class TableCache:
         self.reopens = 0
         self._inline_reads = itertools.count()       # blocks read from the page cache by read_now
         self._inline_fallbacks = itertools.count()   # read_now found them missing: a ring read follows
+        self.inline_gate = InlineGate()              # which reads ask the page cache first
 
     def path(self, number: int) -> str:
         return filenames.join(self.directory, filenames.table_name(number))
@@ -195,7 +197,8 @@ class TableCache:
         with self._lock:
             return {"tables": len(self._live), "open_files": len(self._lru), "max_open_files": self.max_open_files,
                     "reopens": self.reopens, "inline_reads": counter_value(self._inline_reads),
-                    "inline_fallbacks": counter_value(self._inline_fallbacks)}
+                    "inline_fallbacks": counter_value(self._inline_fallbacks),
+                    "inline_skip": self.inline_gate.skip}
 
     # -- reads -------------------------------------------------------------------------
     def _reader(self, handle: _Handle):
@@ -214,12 +217,16 @@ class TableCache:
     def _reader_now(self, handle: _Handle):
         """The ``read_now(offset, length)`` a TableReader of ``handle``
         uses (``table_io.read_now``): the bytes when the page cache holds
-        them all, else None (also when the file is closed now: the ring
-        read that follows reopens it).  Raises HedgeIOError."""
+        them all, else None: also when the gate has this read skip the
+        page cache (hedge/lsm/inline_gate.py), or when the file is closed
+        now (the ring read that follows reopens it).  Raises HedgeIOError."""
         done = self._inline_reads
         missed = self._inline_fallbacks
+        gate = self.inline_gate
 
         def read_cached(offset: int, length: int) -> bytes | None:
+            if not gate.try_now():
+                return None
             file = self._acquire(handle)
             if file is None:
                 next(missed)
@@ -228,7 +235,12 @@ class TableCache:
                 data = read_now(file, offset, length)
             finally:
                 self._release(handle)
-            next(done if data is not None else missed)
+            if data is None:
+                next(missed)
+                gate.record(False)
+            else:
+                next(done)
+                gate.record(True)
             return data
 
         return read_cached

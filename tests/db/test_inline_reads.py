@@ -133,3 +133,16 @@ def test_with_inline_reads_off_a_scan_reads_through_the_ring(tmp_path, io_method
     with _table_db(tmp_path / "db", io_method, inline_reads=False) as db:
         assert list(db.scan()) == [(k, k[::-1]) for k in KEYS]
         assert _inline(db) == (0, 0)
+
+
+def test_reads_the_gate_skips_go_through_the_ring(tmp_path, io_method):
+    """After page-cache misses the gate asks for one read in ``skip``; the
+    others go straight to the ring and answer the same."""
+    with _table_db(tmp_path / "db", io_method) as db:
+        db._engine.tables.inline_gate.skip = 4          # as after a window of misses
+        assert db.stats()["table_cache"]["inline_skip"] == 4
+        reads, fallbacks = _inline(db)
+        values = db._engine.multi_get_now(KEYS[:200])
+        assert sum(type(v) is NeedsIO for v in values) == 150
+        assert _inline(db) == (reads + 50, fallbacks)
+        assert db.run(db._engine.finish_gets(values)) == [k[::-1] for k in KEYS[:200]]

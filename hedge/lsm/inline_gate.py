@@ -1,0 +1,59 @@
+"""When a table read asks the page cache first (Options.inline_reads).
+
+A read the page cache answers in place saves the ring's round trip; one it
+cannot answer costs a ``preadv2`` that starts the device read in the
+reader's own thread (the kernel's read-ahead), where it may wait for the
+device's queue, on top of the ring read that follows.  While the tables
+are mostly out of the page cache (a database larger than memory, or just
+after the cache was dropped) many attempts fail: trying every read cost
+18% of the gets' throughput (docs/design.md, "Inline block reads").  So
+the gate tries one read in ``skip`` and judges every ``GATE_WINDOW``
+attempts: at least ``MISSED_SHARE`` of them unanswered doubles ``skip``
+(up to ``MAX_SKIP``), at most ``ANSWERED_BACK`` unanswered halves it.  The
+reads it does not try go to the ring as before.  From ``MAX_SKIP`` back to
+every read takes eight answered windows, about 32,000 reads.
+
+Any thread: ``try_now`` takes no lock (a shared count, advanced atomically;
+a ``skip`` changed meanwhile only shifts the sample); ``record`` takes the
+gate's lock once per window.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+
+GATE_WINDOW = 64
+MISSED_SHARE = 0.25
+ANSWERED_BACK = 0.1
+MAX_SKIP = 256
+
+
+class InlineGate:
+    """Whether a read should ask the page cache first: one in ``skip``."""
+
+    __slots__ = ("skip", "_tries", "_attempts", "_missed", "_lock")
+
+    def __init__(self):
+        self.skip = 1
+        self._tries = itertools.count()         # reads offered while skip > 1
+        self._attempts = itertools.count(1)     # reads that asked the page cache
+        self._missed = 0                        # of those in this window, unanswered
+        self._lock = threading.Lock()
+
+    def try_now(self) -> bool:
+        """Whether this read should ask the page cache first."""
+        skip = self.skip
+        return skip == 1 or next(self._tries) % skip == 0
+
+    def record(self, answered: bool) -> None:
+        """A read that asked the page cache was ``answered`` or not."""
+        if not answered:
+            self._missed += 1       # racy by a count or two across threads: a share, not a total
+        if next(self._attempts) % GATE_WINDOW == 0:
+            with self._lock:
+                missed = self._missed / GATE_WINDOW
+                self._missed = 0
+                if missed >= MISSED_SHARE:
+                    self.skip = min(self.skip * 2, MAX_SKIP)
+                elif missed <= ANSWERED_BACK:
+                    self.skip = max(self.skip // 2, 1)
