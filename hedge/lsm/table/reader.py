@@ -74,7 +74,7 @@ class TableReader:
 
     __slots__ = ("_read", "_read_now", "file_name", "table_id", "file_size", "_cache", "_keys", "_seqs",
                  "_offsets", "_lengths", "_key_base", "_cache_keys", "_bloom", "_may_contain", "_smallest", "_largest",
-                 "properties", "footer")
+                 "properties", "footer", "_packed")
 
     def __init__(self, read: ReadFn, file_name: str, table_id: int, file_size: int, cache: BlockCache | None,
                  index: tuple[list[bytes], list[int], list[int], list[int]], bloom: BloomFilter,
@@ -97,6 +97,7 @@ class TableReader:
         self._largest = properties.largest_key
         # Format version and compression codec (Footer.packed: stored blocks).
         self.footer = footer
+        self._packed = footer.packed        # read per block: an attribute, not the property
 
     @staticmethod
     def footer_read_range(file_size: int) -> tuple[int, int]:
@@ -327,7 +328,7 @@ class TableReader:
         the cache like ``_load``'s, when the page cache holds it (the
         reader's ``read_now``), else None.  Never suspends.
         REQUIRES: the reader has a ``read_now``."""
-        if self.footer.packed:
+        if self._packed:
             start, span = page_span(offset, length)
             data = self._read_now(start, span)
             if data is None:
@@ -348,7 +349,7 @@ class TableReader:
             block = self._load_now(offset, length, fill_cache)
             if block is not None:
                 return block
-        if self.footer.packed:
+        if self._packed:
             start, span = page_span(offset, length)
             data = _exact(await self._read(start, span), start, span, self.file_name)
             if span != length:
@@ -364,7 +365,7 @@ class TableReader:
         cache as ``fill_cache`` says: NO_FILL (False), FILL (True), or
         SCAN_FILL or GET_FILL, when that admission of the cache takes it
         (hedge/lsm/cache.py).  Raises CorruptionError."""
-        if self.footer.packed:
+        if self._packed:
             data = compression.load(data, self.file_name, offset)
         block = Block(data, self.file_name, offset)
         cache = self._cache
