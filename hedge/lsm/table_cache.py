@@ -8,6 +8,10 @@ most ``max_open_files`` table files of live tables are open at once; opening
 one more closes the least recently used file that no read is using, and a
 later read reopens it.  A file with reads in progress (``users``) is never
 closed, so the count may pass the limit by the number of concurrent reads.
+With ``inline_reads`` each reader also gets a ``read_now``: a read the page
+cache answers on the reader's own thread, holding the handle the same way
+for the length of the system call, and asked only as often as the
+cache's InlineGate allows (hedge/lsm/inline_gate.py).
 
 A table leaves through ``drop`` once the version no longer holds it.
 Readers holding an older super version may still read it, so its file
@@ -35,8 +39,8 @@ collector): one ``deque.append``.
 """
 from __future__ import annotations
 
-import os
 import itertools
+import os
 import threading
 import weakref
 from collections import OrderedDict, deque
