@@ -44,13 +44,13 @@ def test_at_a_skip_of_s_one_read_in_s_is_tried():
 
 def test_answered_windows_halve_it_back_to_every_read():
     gate = InlineGate()
-    while gate.skip < MAX_SKIP:
+    steps = MAX_SKIP.bit_length() - 1           # doublings from 1 to MAX_SKIP
+    for _ in range(steps):
         window(gate, 1.0)
-    halvings = 0
-    while gate.skip > 1:
+    assert gate.skip == MAX_SKIP
+    for _ in range(steps):
         window(gate, ANSWERED_BACK)
-        halvings += 1
-    assert halvings == MAX_SKIP.bit_length() - 1
+    assert gate.skip == 1
     assert tried(gate, 50) == 50
 
 
