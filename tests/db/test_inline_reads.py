@@ -13,9 +13,9 @@ import pytest
 
 from hedge.errors import HedgeIOError
 from hedge.io import faults
-from hedge.io.file import O_DIRECT
 from hedge.lsm.lookup import NeedsIO
-from tests.db.helpers import SST_NAME, numbered, open_db
+from tests.db.helpers import open_db, sst_files
+from tests.db.test_open_options import _direct_supported
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,7 +40,7 @@ def _inline(db) -> tuple[int, int]:
 def _evict_tables(path) -> None:
     """Ask the kernel to drop every table's pages from the page cache (it
     may keep them: tmpfs does)."""
-    for name in numbered(path, SST_NAME):
+    for name in sst_files(path):
         fd = os.open(name, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -85,10 +85,7 @@ def test_a_block_the_page_cache_lacks_is_read_through_the_ring(tmp_path, io_meth
 
 
 def test_an_o_direct_table_is_never_read_in_place(tmp_path, io_method):
-    probe = tmp_path / "probe"
-    try:
-        os.close(os.open(probe, os.O_RDWR | os.O_CREAT | O_DIRECT))
-    except (OSError, TypeError):
+    if not _direct_supported(tmp_path):
         pytest.skip(f"the file system of {tmp_path} does not support O_DIRECT")
     path = tmp_path / "db"
     db = open_db(path, io_method, direct_io=True, block_cache_bytes=4096)
