@@ -14,7 +14,7 @@ This module imports whether or not hedge is installed or complete;
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import functools
 
 from perf.stores.base import StoreConfig
 
@@ -51,18 +51,11 @@ class HedgeStore:
         self._db = hedge.open(path, create=True, direct_io=config.cold,
                               block_cache_bytes=config.cache_bytes, io_method=config.io_method)
         self._aio = self._db.aio
-        # The client awaits db.aio's own awaitables: no coroutine of the
-        # adapter's between the client and hedge (the peers' adapters call
-        # their bindings directly too).
+        # aput(key, value) and aget(key): db.aio's own awaitables, so no
+        # coroutine of the adapter's stands between the client and hedge
+        # (the peers' adapters call their bindings directly too).
         self.aget = self._aio.get
-        if not self._sync:
-            self.aput = self._aio.put
-
-    def aput(self, key: bytes, value: bytes) -> Awaitable[None]:
-        return self._aio.put(key, value, sync=self._sync)
-
-    def aget(self, key: bytes) -> Awaitable[bytes | None]:
-        return self._aio.get(key)
+        self.aput = functools.partial(self._aio.put, sync=True) if self._sync else self._aio.put
 
     async def ascan(self, start: bytes, count: int) -> list[tuple[bytes, bytes]]:
         return await self._aio.scan(start, limit=count).to_list()
