@@ -328,17 +328,13 @@ class TableReader:
         the cache like ``_load``'s, when the page cache holds it (the
         reader's ``read_now``), else None.  Never suspends.
         REQUIRES: the reader has a ``read_now``."""
-        if self._packed:
-            start, span = page_span(offset, length)
-            data = self._read_now(start, span)
-            if data is None:
-                return None
-            if span != length:
-                data = data[offset - start : offset - start + length]
-        else:
-            data = self._read_now(offset, length)
-            if data is None:
-                return None
+        # A packed table's block is read in the whole pages holding it.
+        start, span = page_span(offset, length) if self._packed else (offset, length)
+        data = self._read_now(start, span)
+        if data is None:
+            return None
+        if span != length:
+            data = data[offset - start : offset - start + length]
         return self.decode_block(offset, data, fill_cache)
 
     async def _load(self, offset: int, length: int, fill_cache: int, now: bool = True) -> Block:
@@ -349,13 +345,10 @@ class TableReader:
             block = self._load_now(offset, length, fill_cache)
             if block is not None:
                 return block
-        if self._packed:
-            start, span = page_span(offset, length)
-            data = _exact(await self._read(start, span), start, span, self.file_name)
-            if span != length:
-                data = data[offset - start : offset - start + length]
-        else:
-            data = _exact(await self._read(offset, length), offset, length, self.file_name)
+        start, span = page_span(offset, length) if self._packed else (offset, length)
+        data = _exact(await self._read(start, span), start, span, self.file_name)
+        if span != length:
+            data = data[offset - start : offset - start + length]
         return self.decode_block(offset, data, fill_cache)
 
     def decode_block(self, offset: int, data: bytes, fill_cache: int = True) -> Block:
