@@ -54,6 +54,7 @@ import threading
 from collections import deque
 
 from hedge.lsm.block import Block
+from hedge.lsm.one_in_skip import OneInSkip
 
 CacheKey = int
 TABLE_SHIFT = 40
@@ -86,27 +87,23 @@ MAX_SKIP = 16
 _KEY, _BLOCK, _CHARGE, _REF, _FILL = range(5)
 
 
-class Admission:
+class Admission(OneInSkip):
     """How many of one kind of reader's blocks the cache takes: one in
-    ``skip``.  ``admit`` takes no lock (the count is advanced atomically; a
-    ``skip`` changed meanwhile only shifts the sample); ``evicted`` runs
-    under its cache's lock."""
+    ``skip`` (hedge/lsm/one_in_skip.py).  ``admit`` takes no lock;
+    ``evicted`` runs under its cache's lock."""
 
-    __slots__ = ("wasted_share", "skip", "inserts", "_offers", "_judged", "_unused", "_wasteful")
+    __slots__ = ("wasted_share", "inserts", "_judged", "_unused", "_wasteful")
 
     def __init__(self, wasted_share: float):
+        super().__init__(MAX_SKIP)
         self.wasted_share = wasted_share
-        self.skip = 1
         self.inserts = 0            # blocks taken (counted by the cache, under its lock)
-        self._offers = itertools.count()
         self._judged = 0            # evictions in the current window
         self._unused = 0            # of those, never hit
         self._wasteful = False      # the last window had the wasted share
 
-    def admit(self) -> bool:
-        """Whether the cache should take the block just read."""
-        skip = self.skip
-        return skip == 1 or next(self._offers) % skip == 0
+    # Whether the cache should take the block just read.
+    admit = OneInSkip.take
 
     def evicted(self, used: bool) -> None:
         """A block this admission took was evicted, hit (``used``) or never.
@@ -120,10 +117,10 @@ class Admission:
         self._judged = self._unused = 0
         wasteful = unused >= self.wasted_share
         if wasteful and self._wasteful:
-            self.skip = min(self.skip * 2, MAX_SKIP)
+            self.fewer()
             wasteful = False        # the next doubling needs two windows more
         elif unused <= USEFUL_SHARE:
-            self.skip = max(self.skip // 2, 1)
+            self.more()
         self._wasteful = wasteful
 
 

@@ -13,14 +13,15 @@ attempts: at least ``MISSED_SHARE`` of them unanswered doubles ``skip``
 reads it does not try go to the ring as before.  From ``MAX_SKIP`` back to
 every read takes eight answered windows, about 32,000 reads.
 
-Any thread: ``try_now`` takes no lock (a shared count, advanced atomically;
-a ``skip`` changed meanwhile only shifts the sample); ``record`` takes the
-gate's lock once per window.
+Any thread: ``try_now`` takes no lock; ``record`` takes the gate's lock
+once per window.
 """
 from __future__ import annotations
 
 import itertools
 import threading
+
+from hedge.lsm.one_in_skip import OneInSkip
 
 GATE_WINDOW = 64
 MISSED_SHARE = 0.25
@@ -28,22 +29,20 @@ ANSWERED_BACK = 0.1
 MAX_SKIP = 256
 
 
-class InlineGate:
-    """Whether a read should ask the page cache first: one in ``skip``."""
+class InlineGate(OneInSkip):
+    """Whether a read should ask the page cache first: one in ``skip``
+    (hedge/lsm/one_in_skip.py)."""
 
-    __slots__ = ("skip", "_tries", "_attempts", "_missed", "_lock")
+    __slots__ = ("_attempts", "_missed", "_lock")
 
     def __init__(self):
-        self.skip = 1
-        self._tries = itertools.count()         # reads offered while skip > 1
+        super().__init__(MAX_SKIP)
         self._attempts = itertools.count(1)     # reads that asked the page cache
         self._missed = 0                        # of those in this window, unanswered
         self._lock = threading.Lock()
 
-    def try_now(self) -> bool:
-        """Whether this read should ask the page cache first."""
-        skip = self.skip
-        return skip == 1 or next(self._tries) % skip == 0
+    # Whether this read should ask the page cache first.
+    try_now = OneInSkip.take
 
     def record(self, answered: bool) -> None:
         """A read that asked the page cache was ``answered`` or not."""
@@ -54,6 +53,6 @@ class InlineGate:
                 missed = self._missed / GATE_WINDOW
                 self._missed = 0
                 if missed >= MISSED_SHARE:
-                    self.skip = min(self.skip * 2, MAX_SKIP)
+                    self.fewer()
                 elif missed <= ANSWERED_BACK:
-                    self.skip = max(self.skip // 2, 1)
+                    self.more()
