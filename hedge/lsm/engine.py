@@ -129,6 +129,10 @@ class Engine:
                          "stall_stops": 0, "stall_stop_seconds": 0.0,
                          "memtable_waits": 0, "memtable_wait_seconds": 0.0, "memtable_switch_seconds": 0.0,
                          "stall_max_seconds": 0.0}
+        # Memtable bytes at which the commit leader looks at the room left
+        # (_make_room): a quarter of the first memtable while the flush worker is
+        # to be started ahead of the first flush, then a full memtable.
+        self._room_at = options.memtable_bytes // 4 if options.flush_process else options.memtable_bytes
         # L0 tables at which writers start to be held back (the stop trigger is higher).
         self._slowdown_at = min(options.l0_slowdown_trigger, options.l0_stop_trigger)
         self.write_controller = WriteController()
@@ -251,7 +255,7 @@ class Engine:
         if not len(batch):
             return True
         sv = self._sv
-        if (sv.mem.approximate_bytes() >= self.options.memtable_bytes or len(sv.version.levels[0]) >= self._slowdown_at
+        if (sv.mem.approximate_bytes() >= self._room_at or len(sv.version.levels[0]) >= self._slowdown_at
                 or len(sv.imms) >= MAX_IMMUTABLES):
             return False
         commit = self._commit
@@ -274,7 +278,7 @@ class Engine:
         self.check_writable()
         sv = self._sv
         rotate = any(w.rotate for w in group) if len(group) > 1 else group[0].rotate
-        if (rotate or sv.mem.approximate_bytes() >= self.options.memtable_bytes
+        if (rotate or sv.mem.approximate_bytes() >= self._room_at
                 or len(sv.version.levels[0]) >= self._slowdown_at or len(sv.imms) >= MAX_IMMUTABLES):
             await self._make_room(rotate, group)
         writers = group if len(group) == 1 and len(group[0].batch) else [w for w in group if len(w.batch)]
@@ -369,6 +373,9 @@ class Engine:
         timed by cause (stats()["compaction"]); one of LOG_WAIT_SECONDS or
         more is logged at debug level."""
         opts = self.options
+        if self._room_at < opts.memtable_bytes:
+            self._room_at = opts.memtable_bytes
+            self.maintenance.warm_flush_worker()
         sv = self._sv
         if policy.write_stall(sv.version, opts) == policy.Stall.STOP:
             started = time.monotonic()

@@ -24,7 +24,9 @@ flushes go on while the worker merges; log_and_apply makes their installs
 take turns.  With the flush worker (Options.flush_process) a second
 process builds each flushed table from the memtable's WAL; the loop waits
 for it and installs the table as its own, and flushes the memtable itself
-when the worker fails.
+when the worker fails.  That process is started once the first memtable
+is a quarter full (``warm_flush_worker``), so the first flush does not
+wait for a process start.
 
 What it needs from the engine (``tree``): ``super_version`` (the state to
 flush and compact), ``install(version, added, dropped, flushed)`` (called
@@ -155,6 +157,7 @@ class Maintenance:
         self._on_worker = False         # that task is waiting on the worker (the one safe place to cancel it)
         self._worker: CompactionWorker | None = None
         self._flush_worker: CompactionWorker | None = None     # flushes (Options.flush_process)
+        self._warm_flush = False        # start the flush worker ahead of the first flush
         self._manual: deque[RangeRequest] = deque()
         self._l0_charge = L0ScanCharge(tree.super_version.version)   # Options.l0_scan_compaction
         self._holds = 0                 # deletion holds taken (checkpoints in progress)
@@ -173,6 +176,16 @@ class Maintenance:
     def wake(self) -> None:
         """Something may be due (a memtable to flush, a new version)."""
         self._work.notify()
+
+    def warm_flush_worker(self) -> None:
+        """Any thread: have the loop start the flush worker process now,
+        ahead of the first flush (Options.flush_process; nothing otherwise,
+        or once it runs).  A process start takes about 0.2 s, which the
+        first flush would spend while writers fill the next memtable and
+        then wait for it."""
+        if self._options.flush_process and self._flush_worker is None:
+            self._warm_flush = True
+            self.wake()
 
     def charge_scan(self, version) -> None:
         """Any thread: count a scan of ``version`` toward compacting its L0
@@ -244,7 +257,7 @@ class Maintenance:
     def settled_since(self, epoch: int) -> bool:
         """Whether the loop went idle after ``epoch`` (an ``idle_epoch``
         read earlier) and nothing is due now."""
-        if self._idle_epoch <= epoch or self._compacting is not None:
+        if self._idle_epoch <= epoch or self._compacting is not None or self._warm_flush:
             return False
         sv = self._tree.super_version
         return not sv.imms and self._pick(sv.version) is None
@@ -314,6 +327,8 @@ class Maintenance:
         sv = tree.super_version
         if sv.imms:
             return self._flush_oldest
+        if self._warm_flush:
+            return self._start_flush_worker
         if self._tables.has_released:
             return self._remove_released
         if self._held and not self._holds:
@@ -454,6 +469,18 @@ class Maintenance:
         edit.add_file(0, meta)
         await self._install(edit, flushed=mem, counts={"flushes": 1, "flush_bytes": written})
         await _unlink_logged(self._path(filenames.wal_name(wal_number)))
+
+    async def _start_flush_worker(self) -> None:
+        """``warm_flush_worker``'s job.  A process that cannot start is left
+        to the first flush, which tries again and flushes in this thread
+        when that fails too (and says so)."""
+        try:
+            if self._flush_worker is None:
+                self._flush_worker = CompactionWorker(self._worker_config)
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            log.debug("hedge: the flush worker did not start ahead of the first flush: %s", e)
+        finally:
+            self._warm_flush = False    # after the worker is in place: other threads see one or the other
 
     def _usable(self, worker: CompactionWorker | None) -> CompactionWorker:
         """``worker`` when its process still serves, else a new worker

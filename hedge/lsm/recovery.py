@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 
 from hedge.errors import CorruptionError
 from hedge.io import ops
@@ -42,7 +44,7 @@ from hedge.lsm.batch import decode_many
 from hedge.lsm.cache import BlockCache
 from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.manifest import fsync_directory, read_file
-from hedge.lsm.memtable import Memtable
+from hedge.lsm.memtable import Entry, Memtable
 from hedge.lsm.table import TableReader
 from hedge.lsm.table_cache import TableCache
 from hedge.lsm.table_io import write_table
@@ -163,19 +165,47 @@ async def replay_wal(path: str, number: int, mode, mem: Memtable) -> tuple[int, 
     wal_recovery ``mode``; return the newest sequence number it holds (0:
     none) and its reader (how it ended, the torn tail it dropped).  Raises
     CorruptionError for damage the mode refuses, HedgeIOError."""
-    data = await read_file(path)
-    reader = WalReader(data, number, path, mode)
+    reader = WalReader(await read_file(path), number, path, mode)
     last_seq = 0
+    for first_seq, batch_ops in _batches(reader, path):
+        seq = first_seq
+        for kind, key, value in batch_ops:
+            mem.add(key, seq, kind, value)
+            seq += 1
+        last_seq = max(last_seq, seq - 1)
+    return last_seq, reader
+
+
+async def read_wal_entries(path: str, number: int) -> tuple[list[Entry], int]:
+    """Every write of WAL ``number`` at ``path`` as entries in entry order
+    (key ascending, seq descending: a memtable replayed from it yields the
+    same), and the newest sequence number (0: none).  Any damage is refused
+    (the ``absolute`` mode).  A flush worker's replay: one sort instead of
+    a memtable insert per write (docs/design.md, "Batched table writes").
+    REQUIRES: the WAL's writes come in ascending sequence order, as the
+    engine appends them."""
+    entries: list[Entry] = []
+    append = entries.append
+    last_seq = 0
+    for first_seq, batch_ops in _batches(WalReader(await read_file(path), number, path, "absolute"), path):
+        seq = first_seq
+        for kind, key, value in batch_ops:
+            append((key, seq, kind, value))
+            seq += 1
+        last_seq = seq - 1
+    # Newest first, then a stable sort by key: seq descending within a key.
+    entries.reverse()
+    entries.sort(key=itemgetter(0))
+    return entries, last_seq
+
+
+def _batches(reader: WalReader, path: str) -> Iterator[tuple[int, list]]:
+    """The batches ``(first_seq, ops)`` of every record ``reader`` yields;
+    a record that is not a batch record is corruption."""
     for record in reader:
         if record.record_type != RecordType.BATCHES:
             raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a WAL")
-        for first_seq, batch_ops in decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES):
-            seq = first_seq
-            for kind, key, value in batch_ops:
-                mem.add(key, seq, kind, value)
-                seq += 1
-            last_seq = max(last_seq, seq - 1)
-    return last_seq, reader
+        yield from decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES)
 
 
 async def _open_tables(versions: VersionSet, tables: TableCache) -> dict[int, TableReader]:

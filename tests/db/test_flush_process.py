@@ -5,6 +5,7 @@ not match its memtable, a killed process) the thread flushes the memtable
 instead and nothing is lost."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -105,4 +106,83 @@ def test_a_killed_flush_worker_is_replaced(tmp_path, io_method):
         assert stats["compaction"]["flush_worker_pid"] not in (None, first_pid)
         assert list(db.scan()) == model_scan(model)
     with open_db(path, io_method, **FLUSHING) as db:
+        assert list(db.scan()) == model_scan(model)
+
+
+# A memtable of 256 KiB and 1 KiB values: a quarter is about 62 puts.
+WARMING = dict(memtable_bytes=256 << 10, l0_compaction_trigger=1000, l0_slowdown_trigger=1000,
+               l0_stop_trigger=1000)
+
+
+def _put_range(db, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        db.put(b"k%05d" % i, bytes([i % 256]) * 1000)
+
+
+def _settle(db, epoch: int) -> None:
+    """Wait for the maintenance loop to go idle after ``epoch`` with
+    nothing due."""
+    maintenance = db._engine.maintenance
+    db.run(db._engine.changed.wait_for(lambda: maintenance.settled_since(epoch)))
+
+
+def test_the_flush_worker_starts_once_the_first_memtable_is_a_quarter_full(tmp_path, io_method):
+    """Started ahead of the first flush, which then uses it."""
+    with open_db(tmp_path / "db", io_method, flush_process=True, **WARMING) as db:
+        maintenance = db._engine.maintenance
+        _put_range(db, 0, 40)                       # under a quarter
+        assert maintenance._flush_worker is None and not maintenance._warm_flush
+        epoch = maintenance.idle_epoch
+        _put_range(db, 40, 80)                      # past a quarter, under a full memtable
+        assert maintenance._warm_flush or maintenance._flush_worker is not None    # asked for at the commit
+        _settle(db, epoch)
+        stats = db.stats()["compaction"]
+        pid = stats["flush_worker_pid"]
+        assert pid is not None and stats["flushes"] == 0
+        _put_range(db, 80, 400)
+        db.flush()
+        stats = db.stats()["compaction"]
+        assert stats["flushes"] >= 1 and stats["flush_worker_failures"] == 0
+        assert stats["flush_worker_pid"] == pid
+        assert db.get(b"k00399") == bytes([399 % 256]) * 1000
+
+
+def test_without_the_flush_process_no_worker_starts(tmp_path, io_method):
+    with open_db(tmp_path / "db", io_method, flush_process=False, **WARMING) as db:
+        maintenance = db._engine.maintenance
+        _put_range(db, 0, 400)
+        db.flush()
+        assert maintenance._flush_worker is None and not maintenance._warm_flush
+        assert db.stats()["compaction"]["flush_worker_pid"] is None
+
+
+def test_a_worker_that_cannot_start_early_is_started_by_the_first_flush(tmp_path, io_method, monkeypatch):
+    """The early start fails (here: once); writes go on, and the first
+    flush starts the worker itself."""
+    real = maintenance_module.CompactionWorker
+    calls = []
+
+    def failing_once(config):
+        calls.append(config)
+        if len(calls) == 1:
+            raise OSError(errno.EAGAIN, "no process for now")
+        return real(config)
+
+    monkeypatch.setattr(maintenance_module, "CompactionWorker", failing_once)
+    model = {}
+    with open_db(tmp_path / "db", io_method, flush_process=True, **WARMING) as db:
+        maintenance = db._engine.maintenance
+        epoch = maintenance.idle_epoch
+        _put_range(db, 0, 80)
+        assert maintenance._warm_flush or calls
+        _settle(db, epoch)
+        assert len(calls) == 1 and maintenance._flush_worker is None
+        _put_range(db, 80, 400)
+        db.flush()
+        stats = db.stats()
+        assert len(calls) == 2
+        assert stats["background_error"] is None
+        assert stats["compaction"]["flush_worker_failures"] == 0
+        assert stats["compaction"]["flush_worker_pid"] is not None
+        model = {b"k%05d" % i: bytes([i % 256]) * 1000 for i in range(400)}
         assert list(db.scan()) == model_scan(model)

@@ -172,7 +172,9 @@ def test_a_stopped_writer_gets_the_background_error_when_the_compaction_fails(tm
                                                                                monkeypatch):
     with open_db(tmp_path / "db", io_method, **TRIGGERS) as db:
         ended, outcome = stopped_writer(db, monkeypatch)
-        with faults.inject("write", errno.ENOSPC, path_contains=".sst"):
+        # A table is written with writev (several blocks) and write (one).
+        with faults.inject("write", errno.ENOSPC, path_contains=".sst"), \
+                faults.inject("writev", errno.ENOSPC, path_contains=".sst"):
             release(held, db)
             assert ended.wait(60)
         assert isinstance(outcome["error"], hedge.BackgroundError)

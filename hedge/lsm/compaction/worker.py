@@ -222,21 +222,19 @@ async def _flush_job(job: FlushJob) -> tuple[list[FileMeta], int]:
     table; the same entries in the same order as the memtable's, dropped
     by the same rule, so the same bytes as a flush of the memtable."""
     from hedge.lsm import filenames
-    from hedge.lsm.compaction.merge import flush_entries
-    from hedge.lsm.memtable import Memtable
-    from hedge.lsm.recovery import replay_wal
+    from hedge.lsm.compaction.merge import compact_entries
+    from hedge.lsm.recovery import read_wal_entries
     from hedge.lsm.table_io import write_table
 
     path = filenames.join(job.directory, filenames.wal_name(job.wal_number))
-    mem = Memtable()
-    max_seq, _reader = await replay_wal(path, job.wal_number, "absolute", mem)
-    if len(mem) != job.entries or max_seq != job.max_seq:
-        raise HedgeError(f"{path} holds {len(mem)} writes up to seq {max_seq}, its memtable {job.entries} "
+    entries, max_seq = await read_wal_entries(path, job.wal_number)
+    if len(entries) != job.entries or max_seq != job.max_seq:
+        raise HedgeError(f"{path} holds {len(entries)} writes up to seq {max_seq}, its memtable {job.entries} "
                          f"up to seq {job.max_seq}")
     number = job.output_number
+    kept = compact_entries(entries, drop_tombstones=False, oldest_snapshot_seq=job.oldest_snapshot_seq)
     meta, written = await write_table(filenames.join(job.directory, filenames.table_name(number)), number,
-                                      flush_entries(mem, job.oldest_snapshot_seq), job.block_bytes,
-                                      job.bloom_bits_per_key, job.compression)
+                                      kept, job.block_bytes, job.bloom_bits_per_key, job.compression)
     return [meta], written
 
 
