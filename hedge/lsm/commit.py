@@ -59,8 +59,9 @@ class Writer:
 
 
 class CommitQueue:
-    def __init__(self, commit_group):
+    def __init__(self, commit_group, on_idle=None):
         self._commit_group = commit_group
+        self._on_idle = on_idle     # called, outside the lock, each time the queue goes idle
         self._lock = threading.Lock()
         self._queue: deque[Writer] = deque()
         self._leader_busy = False
@@ -191,3 +192,5 @@ class CommitQueue:
                 self._leader_busy = False
         if nxt is not None:
             self._decide(nxt, _LEAD)
+        elif self._on_idle is not None:
+            self._on_idle()

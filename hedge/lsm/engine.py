@@ -116,7 +116,7 @@ class Engine:
         # thread) and the maintenance task (a background thread) both
         # replace it, each building on the current one.
         self._sv_lock = threading.Lock()
-        self._commit = CommitQueue(self._commit_group)
+        self._commit = CommitQueue(self._commit_group, self._commit_idle)
         self.changed = Signal()      # the super version, the background error, idleness or closing changed
         self._bg_error: BaseException | None = None
         self._closing = False
@@ -223,26 +223,28 @@ class Engine:
         self.check_writable()
         if len(batch) == 0:
             return
-        await self._submit(Writer(batch, sync))
+        await self._commit.submit(Writer(batch, sync))
 
     async def put(self, key, value, sync: bool = False) -> None:
+        """``write`` of a batch of this one put, in one coroutine (a batch
+        of one operation is never empty or too large)."""
         batch = WriteBatch()
         batch.put(key, value)
-        await self.write(batch, sync)
+        self.check_writable()
+        await self._commit.submit(Writer(batch, sync))
 
     async def remove(self, key, sync: bool = False) -> None:
+        """``write`` of a batch of this one removal, like ``put``."""
         batch = WriteBatch()
         batch.remove(key)
-        await self.write(batch, sync)
+        self.check_writable()
+        await self._commit.submit(Writer(batch, sync))
 
-    async def _submit(self, writer: Writer) -> None:
-        try:
-            await self._commit.submit(writer)
-        finally:
-            if self._closing:
-                # close waits for the queue to drain (_finish_writes); the
-                # last writer out has already left the queue here.
-                self.changed.notify()
+    def _commit_idle(self) -> None:
+        """The commit queue went idle (any thread): a close waiting for the
+        writes in progress (_finish_writes) looks again."""
+        if self._closing:
+            self.changed.notify()
 
     def write_now(self, batch: WriteBatch) -> bool:
         """Commit ``batch`` (sync=False) on the calling thread without
@@ -265,9 +267,7 @@ class Engine:
             # _number, _log and _apply for one writer, without the Writer.
             seq = self.versions.last_seq + 1
             self._log(batch.encode(seq))
-            add = self._sv.mem.add          # read as leader: no switch meanwhile
-            for key, s, kind, value in batch.entries(seq):
-                add(key, s, kind, value)
+            self._sv.mem.add_many(batch.entries(seq))     # read as leader: no switch meanwhile
             self.versions.last_seq = seq + len(batch) - 1
         finally:
             commit.release_lead()
@@ -360,10 +360,15 @@ class Engine:
     def _apply(self, writers, next_seq: int) -> None:
         """Insert the logged batches into the memtable and publish their
         sequence numbers (readers see them from then on)."""
-        add = self._sv.mem.add
-        for w in writers:
-            for key, s, kind, value in w.batch.entries(w.first_seq):
-                add(key, s, kind, value)
+        if len(writers) == 1:
+            w = writers[0]
+            entries = w.batch.entries(w.first_seq)
+        else:
+            entries = []
+            extend = entries.extend
+            for w in writers:
+                extend(w.batch.entries(w.first_seq))
+        self._sv.mem.add_many(entries)
         self.versions.last_seq = next_seq - 1
 
     async def _make_room(self, force_rotate: bool, group) -> None:
@@ -590,7 +595,7 @@ class Engine:
         """Switch the memtable (when not empty) and wait until every memtable
         written so far is a durable table."""
         self.check_writable()
-        await self._submit(Writer(WriteBatch(), sync=False, rotate=True))
+        await self._commit.submit(Writer(WriteBatch(), sync=False, rotate=True))
         await self.changed.wait_for(lambda: not self._sv.imms or self._bg_error is not None or self._closing)
         self._raise_bg_error()
 

@@ -90,31 +90,54 @@ class Memtable:
         bytes; ``seq`` is larger than every seq already stored for ``key``
         (ValueError otherwise); a DELETE's value is b"".
         """
-        entry = (key, seq, kind, value)
+        self.add_many(((key, seq, kind, value),))
+
+    def add_many(self, entries) -> None:
+        """Add ``entries``, ``(key, seq, kind, value)`` tuples kept as they
+        are, in their order: a group commit's writes in one call.
+
+        REQUIRES: as ``add`` for each entry.  A ValueError leaves the
+        entries before the bad one added.
+        """
         newest = self._newest
-        prev = newest.get(key)
-        if prev is None:
-            newest[key] = entry
-            new_keys = self._new_keys
-            new_keys.append(key)
+        older_of = self._older
+        new_keys = self._new_keys
+        added = size = 0
+        low = high = 0
+        try:
+            for entry in entries:
+                key = entry[0]
+                seq = entry[1]
+                prev = newest.get(key)
+                if prev is None:
+                    newest[key] = entry
+                    new_keys.append(key)
+                elif prev[1] < seq:
+                    older = older_of.get(key)
+                    if older is None:
+                        older_of[key] = [prev]
+                    else:
+                        older.append(prev)
+                    newest[key] = entry          # after prev is in _older: see the module docstring
+                else:
+                    raise ValueError(f"seq {seq} is not above seq {prev[1]} already stored for this key")
+                added += 1
+                size += len(key) + len(entry[3])
+                if seq > high:
+                    high = seq
+                if seq < low or not low:
+                    low = seq
+        finally:
+            if added:
+                self._count += added
+                self._bytes += size + added * ENTRY_OVERHEAD_BYTES
+                if high > self._max_seq:
+                    self._max_seq = high
+                if low < self._min_seq or not self._min_seq:
+                    self._min_seq = low
             if len(new_keys) >= self._fold_at:
                 with self._lock:
                     self._fold()
-        elif prev[1] < seq:
-            older = self._older.get(key)
-            if older is None:
-                self._older[key] = [prev]
-            else:
-                older.append(prev)
-            newest[key] = entry          # after prev is in _older: see the module docstring
-        else:
-            raise ValueError(f"seq {seq} is not above seq {prev[1]} already stored for this key")
-        self._count += 1
-        self._bytes += len(key) + len(value) + ENTRY_OVERHEAD_BYTES
-        if seq > self._max_seq:
-            self._max_seq = seq
-        if seq < self._min_seq or not self._min_seq:
-            self._min_seq = seq
 
     def _fold(self) -> None:
         """Move ``_new_keys`` into ``_keys``.  REQUIRES: ``_lock`` held."""
@@ -123,7 +146,9 @@ class Memtable:
         if n:
             self._keys.update(new_keys[:n])
             del new_keys[:n]
-            self._fold_at = max(_FOLD_KEYS, len(self._keys) >> 2)
+            # At least a quarter of the keys (rounded up): SortedList.update
+            # merges by sort only from there, and adds key by key below it.
+            self._fold_at = max(_FOLD_KEYS, (len(self._keys) + 3) >> 2)
 
     def get(self, key: bytes, snapshot_seq: int) -> tuple[int, Kind, bytes] | None:
         """The newest version of ``key`` with seq <= snapshot_seq, as

@@ -185,6 +185,51 @@ def test_close_while_threads_are_mid_call(tmp_path, io_method):
         assert again.get(b"k000") is not None
 
 
+def test_close_waits_for_a_group_commit_in_progress_then_returns(tmp_path, io_method, monkeypatch):
+    """A put whose group commit is under way when close starts: close waits
+    for it and returns once the group is done (the commit queue going idle
+    wakes it); the put is kept."""
+    from hedge.lsm import engine as engine_module
+    db = open_db(tmp_path / "db", io_method)
+    in_log, release, finishing = threading.Event(), threading.Event(), threading.Event()
+    real_log, real_finish = engine_module.Engine._log, engine_module.Engine._finish_writes
+
+    def held_log(self, payload):
+        if not in_log.is_set():
+            in_log.set()
+            release.wait(60)
+        real_log(self, payload)
+
+    async def finish_writes(self):
+        finishing.set()
+        await real_finish(self)
+
+    monkeypatch.setattr(engine_module.Engine, "_log", held_log)
+    monkeypatch.setattr(engine_module.Engine, "_finish_writes", finish_writes)
+    outcome: dict = {}
+
+    def writer() -> None:
+        try:
+            db.put(b"k", b"v")
+            outcome["put"] = None
+        except BaseException as e:  # noqa: BLE001 - checked below
+            outcome["put"] = e
+
+    put_thread = threading.Thread(target=writer, daemon=True)
+    put_thread.start()
+    assert in_log.wait(60)
+    closer = threading.Thread(target=db.close, daemon=True)
+    closer.start()
+    assert finishing.wait(60)                    # close waits for the group now
+    release.set()
+    put_thread.join(60)
+    closer.join(60)
+    assert not put_thread.is_alive() and not closer.is_alive(), "close hangs after the group commit ended"
+    assert outcome["put"] is None
+    with hedge.open(str(tmp_path / "db"), io_method=io_method) as again:
+        assert again.get(b"k") == b"v"
+
+
 def test_writers_from_threads_and_coroutines_share_synced_groups(tmp_path, io_method):
     db = open_db(tmp_path / "db", io_method)
     per_writer = 40

@@ -135,6 +135,57 @@ def test_add_rejects_a_seq_not_above_the_keys_newest():
     assert len(mt) == 1 and list(mt.entries()) == [(b"k", 5, Kind.PUT, b"v")]
 
 
+def test_add_many_is_a_run_of_adds():
+    """The same entries, one call per entry and in groups of every size:
+    the same reads, iteration and counters."""
+    rng = random.Random(8)
+    entries = random_entries(rng, 2000, 80)
+    one = filled(entries)
+    grouped = Memtable()
+    i = 0
+    while i < len(entries):
+        n = rng.randint(1, 70)
+        grouped.add_many(entries[i:i + n])
+        i += n
+    assert list(grouped.entries()) == list(one.entries()) == sorted_entries(entries)
+    assert (len(grouped), grouped.approximate_bytes(), grouped.min_seq, grouped.max_seq) == \
+        (len(one), one.approximate_bytes(), one.min_seq, one.max_seq)
+    for key in {e[0] for e in entries}:
+        assert grouped.get(key, 10**9) == one.get(key, 10**9)
+
+
+def test_add_many_keeps_the_entries_before_a_bad_one():
+    mt = Memtable()
+    mt.add(b"k", 5, Kind.PUT, b"v")
+    with pytest.raises(ValueError):
+        mt.add_many([(b"a", 6, Kind.PUT, b"1"), (b"k", 4, Kind.PUT, b"w"), (b"z", 7, Kind.PUT, b"2")])
+    assert list(mt.entries()) == [(b"a", 6, Kind.PUT, b"1"), (b"k", 5, Kind.PUT, b"v")]
+    assert len(mt) == 2 and mt.max_seq == 6 and mt.min_seq == 5
+    assert mt.approximate_bytes() == 2 + 2 + 2 * ENTRY_OVERHEAD_BYTES
+
+
+def test_new_keys_are_merged_into_the_sorted_keys_by_sort_not_one_by_one(monkeypatch):
+    """The writer folds its new keys in when they are a quarter of the
+    sorted keys (rounded up), where SortedList.update merges them in one
+    sort; below a quarter it would insert them one at a time."""
+    from sortedcontainers import SortedList
+    inserted = []
+    real_add = SortedList.add
+
+    def add(self, value):
+        inserted.append(value)
+        real_add(self, value)
+
+    monkeypatch.setattr(SortedList, "add", add)
+    rng = random.Random(2)
+    mt = Memtable()
+    keys = [rng.randbytes(12) for _ in range(20000)]
+    for seq, key in enumerate(keys, 1):
+        mt.add(key, seq, Kind.PUT, b"")
+    assert inserted == []
+    assert [e[0] for e in mt.entries()] == sorted(set(keys))
+
+
 def test_concurrent_iteration_while_another_thread_adds():
     rng = random.Random(13)
     # Enough distinct keys that the SortedList splits its lists while we iterate.
