@@ -163,8 +163,14 @@ class CommitQueue:
         finally:
             self.groups += 1
             self.writers += len(group)
-            for w in group[1:]:
-                self._decide(w, _DONE)
+            if len(group) > 1:
+                # One lock for the whole group; every follower was queued
+                # (its task set) before the group was taken.
+                with self._lock:
+                    for w in group[1:]:
+                        w.role = _DONE
+                for w in group[1:]:
+                    w.task.wake()
             self._hand_over()
 
     def try_lead(self) -> bool:
