@@ -909,17 +909,18 @@ class _Calls:
 
 
 async def _then_checkpoint(coro):
-    """Await ``coro``, then let the executor's other ready tasks run: a
-    task whose operations complete without waiting (a memtable hit, a write
-    group of one) would otherwise keep its executor to itself.  An
-    operation that waited (for a read, for its write group) gave the others
-    their turn already and ends without the extra step."""
+    """Await ``coro``, then, when it is the OPS_PER_TURN-th operation in a
+    row the task completed without waiting (Executor.turn_over), let the
+    executor's other ready tasks run: a task whose operations complete
+    without waiting (a memtable hit, a write group of one) would otherwise
+    keep its executor to itself.  An operation that waited (for a read, for
+    its write group) gave the others their turn already."""
     executor = current_executor_or_none()
     if executor is None:
         return await coro
     steps = executor.task_steps
     result = await coro
-    if executor.task_steps == steps and executor.others_ready():
+    if executor.task_steps == steps and executor.turn_over():
         await reschedule()
     return result
 
@@ -927,8 +928,8 @@ async def _then_checkpoint(coro):
 async def _get_then_checkpoint(engine: Engine, key):
     """``_then_checkpoint(engine.get(key))`` in one coroutine instead of two:
     the get a hedge task awaits most often.  Suspends only for the blocks
-    that are not cached; a get that did not suspend then lets the other
-    ready tasks run."""
+    that are not cached; a get that did not suspend counts toward the
+    task's turn (Executor.turn_over) like any such operation."""
     executor = current_executor_or_none()
     if executor is None:
         return await engine.get(key)
@@ -936,7 +937,7 @@ async def _get_then_checkpoint(engine: Engine, key):
     value = engine.get_now(key)
     if type(value) is NeedsIO:
         value = await value.finish()
-    if executor.task_steps == steps and executor.others_ready():
+    if executor.task_steps == steps and executor.turn_over():
         await reschedule()
     return value
 

@@ -13,6 +13,7 @@ import pytest
 
 from hedge.errors import Cancelled, ClosedError, WrongThreadError
 from hedge.exec import Executor, checkpoint, current_executor, gather, spawn
+from hedge.exec.executor import OPS_PER_TURN
 from hedge.io.backend import SUBMIT_MIN
 from hedge.io import ops
 from hedge.io.buffer import Buffer
@@ -61,6 +62,39 @@ def test_checkpoint_yields_only_when_another_task_is_ready(executor):
 
     executor.run_sync(main())
     assert events == [("alone", 0), "A0", "B0", "A1", "B1"]
+
+
+def test_turn_over_at_every_ops_per_turn_th_operation_of_a_step_while_others_wait(executor):
+    """turn_over counts operations within the running task's step: False
+    while nobody else is ready whatever the count, True at the
+    OPS_PER_TURN-th once another task is ready, and a new step (the task
+    gave the executor up) starts the count again."""
+    answers = {}
+    spinning = True
+
+    async def spinner():
+        while spinning:
+            await reschedule()
+
+    async def main():
+        nonlocal spinning
+        answers["alone"] = [executor.turn_over() for _ in range(2 * OPS_PER_TURN)]
+        task = spawn(spinner())                  # ready from now on
+        await reschedule()                       # a new step
+        answers["waiting"] = [executor.turn_over() for _ in range(2 * OPS_PER_TURN)]
+        await reschedule()
+        answers["begun"] = [executor.turn_over() for _ in range(3)]
+        await reschedule()                       # the count of 3 is not carried over
+        answers["after a yield"] = [executor.turn_over() for _ in range(OPS_PER_TURN)]
+        spinning = False
+        await task
+
+    executor.run_sync(main())
+    turn = [False] * (OPS_PER_TURN - 1) + [True]
+    assert answers["alone"] == [False] * (2 * OPS_PER_TURN)
+    assert answers["waiting"] == turn + turn
+    assert answers["begun"] == [False] * 3
+    assert answers["after a yield"] == turn
 
 
 def test_checkpoint_off_an_executor_does_nothing():
