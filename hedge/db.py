@@ -36,6 +36,7 @@ import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Iterator
+from time import perf_counter_ns
 from typing import Any, Generic, Literal, Self, TypeAlias, TypeVar, overload
 
 from hedge import directory as dbdir
@@ -909,9 +910,9 @@ class _Calls:
 
 
 async def _then_checkpoint(coro):
-    """Await ``coro``, then, when it is the OPS_PER_TURN-th operation in a
-    row the task completed without waiting (Executor.turn_over), let the
-    executor's other ready tasks run: a task whose operations complete
+    """Await ``coro``, then, when the task has gone on for TURN_NS with
+    operations that completed without waiting (Executor.turn_over), let
+    the executor's other ready tasks run: a task whose operations complete
     without waiting (a memtable hit, a write group of one) would otherwise
     keep its executor to itself.  An operation that waited (for a read, for
     its write group) gave the others their turn already."""
@@ -919,8 +920,9 @@ async def _then_checkpoint(coro):
     if executor is None:
         return await coro
     steps = executor.task_steps
+    started = perf_counter_ns()
     result = await coro
-    if executor.task_steps == steps and executor.turn_over():
+    if executor.task_steps == steps and executor.turn_over(started):
         await reschedule()
     return result
 
@@ -934,10 +936,11 @@ async def _get_then_checkpoint(engine: Engine, key):
     if executor is None:
         return await engine.get(key)
     steps = executor.task_steps
+    started = perf_counter_ns()
     value = engine.get_now(key)
     if type(value) is NeedsIO:
         value = await value.finish()
-    if executor.task_steps == steps and executor.turn_over():
+    if executor.task_steps == steps and executor.turn_over(started):
         await reschedule()
     return value
 

@@ -35,6 +35,7 @@ import collections
 import itertools
 import logging
 import threading
+from time import perf_counter_ns
 
 from hedge.errors import Cancelled, ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
@@ -51,9 +52,9 @@ _ids = itertools.count(1)
 READY, RUNNING, IO, SUSPENDED, BLOCKED, DONE = (
     State.READY, State.RUNNING, State.IO, State.SUSPENDED, State.BLOCKED, State.DONE)
 
-# Operations a task may complete in place in one step before turn_over
-# has it yield to the other ready tasks.
-OPS_PER_TURN = 8
+# How long a task may go on with operations that complete in place while
+# other tasks are ready, before turn_over has it yield to them.
+TURN_NS = 50_000
 
 # Inbox message kinds.
 _MSG_SPAWN = 0      # (kind, coro, handle, name)
@@ -133,10 +134,10 @@ class Executor:
         # Steps run so far, counted as each starts: a task that reads it twice
         # sees it change exactly when it gave the executor up in between.
         self.task_steps = 0
-        # Operations the running task completed in place during the step
-        # numbered _turn_step (turn_over).
+        # When the running task's first operation of the step numbered
+        # _turn_step began (turn_over).
         self._turn_step = 0
-        self._turn_ops = 0
+        self._turn_started = 0
         self.io_requests = 0
         self.io_errors = 0
         self.max_in_flight = 0
@@ -230,24 +231,21 @@ class Executor:
         else:
             self._post((_MSG_CANCEL, task))
 
-    def turn_over(self) -> bool:
-        """Count one operation the running task completed without giving
-        the executor up; True when it is the OPS_PER_TURN-th in this step
-        and other tasks are ready: the task should yield to them now
-        (the database's coroutine operations do).  Yielding after every
-        such operation cost a task step each, about 1.5 µs: 15% of YCSB C
-        (docs/design.md, "Writes: group commit").  REQUIRES: on this
-        executor's thread, in a task."""
+    def turn_over(self, started_ns: int) -> bool:
+        """Note that the running task completed an operation it began at
+        ``started_ns`` (``time.perf_counter_ns()``) without giving the
+        executor up; True when the task has now held it for TURN_NS or
+        more since the first such operation of this step began, and other
+        tasks are ready: it should yield to them now (the database's
+        coroutine operations do).  Yielding after every such operation cost
+        a task step each, about 1.5 µs of a 5-15 µs get (docs/design.md,
+        "Writes: group commit").  REQUIRES: on this executor's thread, in a
+        task."""
         step = self.task_steps
         if step != self._turn_step:
             self._turn_step = step
-            self._turn_ops = 1
-            return False
-        self._turn_ops += 1
-        if self._turn_ops < OPS_PER_TURN or not (self._ready or self._yielded):
-            return False
-        self._turn_ops = 0
-        return True
+            self._turn_started = started_ns
+        return perf_counter_ns() - self._turn_started >= TURN_NS and bool(self._ready or self._yielded)
 
     def others_ready(self) -> bool:
         """Whether a task other than the running one waits for its turn.

@@ -11,7 +11,7 @@ import types
 import pytest
 
 import hedge
-from hedge.exec.executor import OPS_PER_TURN
+from hedge.exec import executor as executor_module
 from hedge.io.traps import TRAP_IO, TRAP_YIELD, reschedule
 from tests.db.helpers import LEAN, SMALL, open_db, run_child
 
@@ -272,10 +272,11 @@ def _counting_steps(awaitable, counts: list):
             value, exc = None, e
 
 
-def test_an_operation_that_waited_ends_without_another_turn(tmp_path, io_method):
-    """While other tasks are ready, the OPS_PER_TURN-th operation in a row
-    that completes at once gives them a turn at its end (one yield), the
-    ones before it none; one that waited for a read or for its write group
+def test_an_operation_that_waited_ends_without_another_turn(tmp_path, io_method, monkeypatch):
+    """While other tasks are ready, an operation that completes at once
+    gives them a turn at its end (one yield) once the task's turn is over
+    (TURN_NS, here 0: every time), and none while it is not (here: a turn
+    that never ends); one that waited for a read or for its write group
     does not add a second: it gave them their turn while it waited."""
     # inline_reads off: the table's block is read through the ring, so the get waits.
     with open_db(tmp_path / "db", io_method, block_cache_bytes=0, inline_reads=False) as db:
@@ -293,12 +294,11 @@ def test_an_operation_that_waited_ends_without_another_turn(tmp_path, io_method)
             spinners = [hedge.spawn(spinner()) for _ in range(2)]
             await reschedule()                  # the spinners are running
             found = {}
-            gets = []
-            for _ in range(OPS_PER_TURN):
+            for turn_ns, name in ((10**15, "memtable get, turn not over"), (0, "memtable get, turn over")):
+                monkeypatch.setattr(executor_module, "TURN_NS", turn_ns)
                 counts: list = []
                 await _counting_steps(db.aio.get(b"in-memory"), counts)
-                gets.append(counts)
-            found["memtable gets"] = gets
+                found[name] = counts
             for name, op in (("read from a table", lambda: db.aio.get(b"on-disk")),
                              ("put", lambda: db.aio.put(b"k", b"v")),
                              ("remove", lambda: db.aio.remove(b"k"))):
@@ -311,20 +311,24 @@ def test_an_operation_that_waited_ends_without_another_turn(tmp_path, io_method)
             return found
 
         found = db.run(job())
-    assert found["memtable gets"] == [[]] * (OPS_PER_TURN - 1) + [[TRAP_YIELD]]
+    assert found["memtable get, turn not over"] == []
+    assert found["memtable get, turn over"] == [TRAP_YIELD]
     assert found["read from a table"] == [TRAP_IO]
     for name in ("put", "remove"):
         assert len(found[name]) == 1, (name, found[name])      # gathering its group, or the closing turn
 
 
-def test_tasks_completing_operations_at_once_take_turns_of_ops_per_turn(db):
-    """Two tasks whose gets never wait (memtable hits) alternate in runs of
-    OPS_PER_TURN operations: neither keeps the executor longer."""
+@pytest.mark.parametrize("turn_ns, alternate", [(0, True), (10**15, False)])
+def test_tasks_completing_operations_at_once_take_turns(db, monkeypatch, turn_ns, alternate):
+    """Two tasks whose gets never wait (memtable hits): with a turn of 0
+    they alternate at every get; with a turn that never ends, the first
+    runs all its gets before the second starts."""
+    monkeypatch.setattr(executor_module, "TURN_NS", turn_ns)
     db.put(b"k", b"v")
     order: list[str] = []
 
     async def reader(name: str) -> None:
-        for _ in range(5 * OPS_PER_TURN):
+        for _ in range(20):
             assert await db.aio.get(b"k") == b"v"
             order.append(name)
 
@@ -333,12 +337,12 @@ def test_tasks_completing_operations_at_once_take_turns_of_ops_per_turn(db):
 
     db.run(job())
     runs = [len(list(group)) for _, group in itertools.groupby(order)]
-    assert sum(runs) == 10 * OPS_PER_TURN
-    # A task yields inside its OPS_PER_TURN-th get, before recording it:
-    # each task's first and last runs are one short and one long; every
-    # run between is OPS_PER_TURN.
-    assert len(runs) >= 10
-    assert all(n == OPS_PER_TURN for n in runs[2:-2]), runs
+    assert sum(runs) == 40
+    if alternate:
+        # Each task yields inside a get, before recording it.
+        assert len(runs) >= 38 and max(runs) <= 2, runs
+    else:
+        assert runs == [20, 20]
 
 
 def test_run_returns_the_result_and_raises_the_exception(db):

@@ -6,6 +6,7 @@ import gc
 import os
 import threading
 import time
+from time import perf_counter_ns
 import traceback
 import weakref
 
@@ -13,7 +14,7 @@ import pytest
 
 from hedge.errors import Cancelled, ClosedError, WrongThreadError
 from hedge.exec import Executor, checkpoint, current_executor, gather, spawn
-from hedge.exec.executor import OPS_PER_TURN
+from hedge.exec.executor import TURN_NS
 from hedge.io.backend import SUBMIT_MIN
 from hedge.io import ops
 from hedge.io.buffer import Buffer
@@ -64,13 +65,16 @@ def test_checkpoint_yields_only_when_another_task_is_ready(executor):
     assert events == [("alone", 0), "A0", "B0", "A1", "B1"]
 
 
-def test_turn_over_at_every_ops_per_turn_th_operation_of_a_step_while_others_wait(executor):
-    """turn_over counts operations within the running task's step: False
-    while nobody else is ready whatever the count, True at the
-    OPS_PER_TURN-th once another task is ready, and a new step (the task
-    gave the executor up) starts the count again."""
+def test_turn_over_once_the_step_held_the_executor_for_turn_ns_while_others_wait(executor):
+    """turn_over measures the running task's step from the start of its
+    first operation that completed in place: False while that is under
+    TURN_NS ago (here: in the future) or nobody else is ready, True once
+    it is TURN_NS ago and another task is ready; a new step (the task gave
+    the executor up) starts a new measure."""
     answers = {}
     spinning = True
+    future = perf_counter_ns() + 10**15         # a turn that began "later": never over
+    past = perf_counter_ns() - 2 * TURN_NS       # a turn that began long enough ago
 
     async def spinner():
         while spinning:
@@ -78,23 +82,21 @@ def test_turn_over_at_every_ops_per_turn_th_operation_of_a_step_while_others_wai
 
     async def main():
         nonlocal spinning
-        answers["alone"] = [executor.turn_over() for _ in range(2 * OPS_PER_TURN)]
+        answers["alone"] = [executor.turn_over(past), executor.turn_over(past)]
         task = spawn(spinner())                  # ready from now on
         await reschedule()                       # a new step
-        answers["waiting"] = [executor.turn_over() for _ in range(2 * OPS_PER_TURN)]
+        answers["young turn"] = [executor.turn_over(future), executor.turn_over(past)]
         await reschedule()
-        answers["begun"] = [executor.turn_over() for _ in range(3)]
-        await reschedule()                       # the count of 3 is not carried over
-        answers["after a yield"] = [executor.turn_over() for _ in range(OPS_PER_TURN)]
+        answers["old turn"] = [executor.turn_over(past), executor.turn_over(future)]
         spinning = False
         await task
 
     executor.run_sync(main())
-    turn = [False] * (OPS_PER_TURN - 1) + [True]
-    assert answers["alone"] == [False] * (2 * OPS_PER_TURN)
-    assert answers["waiting"] == turn + turn
-    assert answers["begun"] == [False] * 3
-    assert answers["after a yield"] == turn
+    assert answers["alone"] == [False, False]
+    # The turn began with the step's first operation: a later, older-looking
+    # operation does not make it older.
+    assert answers["young turn"] == [False, False]
+    assert answers["old turn"] == [True, True]
 
 
 def test_checkpoint_off_an_executor_does_nothing():
