@@ -9,12 +9,13 @@ of a key is kept, so readers at older snapshots still find theirs.  Layout:
   ascending), only for keys with more than one version;
 - ``_keys``: a sortedcontainers SortedList of the distinct user keys, for
   ordered iteration, and ``_new_keys``: the keys added since it was last
-  brought up to date (fewer than ``_fold_at``: ``_FOLD_KEYS`` or a quarter
-  of ``_keys``, whichever is more).  The writer folds them in as one
-  batch, so it takes ``_lock`` once per batch instead of once per key, and
-  a batch of a quarter of the keys is one merge by sort in
-  ``SortedList.update`` (C code, a few element moves per key) instead of
-  an insertion per key in Python.
+  brought up to date (``_fold_at`` of them: ``_FOLD_KEYS`` or a quarter
+  of ``_keys`` rounded up, whichever is more; ``add_many`` looks once,
+  after its whole group).  The writer folds them in as one batch, so it
+  takes ``_lock`` once per batch instead of once per key, and a batch of
+  a quarter of the keys is one merge by sort in ``SortedList.update`` (C
+  code, a few element moves per key); below a quarter it inserts key by
+  key in Python.
 
 Threads: ONE writer at a time (the caller serializes ``add``), any number of
 readers on other threads concurrently.  What makes that safe:
