@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -166,14 +165,9 @@ async def replay_wal(path: str, number: int, mode, mem: Memtable) -> tuple[int, 
     none) and its reader (how it ended, the torn tail it dropped).  Raises
     CorruptionError for damage the mode refuses, HedgeIOError."""
     reader = WalReader(await read_file(path), number, path, mode)
-    last_seq = 0
-    for first_seq, batch_ops in _batches(reader, path):
-        seq = first_seq
-        for kind, key, value in batch_ops:
-            mem.add(key, seq, kind, value)
-            seq += 1
-        last_seq = max(last_seq, seq - 1)
-    return last_seq, reader
+    entries = _wal_entries(reader, path)
+    mem.add_many(entries)
+    return max((entry[1] for entry in entries), default=0), reader
 
 
 async def read_wal_entries(path: str, number: int) -> tuple[list[Entry], int]:
@@ -181,31 +175,32 @@ async def read_wal_entries(path: str, number: int) -> tuple[list[Entry], int]:
     (key ascending, seq descending: a memtable replayed from it yields the
     same), and the newest sequence number (0: none).  Any damage is refused
     (the ``absolute`` mode).  A flush worker's replay: one sort instead of
-    a memtable insert per write (docs/design.md, "Batched table writes").
-    REQUIRES: the WAL's writes come in ascending sequence order, as the
-    engine appends them."""
-    entries: list[Entry] = []
-    append = entries.append
-    last_seq = 0
-    for first_seq, batch_ops in _batches(WalReader(await read_file(path), number, path, "absolute"), path):
-        seq = first_seq
-        for kind, key, value in batch_ops:
-            append((key, seq, kind, value))
-            seq += 1
-        last_seq = seq - 1
+    a memtable insert per write (docs/design.md, "Keeping up with the
+    writers").  REQUIRES: the WAL's writes come in ascending sequence
+    order, as the engine appends them."""
+    entries = _wal_entries(WalReader(await read_file(path), number, path, "absolute"), path)
+    last_seq = entries[-1][1] if entries else 0
     # Newest first, then a stable sort by key: seq descending within a key.
     entries.reverse()
     entries.sort(key=itemgetter(0))
     return entries, last_seq
 
 
-def _batches(reader: WalReader, path: str) -> Iterator[tuple[int, list]]:
-    """The batches ``(first_seq, ops)`` of every record ``reader`` yields;
-    a record that is not a batch record is corruption."""
+def _wal_entries(reader: WalReader, path: str) -> list[Entry]:
+    """The writes of every record ``reader`` yields, as entries ``(key,
+    seq, kind, value)`` in WAL order; a record that is not a batch record
+    is corruption."""
+    entries: list[Entry] = []
+    append = entries.append
     for record in reader:
         if record.record_type != RecordType.BATCHES:
             raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a WAL")
-        yield from decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES)
+        for first_seq, batch_ops in decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES):
+            seq = first_seq
+            for kind, key, value in batch_ops:
+                append((key, seq, kind, value))
+                seq += 1
+    return entries
 
 
 async def _open_tables(versions: VersionSet, tables: TableCache) -> dict[int, TableReader]:
