@@ -17,7 +17,7 @@ WRITE_BATCH_CHUNKS buffers each, a bounded window of ``WRITE_WINDOW`` in
 flight).  The ring hands a buffered write on ext4 to a kernel worker
 thread, which costs tens of microseconds per request whatever its size: a
 32 MiB table took 40-100 ms as one request per chunk and 11 ms as one per
-64 chunks (docs/design.md, "Batched table writes").  The file is
+64 chunks (docs/design.md, "Keeping up with the writers").  The file is
 fdatasync'ed before the table is announced to anyone.
 
 REQUIRES: the coroutines run on an executor; the buffer free list is per
@@ -146,15 +146,17 @@ class TableWriter:
     async def write_ready(self) -> None:
         """Take the chunks the builder has finished; write what waits once
         WRITE_BATCH_BYTES do."""
-        chunks = self._builder.take_ready()
-        if chunks:
-            self._waiting += chunks
-            self._waiting_bytes += sum(len(data) for _, data in chunks)
-            if self._waiting_bytes >= WRITE_BATCH_BYTES:
-                await self._write_waiting()
+        self._wait_for_write(self._builder.take_ready())
+        if self._waiting_bytes >= WRITE_BATCH_BYTES:
+            await self._write_waiting()
+
+    def _wait_for_write(self, chunks: list[tuple[int, bytes]]) -> None:
+        self._waiting += chunks
+        self._waiting_bytes += sum(len(data) for _, data in chunks)
 
     async def _write_waiting(self) -> None:
-        chunks, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        chunks, nbytes = self._waiting, self._waiting_bytes
+        self._waiting, self._waiting_bytes = [], 0
         requests = write_requests(chunks)
         file = self.file
         for i in range(0, len(requests), WRITE_WINDOW):
@@ -163,12 +165,12 @@ class TableWriter:
                 await _write_run(file, *window[0])
             else:
                 await gather(*(_write_run(file, offset, bufs) for offset, bufs in window))
-            self.bytes_written += sum(len(data) for _, bufs in window for data in bufs)
+        self.bytes_written += nbytes
 
     async def finish(self) -> FileMeta:
         """Write the rest, fdatasync, close; return the table's FileMeta."""
         chunks, props = self._builder.finish()
-        self._waiting += chunks
+        self._wait_for_write(chunks)
         await self._write_waiting()
         await ops.fdatasync(self.file)
         self.file.close()
