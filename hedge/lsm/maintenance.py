@@ -475,8 +475,7 @@ class Maintenance:
         to the first flush, which tries again and flushes in this thread
         when that fails too (and says so)."""
         try:
-            if self._flush_worker is None:
-                self._flush_worker = CompactionWorker(self._worker_config)
+            self._flush_worker = self._usable(self._flush_worker)
         except Exception as e:  # noqa: BLE001 - see the docstring
             log.debug("hedge: the flush worker did not start ahead of the first flush: %s", e)
         finally:
