@@ -3,7 +3,9 @@ waiting for the device; every other case says False (the caller then reads
 through the ring) or raises the typed error a ring read would."""
 from __future__ import annotations
 
+import ctypes
 import errno
+import mmap
 import os
 
 import pytest
@@ -14,18 +16,55 @@ from hedge.io.buffer import Buffer
 from hedge.io.file import File
 
 
-def _evicted(path: str) -> bool:
-    """Drop ``path``'s pages from the page cache; whether the kernel now
-    refuses to read it without waiting (tmpfs, for one, keeps them)."""
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def _resident(fd: int, offset: int, length: int) -> bool:
+    """Whether any page of ``[offset, offset + length)`` is in the page
+    cache, asked with mincore(2): unlike a probing read, the question
+    starts no read-ahead that could bring the pages back."""
+    size = offset + length
+    addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap")
+    try:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = ctypes.create_string_buffer(pages)
+        if _libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore")
+        first = offset // mmap.PAGESIZE
+        return any(b & 1 for b in vec.raw[first:pages])
+    finally:
+        _libc.munmap(addr, size)
+
+
+def _evicted(path: str, offset: int, length: int) -> bool:
+    """Drop ``path``'s pages from the page cache; whether those of
+    ``[offset, offset + length)`` are now gone (tmpfs, for one, keeps
+    them).  Nothing here reads the file."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        try:
-            os.preadv(fd, (bytearray(4096),), 0, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return True
-        return False
+        return not _resident(fd, offset, length)
+    finally:
+        os.close(fd)
+
+
+def test_resident_sees_what_a_read_brings_into_the_page_cache(data_file):
+    path, _ = data_file
+    if not _evicted(path, 65536, 4096):
+        pytest.skip("this file system keeps the file's pages whatever is asked")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert not _resident(fd, 65536, 4096)
+        os.pread(fd, 4096, 65536)
+        assert _resident(fd, 65536, 4096)
     finally:
         os.close(fd)
 
@@ -40,7 +79,7 @@ def test_cached_bytes_are_read_in_place(data_file):
 
 def test_bytes_the_page_cache_lacks_are_not_waited_for(data_file):
     path, data = data_file
-    if not _evicted(path):
+    if not _evicted(path, 65536, 4096):
         pytest.skip("this file system keeps the file's pages whatever is asked")
     buf = Buffer(4096)
     with File.open(path) as f:
