@@ -392,88 +392,111 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256,
     all), it tells each cursor how many pairs are still needed, so a table
     cursor decodes no more of its block than that (at least MIN_RUN);
     without one it takes whole blocks, as a consumer asking for chunk
-    after chunk would soon want them.  When one cursor comes out on top
-    twice in a row, the stretch of its run below every other cursor's
-    next key is found with one bisect and filtered without the heap."""
+    after chunk would soon want them.
+
+    Several cursors are merged a round at a time, with no step per entry
+    in Python but the filter: a round's *bound* is the smallest last key
+    among the runs of the cursors that may give more.  Every version of
+    every key below it is in hand (a cursor's later runs start at or above
+    its run's last key), so the round takes those entries from every run
+    (one bisect each), orders them by user key with one stable sort, and
+    filters them; versions of one key from several cursors are compared
+    by seq, whatever the cursors' order.  The cursors whose runs end at
+    the bound then read their next run (their entries at the bound wait
+    for it: more versions of that key may follow).  Once one cursor is
+    left, its runs are filtered as they come."""
     out: list = []
     append = out.append
     # The pairs still wanted beyond those in ``out`` (None: no limit).
     left = limit
-    decided = None
-    if len(cursors) == 1:
-        cursor = cursors[0]
-        while True:
+    decided = None              # the last key whose visible version was found
+    decided_seq = 0             # that version's seq
+    cursor = cursors[0] if len(cursors) == 1 else None
+    run = None
+    if cursor is None:
+        live = []               # [cursor, entries not yet merged, whether it may give more]
+        for source in cursors:
+            entries = await source.next_block(left)
+            if entries:
+                live.append([source, entries, True])
+        while len(live) > 1:
+            bound = None
+            for item in live:
+                if item[2]:
+                    last = item[1][-1][0]
+                    if bound is None or last < bound:
+                        bound = last
+            taken: list = []
+            takers = 0
+            for item in live:
+                entries = item[1]
+                if bound is None or entries[-1][0] < bound:
+                    taken += entries
+                    item[1] = None
+                elif entries[0][0] < bound:
+                    cut = bisect.bisect_left(entries, bound, 1, len(entries), key=_user_key)
+                    taken += entries[:cut]
+                    item[1] = entries[cut:]
+                else:
+                    continue
+                takers += 1
+            if takers > 1:
+                taken.sort(key=_user_key)
+            for key, seq, kind, value in taken:
+                if seq > snapshot_seq:
+                    continue
+                if key == decided:
+                    if seq > decided_seq:
+                        # A newer version of the key from a later cursor:
+                        # it decides instead.
+                        if out and out[-1][0] == key:
+                            out.pop()
+                        decided_seq = seq
+                        if kind == PUT:
+                            append((key, value))
+                    continue
+                decided = key
+                decided_seq = seq
+                if kind == PUT:
+                    append((key, value))
             if len(out) >= want:
                 if left is not None:
                     left -= len(out)
                 want = (yield out) or want
                 out = []
                 append = out.append
-            run = await cursor.next_block(None if left is None else left - len(out))
-            if run is None:
-                break
+            for item in live:
+                entries = item[1]
+                if item[2] and (entries is None or entries[-1][0] == bound):
+                    more = await item[0].next_block(None if left is None else left - len(out))
+                    if more is None:
+                        item[2] = False
+                    else:
+                        item[1] = entries + more if entries else more
+            live = [item for item in live if item[1]]
+        if live:
+            source, run, may_give_more = live[0]
+            if may_give_more:
+                cursor = source
+    while True:
+        if run:
             for key, seq, kind, value in run:
                 if seq > snapshot_seq or key == decided:
                     continue
                 decided = key
                 if kind == PUT:
                     append((key, value))
-        if len(out) >= want:
-            yield out               # a full chunk: the last, shorter one follows
-            out = []
-        yield out
-        return
-    runs = []
-    heap = []                   # (key, -seq, cursor index, position in its run)
-    for idx, cursor in enumerate(cursors):
-        run = await cursor.next_block(left)
-        runs.append(run)
-        if run:
-            heap.append((run[0][0], -run[0][1], idx, 0))
-    heapify(heap)
-    prev_idx = -1
-    while heap:
+        if cursor is None:
+            break
         if len(out) >= want:
             if left is not None:
                 left -= len(out)
             want = (yield out) or want
             out = []
             append = out.append
-        key, neg_seq, idx, pos = heap[0]
-        run = runs[idx]
-        if key != decided and -neg_seq <= snapshot_seq:
-            decided = key
-            entry = run[pos]
-            if entry[2] == PUT:
-                append((key, entry[3]))
-        pos += 1
-        n = len(run)
-        if idx == prev_idx and pos < n and len(heap) > 1:
-            # The same cursor twice in a row: look for a stretch of it below
-            # ``bound``, before which nothing from another cursor comes.
-            prev_idx = -1
-            bound = (heap[1] if len(heap) == 2 or heap[1] < heap[2] else heap[2])[0]
-            if run[pos][0] < bound:
-                end = bisect.bisect_left(run, bound, pos + 1, n, key=_user_key)
-                for i in range(pos, end):
-                    key, seq, kind, value = run[i]
-                    if seq > snapshot_seq or key == decided:
-                        continue
-                    decided = key
-                    if kind == PUT:
-                        append((key, value))
-                pos = end
-        else:
-            prev_idx = idx
-        if pos == n:
-            run = await cursors[idx].next_block(None if left is None else left - len(out))
-            if run is None:
-                heappop(heap)
-                continue
-            runs[idx] = run
-            pos = 0
-        entry = run[pos]
-        heapreplace(heap, (entry[0], -entry[1], idx, pos))
+        run = await cursor.next_block(None if left is None else left - len(out))
+        if run is None:
+            break
     if len(out) >= want:
         yield out                   # a full chunk: the last, shorter one follows
         out = []
