@@ -264,21 +264,31 @@ class TableCursor:
     async def next_block(self, limit: int | None = None) -> list | None:
         """The next non-empty run of entries, or None at the end: the rest
         of the current block, or with ``limit`` at most that many (at least
-        MIN_RUN) of them.  A block is decoded a run at a time, so a scan
-        that stops inside a block decodes only what it took."""
+        MIN_RUN) of them, followed by entries of the blocks already read
+        ahead (never one that needs a read) while the run holds fewer than
+        ``limit``.  A block is decoded a run at a time, so a scan that stops
+        inside a block decodes only what it took."""
         end = self._end
+        run = None
         while True:
             block = self._block
             if block is None:
-                block = await self._next(limit)
+                if run is not None and not self._pending:
+                    return run
+                block = await self._next(limit)     # with a run: a block read ahead
                 if block is None:
-                    return None
+                    return run
                 pos = block.lower_bound(self._start) if self._first and self._start is not None else 0
                 self._first = False
             else:
                 pos = self._pos
             count = len(block)
-            stop = count if limit is None else min(count, pos + max(limit, MIN_RUN))
+            if limit is None:
+                stop = count
+            elif run is None:
+                stop = min(count, pos + max(limit, MIN_RUN))
+            else:
+                stop = min(count, pos + limit - len(run))
             if stop == count:
                 self._block = None
             else:
@@ -293,7 +303,9 @@ class TableCursor:
                 self._next_reader = 0
                 self._block = None
             if entries:
-                return entries
+                run = entries if run is None else run + entries
+            if run is not None and (self._block is not None or (limit is not None and len(run) >= limit)):
+                return run
 
 
 async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:

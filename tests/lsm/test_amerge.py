@@ -171,6 +171,38 @@ def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
     assert sum(decoded) > 100, decoded          # the whole first block
 
 
+def test_a_run_goes_on_into_the_blocks_read_ahead_and_never_reads_for_them():
+    """A run that uses up its block takes the entries of the blocks already
+    read ahead, up to the limit (all of them without one), in one run; it
+    never reads to get more."""
+    entries = _values_entries(400)
+    log: list = []
+    reader = _table(entries, 1, log)
+    sizes = [len(run(reader.read_block(o, n, False))) for o, n in reader.block_ranges()]
+    log.clear()
+    # Start at the second block (the first holds one entry).
+    taken = sizes.pop(0)
+    assert len(sizes) > 20 and sizes[0] > MIN_RUN
+    cursor = TableCursor([reader], entries[taken][0], None)
+    assert run(cursor.next_block(1)) == entries[taken:taken + MIN_RUN]     # reads its block
+    assert len(log) == 1
+    assert run(cursor.next_block(1000)) == entries[taken + MIN_RUN:taken + sizes[0]]  # nothing read ahead
+    assert len(log) == 1
+    taken += sizes[0]
+    # The next read takes two blocks in one request: the run holds both.
+    assert run(cursor.next_block(1000)) == entries[taken:taken + sizes[1] + sizes[2]]
+    assert len(log) == 2
+    taken += sizes[1] + sizes[2]
+    # Four blocks next; a limit ending inside the second stops there.
+    want = sizes[3] + 1
+    assert run(cursor.next_block(want)) == entries[taken:taken + want]
+    assert len(log) == 3
+    taken += want
+    # Without a limit: the rest of those four blocks, and no read.
+    assert run(cursor.next_block()) == entries[taken:taken + sum(sizes[3:7]) - want]
+    assert len(log) == 3
+
+
 def _level_of_three_tables() -> tuple[list, list[TableReader]]:
     """Random entries (keys k0000..k0299, several versions each) and the
     three non-overlapping tables, like a level, they are split into at key
