@@ -256,9 +256,7 @@ class Engine:
         self.check_writable()
         if not len(batch):
             return True
-        sv = self._sv
-        if (sv.mem.approximate_bytes() >= self._room_at or len(sv.version.levels[0]) >= self._slowdown_at
-                or len(sv.imms) >= MAX_IMMUTABLES):
+        if self._needs_room(self._sv):
             return False
         commit = self._commit
         if not commit.try_lead():
@@ -273,13 +271,19 @@ class Engine:
             commit.release_lead()
         return True
 
+    def _needs_room(self, sv) -> bool:
+        """Whether a write must first go through ``_make_room``: the
+        memtable has reached ``_room_at``, or L0 or the immutable memtables
+        are at their slowdown or limit."""
+        return (sv.mem.approximate_bytes() >= self._room_at or len(sv.version.levels[0]) >= self._slowdown_at
+                or len(sv.imms) >= MAX_IMMUTABLES)
+
     async def _commit_group(self, group) -> None:
         """The leader's job (see commit.py).  REQUIRES: the only caller."""
         self.check_writable()
         sv = self._sv
         rotate = any(w.rotate for w in group) if len(group) > 1 else group[0].rotate
-        if (rotate or sv.mem.approximate_bytes() >= self._room_at
-                or len(sv.version.levels[0]) >= self._slowdown_at or len(sv.imms) >= MAX_IMMUTABLES):
+        if rotate or self._needs_room(sv):
             await self._make_room(rotate, group)
         writers = group if len(group) == 1 and len(group[0].batch) else [w for w in group if len(w.batch)]
         if not writers:

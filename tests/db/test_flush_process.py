@@ -11,7 +11,6 @@ import os
 import random
 import signal
 
-import hedge
 from hedge.lsm import maintenance as maintenance_module
 from hedge.lsm.compaction.worker import FlushJob
 from tests.db.helpers import model_scan, open_db, random_writes
