@@ -1,10 +1,11 @@
 """Async counterparts of hedge/lsm/iterators.py, for sources that read
 tables through the ring.
 
-Both merges work on *cursors* that hand out runs of entries a block at a
-time, or part of a block when a scan's limit leaves fewer to take
-(``TableCursor`` for tables, ``MemtableCursor`` or ``ListCursor`` for
-memtables), so they await only between runs, never per entry:
+Both merges work on *cursors* that hand out runs of entries: a table's
+(``TableCursor``) the rest of its block and of the blocks read with it,
+or less when a scan's limit leaves fewer to take; a memtable's
+(``MemtableCursor`` or ``ListCursor``) a number of keys.  So they await
+only between runs, never per entry:
 
 ``merge_runs(cursors)`` (compaction) merges them into entry order (key asc,
 seq desc), in lists cut at user-key boundaries.  Sequence numbers are
