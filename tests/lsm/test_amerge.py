@@ -269,6 +269,25 @@ def test_merge_runs_gives_entry_order_each_write_once_in_key_aligned_chunks(seed
         assert a[-1][0] != b[0][0], "a key's versions were split between two chunks"
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_visible_merge_rounds_with_runs_of_any_length(seed):
+    """Runs of 1 to 9 entries cut anywhere, so runs often end inside a
+    key's versions and at the same key as other sources' runs; sources in
+    any order of age, some empty; any snapshot, want and limit: the pairs
+    of the pure iterators."""
+    rng = random.Random(3000 + seed)
+    sources = _random_sources(rng, rng.randint(2, 6), keys=rng.choice((3, 12, 80)), writes=rng.choice((5, 60, 400)))
+    if rng.random() < 0.3:
+        sources.insert(rng.randrange(len(sources)), [])
+    writes = sum(len(s) for s in sources)
+    for snapshot in (writes, rng.randint(1, max(writes, 1)), 1):
+        expected = list(visible(merge(sources), snapshot))
+        want = rng.choice((1, 3, 256))
+        limit = rng.choice((None, 1, 7, 1000))
+        pairs = collect_chunks(visible_merge([_in_runs(s, rng) for s in sources], snapshot, want, limit), want, rng)
+        assert pairs == expected
+
+
 def _values_entries(n: int, value_bytes: int = 100):
     rng = random.Random(n)
     return [(b"k%05d" % i, i + 1, Kind.PUT, rng.randbytes(value_bytes)) for i in range(n)]
