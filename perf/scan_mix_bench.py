@@ -15,15 +15,22 @@ from 64 coroutines on the database's executor, each
 each pass over the scans (the first pass fills the block cache), the
 cache's hits and misses, and the tables each scan merged.
 
-Compare two trees by running this script from each in turn (alternate
-them: the machine is noisy).
+With ``--against REV``, REV's ``hedge/`` is exported to a temporary
+directory (perf/lsm_micro.py's ``export_tree``) and each round runs once on
+it and once on this tree, in subprocesses, alternating which goes first;
+the summary gives each tree's median over the rounds of the passes after
+the first, and their ratio (this tree / REV: below 1 is faster).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -84,6 +91,52 @@ def _round(base: str, work: str, records: int, updates: int, scans: int, cache_b
         return per_scan, stats["cache"], [level["files"] for level in stats["levels"]]
 
 
+def child(argv) -> int:
+    """One ``_round`` in this process, with the tree first on PYTHONPATH;
+    prints its figures as one JSON line."""
+    per_scan, cache, levels = _round(**json.loads(argv[0]))
+    print(json.dumps({"per_scan": per_scan, "hits": cache["hits"], "misses": cache["misses"], "levels": levels,
+                      "hedge": os.path.dirname(os.path.dirname(os.path.abspath(hedge.__file__)))}))
+    return 0
+
+
+def _print_round(label: str, per_scan: list, hits: int, misses: int, levels: list) -> None:
+    print(f"{label}: µs per scan " + " ".join(f"{x:.1f}" for x in per_scan)
+          + f"; cache hits {hits:,} misses {misses:,}; tables per level {levels}")
+
+
+def _against(rev: str, args, base: str, work: str) -> None:
+    """The rounds alternated between REV's hedge/ and this tree's."""
+    from perf.lsm_micro import export_tree
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree = export_tree(rev, repo)
+    runs: dict[str, list] = {rev: [], "this tree": []}
+    try:
+        for r in range(args.rounds):
+            order = [(rev, tree), ("this tree", repo)]
+            if r % 2:
+                order.reverse()
+            for label, path in order:
+                params = {"base": base, "work": work, "records": args.records, "updates": args.updates,
+                          "scans": args.scans, "cache_bytes": args.cache_bytes, "seed": r}
+                env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, repo]))
+                out = subprocess.run([sys.executable, "-c", "import sys; from perf.scan_mix_bench import child; "
+                                      "sys.exit(child(sys.argv[1:]))", json.dumps(params)],
+                                     env=env, cwd=path, capture_output=True, text=True, check=True)
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                if os.path.realpath(res["hedge"]) != os.path.realpath(path):
+                    raise RuntimeError(f"the round for {label} imported hedge from {res['hedge']}, not {path}")
+                runs[label].append(res)
+                _print_round(f"round {r + 1}, {label}", res["per_scan"], res["hits"], res["misses"], res["levels"])
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    medians = {label: statistics.median(x for res in results for x in res["per_scan"][1:])
+               for label, results in runs.items()}
+    print(f"median µs per scan (passes after the first): {rev} {medians[rev]:.1f}, "
+          f"this tree {medians['this tree']:.1f}, ratio {medians['this tree'] / medians[rev]:.3f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=200_000)
@@ -92,19 +145,23 @@ def main(argv=None) -> None:
     p.add_argument("--scans", type=int, default=20_000, help="scans per pass (default: 20,000)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--cache-bytes", type=int, default=64 << 20)
+    p.add_argument("--against", metavar="REV", help="alternate the rounds with REV's hedge/")
     p.add_argument("--dir", help="where to put the databases (default: a temporary directory)")
     args = p.parse_args(argv)
     root = tempfile.mkdtemp(dir=args.dir)
     try:
         base = os.path.join(root, "base")
+        work = os.path.join(root, "work")
         t0 = time.perf_counter()
         _load(base, args.records)
         print(f"loaded {args.records:,} records of {VALUE_BYTES} B in {time.perf_counter() - t0:.1f} s")
+        if args.against:
+            _against(args.against, args, base, work)
+            return
         for r in range(args.rounds):
-            per_scan, cache, levels = _round(base, os.path.join(root, "work"), args.records, args.updates,
-                                             args.scans, args.cache_bytes, seed=r)
-            print(f"round {r + 1}: µs per scan " + " ".join(f"{x:.1f}" for x in per_scan)
-                  + f"; cache hits {cache['hits']:,} misses {cache['misses']:,}; tables per level {levels}")
+            per_scan, cache, levels = _round(base, work, args.records, args.updates, args.scans,
+                                             args.cache_bytes, seed=r)
+            _print_round(f"round {r + 1}", per_scan, cache["hits"], cache["misses"], levels)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
