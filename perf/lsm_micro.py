@@ -64,6 +64,8 @@ import sys
 import tempfile
 import time
 
+from perf import ab
+
 ROWS = (
     ("get_cached", "table get, block cached (await get)"),
     ("get_cached_sync", "table get_cached, block cached (sync)"),
@@ -462,46 +464,16 @@ def child(argv) -> int:
     return 0
 
 
-def export_tree(rev: str, repo: str) -> str:
-    """``hedge/`` of ``rev`` in a temporary directory, with its own build of
-    the I/O extension: the LSM code calls the C kernels in it, which change
-    with the code (docs/design.md, "C kernels").  When that build fails (no
-    liburing, say), this tree's built extension is copied in instead, and a
-    line on stderr says so."""
-    tmp = tempfile.mkdtemp(prefix="hedge-ab-")
-    archive = subprocess.run(["git", "-C", repo, "archive", rev, "hedge"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-    build = subprocess.run([sys.executable, os.path.join("hedge", "io", "_build.py")], cwd=tmp,
-                           capture_output=True, text=True)
-    if build.returncode == 0:
-        return tmp
-    last = (build.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"{rev}: its I/O extension did not build ({last}); "
-          "using this tree's, whose kernels may not match its code", file=sys.stderr)
-    io_dir = os.path.join(repo, "hedge", "io")
-    for name in os.listdir(io_dir):
-        if name.startswith("_uring") and name.endswith(".so"):
-            shutil.copy(os.path.join(io_dir, name), os.path.join(tmp, "hedge", "io", name))
-    return tmp
-
-
 def run_child(tree: str, repo: str, quick: bool, groups, instructions: bool = False) -> dict[str, float]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([tree, repo])
-    cmd = [sys.executable, "-c", "import sys; from perf.lsm_micro import child; sys.exit(child(sys.argv[1:]))"]
-    if quick:
-        cmd.append("--quick")
-    cmd += list(groups)
+    argv = (["--quick"] if quick else []) + list(groups)
     if not instructions:
-        out = subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
-        return json.loads(out)
-    env["HEDGE_MICRO_ICOUNT"] = "1"
-    env["PYTHONHASHSEED"] = "0"
+        return json.loads(ab.run_child("perf.lsm_micro", tree, repo, argv))
     tmp = tempfile.mkdtemp(prefix="hedge-icount-")
     try:
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--toggle-collect=_operator_call",
-               "--dump-after=_operator_call"] + cmd
-        out = subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True, text=True).stdout
+        valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg", "--toggle-collect=_operator_call",
+                    "--dump-after=_operator_call"]
+        out = ab.run_child("perf.lsm_micro", tree, repo, argv, env={"HEDGE_MICRO_ICOUNT": "1", "PYTHONHASHSEED": "0"},
+                           prefix=valgrind)
         ops = json.loads(out)
         parts = sorted(glob.glob(f"{tmp}/cg.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
         if len(parts) != len(ops):
@@ -547,7 +519,7 @@ def main(argv=None) -> int:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=1)
         return 0
-    base_tree = export_tree(args.against, repo)
+    base_tree = ab.export_tree(args.against, repo)
     rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", args.against],
                          capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -16,7 +16,7 @@ each pass over the scans (the first pass fills the block cache), the
 cache's hits and misses, and the tables each scan merged.
 
 With ``--against REV``, REV's ``hedge/`` is exported to a temporary
-directory (perf/lsm_micro.py's ``export_tree``) and each round runs once on
+directory (perf/ab.py) and each round runs once on
 it and once on this tree, in subprocesses, alternating which goes first;
 the summary gives each tree's median over the rounds of the passes after
 the first, and their ratio (this tree / REV: below 1 is faster).
@@ -29,12 +29,11 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import hedge
+from perf import ab
 from perf.generators import ScrambledZipfian
 from perf.keys import key_name
 
@@ -107,10 +106,8 @@ def _print_round(label: str, per_scan: list, hits: int, misses: int, levels: lis
 
 def _against(rev: str, args, base: str, work: str) -> None:
     """The rounds alternated between REV's hedge/ and this tree's."""
-    from perf.lsm_micro import export_tree
-
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tree = export_tree(rev, repo)
+    tree = ab.export_tree(rev, repo)
     runs: dict[str, list] = {rev: [], "this tree": []}
     try:
         for r in range(args.rounds):
@@ -120,11 +117,8 @@ def _against(rev: str, args, base: str, work: str) -> None:
             for label, path in order:
                 params = {"base": base, "work": work, "records": args.records, "updates": args.updates,
                           "scans": args.scans, "cache_bytes": args.cache_bytes, "seed": r}
-                env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, repo]))
-                out = subprocess.run([sys.executable, "-c", "import sys; from perf.scan_mix_bench import child; "
-                                      "sys.exit(child(sys.argv[1:]))", json.dumps(params)],
-                                     env=env, cwd=path, capture_output=True, text=True, check=True)
-                res = json.loads(out.stdout.strip().splitlines()[-1])
+                out = ab.run_child("perf.scan_mix_bench", path, repo, [json.dumps(params)])
+                res = json.loads(out.strip().splitlines()[-1])
                 if os.path.realpath(res["hedge"]) != os.path.realpath(path):
                     raise RuntimeError(f"the round for {label} imported hedge from {res['hedge']}, not {path}")
                 runs[label].append(res)

@@ -26,12 +26,12 @@ def test_a_tiny_run_prints_each_round(tmp_path, capsys):
 
 
 def test_against_alternates_the_trees_and_checks_which_hedge_each_round_ran(tmp_path, monkeypatch, capsys):
-    from perf import lsm_micro
+    from perf import ab
 
     repo = Path(scan_mix_bench.__file__).resolve().parents[1]
     tree = tmp_path / "tree"
     shutil.copytree(repo / "hedge", tree / "hedge", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(lsm_micro, "export_tree", lambda rev, repo: str(tree))   # REV's hedge/: a copy
+    monkeypatch.setattr(ab, "export_tree", lambda rev, repo: str(tree))   # REV's hedge/: a copy
     dbs = tmp_path / "dbs"
     dbs.mkdir()
     scan_mix_bench.main(["--records", "2000", "--updates", "200", "--scans", "100", "--rounds", "2",
