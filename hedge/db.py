@@ -104,6 +104,7 @@ class DB:
                              self._generation)
         self._callers = self._calls.callers
         self._engine = engine
+        self._inline_writers = threading.Lock()    # DB._write: one blocking write_now at a time
         self.recovery = engine.recovery
         self._close_lock = threading.Lock()
         self.aio = AsyncDB(self._calls, pools, options)
@@ -140,12 +141,22 @@ class DB:
     def _write(self, batch: WriteBatch, sync: bool) -> None:
         """Commit ``batch`` in place when nothing needs to wait (no sync, no
         other writer, no memtable switch or stall: Engine.write_now), else
-        through the engine coroutine on this thread's executor."""
+        through the engine coroutine on this thread's executor.
+
+        Blocking unsynced writers take turns on ``_inline_writers`` for
+        ``write_now``: a writer that finds another thread's write in place
+        (which gives up the GIL in its WAL ``pwrite``) waits for it to end,
+        on a lock, instead of finding the commit queue busy and parking in
+        its ring, which every later writer then had to do too
+        (docs/design.md, "Blocking writers from many threads")."""
         calls = self._calls
         calls.check_writable()
         calls.check_blocking()
-        if sync or not self._engine.write_now(batch):
-            calls.call(self._engine.write(batch, sync))
+        if not sync:
+            with self._inline_writers:
+                if self._engine.write_now(batch):
+                    return
+        calls.call(self._engine.write(batch, sync))
 
     def _check_writable(self) -> None:
         self._calls.check_writable()

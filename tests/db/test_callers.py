@@ -230,6 +230,71 @@ def test_close_waits_for_a_group_commit_in_progress_then_returns(tmp_path, io_me
         assert again.get(b"k") == b"v"
 
 
+class _LockSeeingWaiters:
+    """A lock that sets ``waiting`` when a thread finds it held."""
+
+    def __init__(self, waiting: threading.Event):
+        self._lock = threading.Lock()
+        self._waiting = waiting
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self._waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def test_a_blocking_writer_waits_for_another_threads_write_in_place_instead_of_queueing(
+        tmp_path, io_method, monkeypatch):
+    """Two threads put at once, the first held inside its WAL append (where
+    a real append gives up the GIL): the second waits for it on the
+    blocking writers' lock, then commits in place too.  Neither goes
+    through the commit queue (Engine.write), and both puts are kept."""
+    from hedge.lsm import engine as engine_module
+    db = open_db(tmp_path / "db", io_method)
+    in_log, second_arrived = threading.Event(), threading.Event()
+    queued: list[str] = []
+    real_log, real_write = engine_module.Engine._log, engine_module.Engine.write
+
+    def held_log(self, payload):
+        if not in_log.is_set():
+            in_log.set()
+            assert second_arrived.wait(60)
+        real_log(self, payload)
+
+    def counted_write(self, batch, sync=False):
+        queued.append(threading.current_thread().name)
+        second_arrived.set()
+        return real_write(self, batch, sync)
+
+    monkeypatch.setattr(engine_module.Engine, "_log", held_log)
+    monkeypatch.setattr(engine_module.Engine, "write", counted_write)
+    monkeypatch.setattr(db, "_inline_writers", _LockSeeingWaiters(second_arrived))
+    errors: list[BaseException] = []
+
+    def put(key: bytes) -> None:
+        try:
+            db.put(key, b"v" + key)
+        except BaseException as e:  # noqa: BLE001 - checked below
+            errors.append(e)
+
+    first = threading.Thread(target=put, args=(b"first",), name="first")
+    second = threading.Thread(target=put, args=(b"second",), name="second")
+    first.start()
+    assert in_log.wait(60)
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert not first.is_alive() and not second.is_alive()
+    assert not errors, errors[0]
+    assert queued == [], f"went through the commit queue: {queued}"
+    assert db.get(b"first") == b"vfirst" and db.get(b"second") == b"vsecond"
+    db.close()
+
+
 def test_writers_from_threads_and_coroutines_share_synced_groups(tmp_path, io_method):
     db = open_db(tmp_path / "db", io_method)
     per_writer = 40
