@@ -956,6 +956,42 @@ async def _get_then_checkpoint(engine: Engine, key):
     return value
 
 
+async def _get_in_loop(calls: _Calls, loop, key):
+    """``db.aio.get`` in an asyncio task: answered in this one coroutine
+    when no block needs a ring read, within the loop iteration's budget of
+    calls answered in place (``CallerExecutor.take_in_place``); otherwise
+    run on the loop thread's executor like any other call (``in_loop``)."""
+    executor = calls.callers.current()
+    executor.attach_loop(loop)
+    engine = calls.engine
+    if executor.take_in_place():
+        value = engine.get_now(key)
+        if type(value) is not NeedsIO:
+            return value
+        return await calls.in_loop(loop, value.finish())
+    return await calls.in_loop(loop, engine.get(key))
+
+
+async def _write_in_loop(calls: _Calls, loop, key, value, remove: bool) -> None:
+    """``db.aio.put`` (or ``remove``) without sync in an asyncio task:
+    committed in place (``Engine.write_now``) when no other writer leads
+    and no memtable switch or stall is due, within the budget of calls
+    answered in place; otherwise through the commit queue on the loop
+    thread's executor.  The key and value are checked when awaited, as
+    in the engine's own ``put``."""
+    executor = calls.callers.current()
+    executor.attach_loop(loop)
+    engine = calls.engine
+    batch = WriteBatch()
+    if remove:
+        batch.remove(key)
+    else:
+        batch.put(key, value)
+    if executor.take_in_place() and engine.write_now(batch):
+        return
+    await calls.in_loop(loop, engine.write(batch))
+
+
 class AsyncDB:
     """Coroutine forms of the DB operations (``db.aio``).
 
@@ -982,6 +1018,10 @@ class AsyncDB:
 
     def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
+        if not sync and current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return _write_in_loop(self._calls, loop, key, value, False)
         return self._calls.awaitable(self._engine.put(key, value, sync))
 
     def get(self, key: BytesLike) -> Awaitable[bytes | None]:
@@ -989,10 +1029,17 @@ class AsyncDB:
         calls.check()
         if current_executor_or_none() is not None:
             return _get_then_checkpoint(self._engine, key)
+        loop = _running_loop()
+        if loop is not None:
+            return _get_in_loop(calls, loop, key)
         return calls.awaitable(self._engine.get(key))
 
     def remove(self, key: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
+        if not sync and current_executor_or_none() is None:
+            loop = _running_loop()
+            if loop is not None:
+                return _write_in_loop(self._calls, loop, key, None, True)
         return self._calls.awaitable(self._engine.remove(key, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False) -> Awaitable[None]:

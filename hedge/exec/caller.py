@@ -213,6 +213,18 @@ class CallerExecutor(Executor):
         self._schedule_drive()
         return None, future
 
+    def take_in_place(self) -> bool:
+        """For an asyncio task's call answered in place, without a
+        coroutine on this executor (``db.aio.get`` of a cached key): whether
+        the loop iteration's budget of in-place starts (``start_in_loop``)
+        has one left, taking it.  When it has none, the call starts as a
+        task, so the asyncio task gives the loop its turn.  REQUIRES: the
+        owning thread, a loop attached."""
+        if self._start_budget > 0 and not self._closed:
+            self._start_budget -= 1
+            return True
+        return False
+
     def _on_future_done(self, future, task: Task) -> None:
         if future.cancelled() and not task.done():
             task.cancel()

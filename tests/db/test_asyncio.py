@@ -14,7 +14,7 @@ import pytest
 
 import hedge
 from hedge.errors import ClosedError
-from hedge.exec.caller import CallerExecutor
+from hedge.exec.caller import LOOP_STEP_LIMIT, CallerExecutor
 from hedge.io import ops
 from hedge.io.buffer import Buffer
 from hedge.io.file import File
@@ -149,6 +149,76 @@ def test_a_cancelled_request_keeps_its_buffer_until_completion(tmp_path, io_meth
         return alive_while_in_flight, dead_after
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_calls_answered_in_place_still_give_the_loop_its_turns(tmp_path, io_method):
+    """Gets of memtable keys and unsynced puts complete without waiting,
+    answered in the asyncio task's own coroutine; one in every
+    LOOP_STEP_LIMIT + 1 still starts as a task, so a task issuing nothing
+    else lets the loop run its other tasks that often."""
+    db = open_db(tmp_path / "db", io_method)
+    calls = 2000
+
+    async def main():
+        turns = 0
+        stop = False
+
+        async def ticker():
+            nonlocal turns
+            while not stop:
+                turns += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = turns
+        for i in range(calls):
+            await db.aio.put(b"k%05d" % i, b"v%05d" % i)
+        during_puts = turns - before
+        before = turns
+        for i in range(calls):
+            assert await db.aio.get(b"k%05d" % i) == b"v%05d" % i
+        during_gets = turns - before
+        stop = True
+        await ticking
+        return during_puts, during_gets
+
+    try:
+        during_puts, during_gets = asyncio.run(main())
+        at_least = calls // (LOOP_STEP_LIMIT + 1) // 2
+        assert during_puts >= at_least and during_gets >= at_least, (during_puts, during_gets)
+        assert db.get(b"k01999") == b"v01999"
+    finally:
+        db.close()
+
+
+def test_unsynced_asyncio_writes_through_memtable_switches_and_removes(tmp_path, io_method):
+    """Unsynced puts and removes from asyncio tasks into small memtables:
+    those that find a switch due go through the commit queue, the others
+    commit in place; every write is there afterwards, and a bad key is a
+    TypeError when awaited, which changes nothing."""
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+
+    async def writer(c):
+        for i in range(200):
+            await db.aio.put(b"w%d-%03d" % (c, i), b"x" * 100)
+            if i % 2:
+                await db.aio.remove(b"w%d-%03d" % (c, i - 1))
+
+    async def main():
+        await asyncio.gather(*(writer(c) for c in range(4)))
+        bad = db.aio.put("not bytes", b"x")
+        with pytest.raises(TypeError):
+            await bad
+
+    try:
+        first_wal = db.stats()["wal"]["number"]
+        asyncio.run(main())
+        keys = [k for k, _ in db.scan()]
+        assert keys == sorted(b"w%d-%03d" % (c, i) for c in range(4) for i in range(1, 200, 2))
+        assert db.stats()["wal"]["number"] > first_wal          # memtables switched under the writers
+    finally:
+        db.close()
 
 
 def test_a_blocking_call_on_the_loop_thread_while_asyncio_writers_commit(tmp_path, io_method):
