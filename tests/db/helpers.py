@@ -1,6 +1,7 @@
 """Shared helpers of the engine tests: options that make a tiny LSM tree,
-the DB directory's file names, byte surgery on files, and a runner for the
-child processes the crash and lock tests need."""
+the DB directory's file names, byte surgery on files, a lock that tells
+when a caller waits for it, and a runner for the child processes the crash
+and lock tests need."""
 from __future__ import annotations
 
 import os
@@ -26,6 +27,27 @@ LEAN = dict(foreground_threads=1, background_threads=1, pin=False, compaction_pr
 # A tree that really has several levels after a few hundred small writes.
 SMALL = dict(LEAN, memtable_bytes=4096, table_bytes=16384, level1_bytes=16384,
              level_size_ratio=4, l0_compaction_trigger=2, block_cache_bytes=1 << 20)
+
+
+class WatchedLock:
+    """A lock (a context manager) that sets ``contended`` when a caller
+    finds it held and has to wait for it: a test puts it in place of a
+    database's lock to know, without sleeping, that a second thread has
+    reached it."""
+
+    def __init__(self, contended: threading.Event):
+        self._lock = threading.Lock()
+        self.contended = contended
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
 
 WAL_NAME = re.compile(r"^(\d{6})\.wal$")
 SST_NAME = re.compile(r"^(\d{6})\.sst$")

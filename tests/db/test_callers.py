@@ -14,7 +14,7 @@ import pytest
 
 import hedge
 from hedge.errors import ClosedError, WrongThreadError
-from tests.db.helpers import SMALL, open_db
+from tests.db.helpers import SMALL, WatchedLock, open_db
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -230,23 +230,6 @@ def test_close_waits_for_a_group_commit_in_progress_then_returns(tmp_path, io_me
         assert again.get(b"k") == b"v"
 
 
-class _LockSeeingWaiters:
-    """A lock that sets ``waiting`` when a thread finds it held."""
-
-    def __init__(self, waiting: threading.Event):
-        self._lock = threading.Lock()
-        self._waiting = waiting
-
-    def __enter__(self):
-        if not self._lock.acquire(blocking=False):
-            self._waiting.set()
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
-
-
 def test_a_blocking_writer_waits_for_another_threads_write_in_place_instead_of_queueing(
         tmp_path, io_method, monkeypatch):
     """Two threads put at once, the first held inside its WAL append (where
@@ -272,7 +255,7 @@ def test_a_blocking_writer_waits_for_another_threads_write_in_place_instead_of_q
 
     monkeypatch.setattr(engine_module.Engine, "_log", held_log)
     monkeypatch.setattr(engine_module.Engine, "write", counted_write)
-    monkeypatch.setattr(db, "_inline_writers", _LockSeeingWaiters(second_arrived))
+    monkeypatch.setattr(db, "_inline_writers", WatchedLock(second_arrived))
     errors: list[BaseException] = []
 
     def put(key: bytes) -> None:

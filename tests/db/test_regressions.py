@@ -11,7 +11,7 @@ from hedge.lsm import filenames
 from hedge.lsm.engine import Engine
 from hedge.lsm.maintenance import Maintenance
 from hedge.lsm.table_io import TableWriter
-from tests.db.helpers import LEAN, SMALL, SOAK, sst_files, wal_record_offsets
+from tests.db.helpers import LEAN, SMALL, SOAK, WatchedLock, sst_files, wal_record_offsets
 
 
 def test_trivial_move_keeps_the_moved_table_readable(tmp_path, io_method):
@@ -146,23 +146,6 @@ def test_an_error_that_ends_the_maintenance_task_is_a_background_error_not_a_han
 
 # -- issue 10, finding 6: close ------------------------------------------------
 
-class _WatchedLock:
-    """A lock that sets ``contended`` when a caller has to wait for it."""
-
-    def __init__(self, contended: threading.Event):
-        self._lock = threading.Lock()
-        self.contended = contended
-
-    def __enter__(self):
-        if not self._lock.acquire(blocking=False):
-            self.contended.set()
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-
-
 def test_a_second_close_returns_only_after_the_first_released_the_lock(tmp_path, monkeypatch):
     """A second close() returned while the first was still running, so an
     immediate reopen failed with LockError."""
@@ -180,7 +163,7 @@ def test_a_second_close_returns_only_after_the_first_released_the_lock(tmp_path,
     monkeypatch.setattr(Engine, "close", held_close)
     # Set when the second close waits for the first (the fix) or returns.
     second_waits_or_returns = threading.Event()
-    db._close_lock = _WatchedLock(second_waits_or_returns)
+    db._close_lock = WatchedLock(second_waits_or_returns)
     order = []
 
     def first():
