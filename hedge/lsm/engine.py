@@ -744,9 +744,11 @@ def _table_cursors(sv: SuperVersion, start: bytes | None, end: bytes | None, cur
         return cursor_class(readers, start, end, SCAN_FILL)
 
     # overlapping() is inclusive of `end`; an exact hit only costs a read.
-    cursors = [cursor((meta,), meta.size) for meta in version.overlapping(0, start, end)]
+    levels = version.levels
+    cursors = [cursor((meta,), meta.size) for meta in version.overlapping(0, start, end)] if levels[0] else []
     for level in range(1, NUM_LEVELS):
-        files = version.overlapping(level, start, end)
-        if files:
-            cursors.append(cursor(files, version.level_bytes(level)))
+        if levels[level]:
+            files = version.overlapping(level, start, end)
+            if files:
+                cursors.append(cursor(files, version.level_bytes(level)))
     return cursors
