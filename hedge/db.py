@@ -597,10 +597,7 @@ class ScanIterator(Iterator[Item], Generic[Item]):
         chunk = self._calls.call(_next_chunk(self._chunks, want if self._started else None))
         self._started = True
         self._exhausted, self._want, self._left = _after_chunk(len(chunk), want, self._left)
-        shape = self._shape
-        if shape != PAIRS:
-            chunk = [item[0] for item in chunk] if shape == KEYS else [item[1] for item in chunk]
-        self._chunk = chunk
+        self._chunk = _shaped(chunk, self._shape)
         self._pos = 0
 
     def __iter__(self) -> Self:
@@ -621,6 +618,22 @@ class ScanIterator(Iterator[Item], Generic[Item]):
             pos = 0
         self._pos = pos + 1
         return self._chunk[pos]
+
+    def to_list(self) -> list[Item]:
+        """The items not taken yet, in one list, without a step per item
+        (``list(it)`` calls ``__next__`` for each); the scan is over after
+        it.  Raises like ``next``."""
+        if self._calls.closed:
+            self._exhausted = True
+            self._chunk = []
+            raise ClosedError("the database is closed")
+        items = self._chunk[self._pos:]
+        while not self._exhausted:
+            self._refill()
+            items += self._chunk
+        self._chunk = []
+        self._pos = 0
+        return items
 
     def __enter__(self) -> "ScanIterator":
         return self

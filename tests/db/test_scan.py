@@ -276,8 +276,9 @@ def test_sync_scan_left_early_then_close(io_method, tmp_path):
 
 @pytest.mark.parametrize("cache_bytes", [SMALL["block_cache_bytes"], 0], ids=["cache", "no-cache"])
 def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path, cache_bytes):
-    """``limit`` gives the first ``limit`` items of the same scan, blocking,
-    through db.aio (``async for`` and ``to_list``) and on a snapshot, in both directions and every shape,
+    """``limit`` gives the first ``limit`` items of the same scan, blocking
+    (iterated and ``to_list``), through db.aio (``async for`` and
+    ``to_list``) and on a snapshot, in both directions and every shape,
     with limits below, at and above the chunk sizes, with and without a
     block cache (a limit sizes the reads); a scan that reaches its limit
     holds no snapshot even when nobody closes it."""
@@ -306,6 +307,8 @@ def test_scan_limit_is_a_prefix_of_the_whole_scan(io_method, tmp_path, cache_byt
             for reader in (db, snapshot):
                 whole = list(reader.scan(**options))
                 assert list(reader.scan(**options, limit=limit)) == whole[:limit], (options, limit)
+                assert reader.scan(**options, limit=limit).to_list() == whole[:limit], (options, limit)
+                assert reader.scan(**options).to_list() == whole, options
                 assert db.run(aio_list(reader.aio, **options, limit=limit)) == whole[:limit], (options, limit)
                 assert db.run(aio_to_list(reader.aio, **options, limit=limit)) == whole[:limit], (options, limit)
                 assert db.run(aio_to_list(reader.aio, **options)) == whole, options
@@ -385,6 +388,36 @@ def test_async_scan_to_list_takes_what_iteration_left(io_method, tmp_path):
 
     with pytest.raises(hedge.ClosedError):
         asyncio.run(closed())
+
+
+def test_blocking_scan_to_list_takes_what_iteration_left(io_method, tmp_path):
+    """``ScanIterator.to_list()`` gives the items not taken yet, across
+    several chunks (the first of SCAN_CHUNK_MIN items, then doubling);
+    after it the iterator is over; on a closed database it raises
+    ClosedError like a step does."""
+    rows = [(b"c%04d" % i, b"%d" % i * 30) for i in range(700)]
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    try:
+        for k, v in rows[::2]:
+            db.put(k, v)
+        db.flush()
+        for k, v in rows[1::2]:                 # half in a table, half in the memtable
+            db.put(k, v)
+        for steps in (0, 1, 17, 699, 700):
+            it = db.scan()
+            taken = [next(it) for _ in range(steps)]
+            assert taken + it.to_list() == rows
+            assert next(it, None) is None and it.to_list() == []
+        it = db.scan(end=b"c0100", reverse=True, include_value=False, limit=50)
+        taken = [next(it) for _ in range(3)]
+        assert taken + it.to_list() == [k for k, _ in rows[99::-1]][:50]
+        assert db.scan(start=b"c0650", include_key=False).to_list() == [v for _, v in rows[650:]]
+        assert db.scan(limit=0).to_list() == []
+        left_open = db.scan()
+    finally:
+        db.close()
+    with pytest.raises(hedge.ClosedError):
+        left_open.to_list()
 
 
 def test_scan_refuses_a_bad_limit(tmp_path):

@@ -49,6 +49,8 @@ def blocking(path: str) -> None:
             assert_type(list(snap.scan()), list[tuple[bytes, bytes]])
         for key in db.scan(prefix=b"a", reverse=True, include_value=False):
             assert_type(key, bytes)
+        assert_type(db.scan(limit=3).to_list(), list[tuple[bytes, bytes]])
+        assert_type(db.scan(include_key=False).to_list(), list[bytes])
         with db.cursor(b"a", b"z", include_end=True) as cursor:
             assert_type(cursor, hedge.Cursor)
             assert_type(cursor.seek(b"k"), bool)
