@@ -348,19 +348,26 @@ def test_a_scan_sizes_its_reads_by_each_sources_share_of_the_entries(tmp_path):
             [sv.version.level_bytes(level) / entries for level in levels])
 
 
+def _rows_half_in_a_table(tmp_path, io_method):
+    """700 rows, every other one flushed into a table and the rest left in
+    the memtable: (the rows in key order, the open database)."""
+    rows = [(b"c%04d" % i, b"%d" % i * 30) for i in range(700)]
+    db = open_db(tmp_path / "db", io_method, **SMALL)
+    for k, v in rows[::2]:
+        db.put(k, v)
+    db.flush()
+    for k, v in rows[1::2]:
+        db.put(k, v)
+    return rows, db
+
+
 def test_async_scan_to_list_takes_what_iteration_left(io_method, tmp_path):
     """``to_list()`` gives the items not taken yet (all of them, or the
     rest after some steps), the same from a hedge task and from asyncio;
     after it the scan is over; on a closed database it raises ClosedError
     like a step does."""
-    rows = [(b"c%04d" % i, b"%d" % i * 30) for i in range(700)]
-    db = open_db(tmp_path / "db", io_method, **SMALL)
+    rows, db = _rows_half_in_a_table(tmp_path, io_method)
     try:
-        for k, v in rows[::2]:
-            db.put(k, v)
-        db.flush()
-        for k, v in rows[1::2]:                 # half in a table, half in the memtable
-            db.put(k, v)
 
         async def partly(steps, **options):
             scan = db.aio.scan(**options)
@@ -395,14 +402,8 @@ def test_blocking_scan_to_list_takes_what_iteration_left(io_method, tmp_path):
     several chunks (the first of SCAN_CHUNK_MIN items, then doubling);
     after it the iterator is over; on a closed database it raises
     ClosedError like a step does."""
-    rows = [(b"c%04d" % i, b"%d" % i * 30) for i in range(700)]
-    db = open_db(tmp_path / "db", io_method, **SMALL)
+    rows, db = _rows_half_in_a_table(tmp_path, io_method)
     try:
-        for k, v in rows[::2]:
-            db.put(k, v)
-        db.flush()
-        for k, v in rows[1::2]:                 # half in a table, half in the memtable
-            db.put(k, v)
         for steps in (0, 1, 17, 699, 700):
             it = db.scan()
             taken = [next(it) for _ in range(steps)]
