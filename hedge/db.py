@@ -603,11 +603,16 @@ class ScanIterator(Iterator[Item], Generic[Item]):
     def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> Item:
+    def _refuse_if_closed(self) -> None:
+        """Once the database is closed: end the iterator and raise
+        ClosedError."""
         if self._calls.closed:
             self._exhausted = True
             self._chunk = []
             raise ClosedError("the database is closed")
+
+    def __next__(self) -> Item:
+        self._refuse_if_closed()
         pos = self._pos
         if pos >= len(self._chunk):
             if self._exhausted:
@@ -623,10 +628,7 @@ class ScanIterator(Iterator[Item], Generic[Item]):
         """The items not taken yet, in one list, without a step per item
         (``list(it)`` calls ``__next__`` for each); the scan is over after
         it.  Raises like ``next``."""
-        if self._calls.closed:
-            self._exhausted = True
-            self._chunk = []
-            raise ClosedError("the database is closed")
+        self._refuse_if_closed()
         items = self._chunk[self._pos:]
         while not self._exhausted:
             self._refill()
@@ -701,17 +703,22 @@ def _shaped(chunk: list, shape: int) -> list:
     return [item[i] for item in chunk]
 
 
-async def _shaped_chunks(engine: Engine, start, end, snap, reverse: bool, shape: int, limit, want: int):
-    """The chunks of an engine scan started with ``want``, each as the
-    scan's shape asks (pairs, keys or values), sized as ``ScanIterator``
-    sizes them, until the scan or its limit ends (the last chunk may be
-    empty).  Closing it closes the engine scan."""
+async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: int, limit):
+    """The items of an engine scan one by one (db.aio scans), shaped as
+    the scan asks (pairs, keys or values), its chunks sized as
+    ``ScanIterator`` sizes them: the first as ``_first_want`` says, then
+    as ``_after_chunk`` does, until the scan or its limit ends.  Closing
+    it closes the engine scan."""
+    if limit == 0:
+        return
+    want = _first_want(limit)
     left = limit
     chunks = engine.scan(start, end, snap, reverse, want, limit)
     try:
         chunk = await chunks.__anext__()
         while True:
-            yield _shaped(chunk, shape)
+            for item in _shaped(chunk, shape):
+                yield item
             done, want, left = _after_chunk(len(chunk), want, left)
             if done:
                 return
@@ -720,26 +727,13 @@ async def _shaped_chunks(engine: Engine, start, end, snap, reverse: bool, shape:
         await chunks.aclose()
 
 
-async def _async_scan(engine: Engine, start, end, snap, reverse: bool, shape: int, limit):
-    """The items of an engine scan one by one (db.aio scans)."""
-    if limit == 0:
-        return
-    chunks = _shaped_chunks(engine, start, end, snap, reverse, shape, limit, _first_want(limit))
-    try:
-        async for chunk in chunks:
-            for item in chunk:
-                yield item
-    finally:
-        await chunks.aclose()
-
-
 async def _scan_list(engine: Engine, start, end, snap, reverse: bool, shape: int, limit) -> list:
     """Every item of an engine scan in one list (``AsyncScan.to_list``):
     the chunks are joined, with no step per item.  Without a limit the
     chunks are SCAN_CHUNK_MAX pairs from the first: all of them are
-    wanted.  The chunk loop of ``_shaped_chunks``, without that
-    generator between this and the engine's scan: a layer that cost a
-    short scan 1.5 of its 22 µs (docs/design.md, "Scans")."""
+    wanted.  The chunk loop of ``_async_scan``, collecting instead of
+    yielding: an async generator between this and the engine's scan cost
+    a short scan 1.5 of its 22 µs (docs/design.md, "Scans")."""
     if limit == 0:
         return []
     want = SCAN_CHUNK_MAX if limit is None else _first_want(limit)
@@ -918,25 +912,29 @@ class _Calls:
         if forkguard.generation() != self.generation:
             coro.close()
             self.check()
-        if current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return self.in_loop(loop, coro)
+        loop = _asyncio_caller_loop()
+        if loop is not None:
+            return self.in_loop(loop, coro)
         return _then_checkpoint(coro)
 
     def aiter(self, agen):
         """For a hedge task, ``agen`` (an engine async iterator) itself; for
         an asyncio task, one whose steps run on the loop thread's executor."""
-        if current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return _LoopScan(self, loop, agen)
+        loop = _asyncio_caller_loop()
+        if loop is not None:
+            return _LoopScan(self, loop, agen)
         return agen
+
+    def loop_executor(self, loop):
+        """This thread's executor, attached to ``loop`` (running on this
+        thread).  Raises ClosedError once the database is closed."""
+        executor = self.callers.current()
+        executor.attach_loop(loop)
+        return executor
 
     async def in_loop(self, loop, coro):
         try:
-            executor = self.callers.current()
-            executor.attach_loop(loop)
+            executor = self.loop_executor(loop)
         except BaseException:
             coro.close()
             raise
@@ -982,13 +980,20 @@ async def _get_then_checkpoint(engine: Engine, key):
     return value
 
 
+def _asyncio_caller_loop():
+    """The asyncio loop running on this thread when the caller is not a
+    hedge task (whose calls run on its own executor), else None."""
+    if current_executor_or_none() is not None:
+        return None
+    return _running_loop()
+
+
 async def _get_in_loop(calls: _Calls, loop, key):
     """``db.aio.get`` in an asyncio task: answered in this one coroutine
     when no block needs a ring read, within the loop iteration's budget of
     calls answered in place (``CallerExecutor.take_in_place``); otherwise
     run on the loop thread's executor like any other call (``in_loop``)."""
-    executor = calls.callers.current()
-    executor.attach_loop(loop)
+    executor = calls.loop_executor(loop)
     engine = calls.engine
     if executor.take_in_place():
         value = engine.get_now(key)
@@ -1005,8 +1010,7 @@ async def _write_in_loop(calls: _Calls, loop, key, value, remove: bool) -> None:
     answered in place; otherwise through the commit queue on the loop
     thread's executor.  The key and value are checked when awaited, as
     in the engine's own ``put``."""
-    executor = calls.callers.current()
-    executor.attach_loop(loop)
+    executor = calls.loop_executor(loop)
     engine = calls.engine
     batch = WriteBatch()
     if remove:
@@ -1044,10 +1048,9 @@ class AsyncDB:
 
     def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
-        if not sync and current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return _write_in_loop(self._calls, loop, key, value, False)
+        loop = None if sync else _asyncio_caller_loop()
+        if loop is not None:
+            return _write_in_loop(self._calls, loop, key, value, False)
         return self._calls.awaitable(self._engine.put(key, value, sync))
 
     def get(self, key: BytesLike) -> Awaitable[bytes | None]:
@@ -1062,10 +1065,9 @@ class AsyncDB:
 
     def remove(self, key: BytesLike, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
-        if not sync and current_executor_or_none() is None:
-            loop = _running_loop()
-            if loop is not None:
-                return _write_in_loop(self._calls, loop, key, None, True)
+        loop = None if sync else _asyncio_caller_loop()
+        if loop is not None:
+            return _write_in_loop(self._calls, loop, key, None, True)
         return self._calls.awaitable(self._engine.remove(key, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False) -> Awaitable[None]:
