@@ -59,9 +59,8 @@ from hedge.options import Options
 
 log = logging.getLogger("hedge")
 
-# A blocking scan fetches pairs in chunks, each one run of the engine's scan
-# on the calling thread: small first (a short scan merges no more than it
-# needs), doubling up to SCAN_CHUNK_MAX (the sizes cursors use too).
+# The asyncio loop running on this thread, or None (asyncio.get_running_loop
+# without the exception when there is none: the asyncio paths ask on every call).
 _running_loop = asyncio._get_running_loop
 
 # What a scan yields.

@@ -55,18 +55,17 @@ from hedge.exec import Executor
 from hedge.io import ops
 from hedge.io.backend import resolve_method
 from hedge.lsm import filenames
-from hedge.lsm.batch import decode_many
 from hedge.lsm.compaction.merge import flush_entries
 from hedge.lsm.compaction.runner import merge_tables, unlink_quietly
 from hedge.lsm.keys import MAX_SEQ
 from hedge.lsm.manifest import ManifestLog, fsync_directory, read_file
 from hedge.lsm.memtable import Memtable
+from hedge.lsm.recovery import wal_writes
 from hedge.lsm.table import TableReader
 from hedge.lsm.table_cache import TableCache
 from hedge.lsm.table_io import write_table
 from hedge.lsm.version import Version, VersionSetState
 from hedge.lsm.version_edit import NUM_LEVELS
-from hedge.lsm.wal.format import HEADER_BYTES, RecordType
 from hedge.lsm.wal.reader import Recovery, WalReader
 from hedge.options import Options
 
@@ -232,18 +231,12 @@ class _Repair:
             self.report.wals.append(filenames.wal_name(number))
             reader = WalReader(await read_file(path), number, path, Recovery.POINT_IN_TIME)
             try:
-                for record in reader:
-                    if record.record_type != RecordType.BATCHES:
-                        raise CorruptionError(path, record.offset, "a record that is not a write batch")
-                    for first_seq, batch in decode_many(record.payload, file=path,
-                                                        offset=record.offset + HEADER_BYTES):
-                        for i, (kind, key, value) in enumerate(batch):
-                            seq = first_seq + i
-                            newest = mem.get(key, MAX_SEQ)
-                            if newest is not None and newest[0] >= seq:
-                                continue        # a write another WAL already gave
-                            mem.add(key, seq, kind, value)
-                            self.last_seq = max(self.last_seq, seq)
+                for key, seq, kind, value in wal_writes(reader, path):
+                    newest = mem.get(key, MAX_SEQ)
+                    if newest is not None and newest[0] >= seq:
+                        continue        # a write another WAL already gave
+                    mem.add(key, seq, kind, value)
+                    self.last_seq = max(self.last_seq, seq)
             except CorruptionError as e:
                 self.report.wal_damage.append(f"{filenames.wal_name(number)}: {e}; the rest of it dropped")
                 continue

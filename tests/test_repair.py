@@ -16,6 +16,7 @@ import pytest
 
 import hedge
 from hedge.lsm import filenames
+from hedge.lsm.wal import RecordType, encode_record
 from hedge.offline import TableFile
 from hedge.repair import LOST
 from tests.db.helpers import LEAN, SMALL, flip_byte, open_db, sst_files, wal_files, wal_record_offsets
@@ -150,6 +151,34 @@ def test_a_damaged_wal_keeps_the_writes_before_the_damage(tmp_path, io_method):
     report = hedge.repair(path, io_method=io_method)
     assert report.wal_entries == 3 and len(report.wal_damage) == 1
     assert os.path.basename(wal) in report.wal_damage[0]
+    assert _content(path, io_method) == {b"w0": b"v0", b"w1": b"v1", b"w2": b"v2"}
+
+
+def _put_an_edit_record_before_the_fourth_write(wal: str) -> None:
+    """Insert an intact record of the manifest's type between the third and
+    the fourth write record of ``wal`` (a record no WAL holds)."""
+    data = open(wal, "rb").read()
+    offsets = wal_record_offsets(wal)
+    number = int.from_bytes(data[8:16], "little")
+    edit = encode_record(number, b"not a batch", RecordType.VERSION_EDIT)
+    with open(wal, "wb") as f:
+        f.write(data[:offsets[3]] + edit + data[offsets[3]:])
+
+
+def test_a_wal_record_that_is_not_a_batch_keeps_the_writes_before_it(tmp_path, io_method):
+    path = tmp_path / "db"
+    with open_db(path, io_method) as db:
+        for i in range(5):
+            db.put(b"w%d" % i, b"v%d" % i)
+    (wal,) = [w for w in wal_files(path) if os.path.getsize(w)]
+    _put_an_edit_record_before_the_fourth_write(wal)
+    # Opening refuses it: the damage is not a torn tail.
+    with pytest.raises(hedge.CorruptionError, match="unexpected record type"):
+        open_db(path, io_method)
+    _lose_manifest(path)
+    report = hedge.repair(path, io_method=io_method)
+    assert report.wal_entries == 3 and len(report.wal_damage) == 1
+    assert os.path.basename(wal) in report.wal_damage[0] and "unexpected record type" in report.wal_damage[0]
     assert _content(path, io_method) == {b"w0": b"v0", b"w1": b"v1", b"w2": b"v2"}
 
 

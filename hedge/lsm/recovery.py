@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -187,20 +188,24 @@ async def read_wal_entries(path: str, number: int) -> tuple[list[Entry], int]:
 
 
 def _wal_entries(reader: WalReader, path: str) -> list[Entry]:
-    """The writes of every record ``reader`` yields, as entries ``(key,
-    seq, kind, value)`` in WAL order; a record that is not a batch record
-    is corruption."""
-    entries: list[Entry] = []
-    append = entries.append
+    """The writes of every record ``reader`` yields, as entries in WAL
+    order (``wal_writes``)."""
+    return list(wal_writes(reader, path))
+
+
+def wal_writes(reader: WalReader, path: str) -> Iterator[Entry]:
+    """Every write of the records ``reader`` yields, as an entry ``(key,
+    seq, kind, value)``, in WAL order.  Raises CorruptionError for a record
+    that is not a batch record or a batch that does not decode, after the
+    writes before it; and whatever iterating ``reader`` raises."""
     for record in reader:
         if record.record_type != RecordType.BATCHES:
             raise CorruptionError(path, record.offset, f"unexpected record type {record.record_type} in a WAL")
         for first_seq, batch_ops in decode_many(record.payload, file=path, offset=record.offset + HEADER_BYTES):
             seq = first_seq
             for kind, key, value in batch_ops:
-                append((key, seq, kind, value))
+                yield key, seq, kind, value
                 seq += 1
-    return entries
 
 
 async def _open_tables(versions: VersionSet, tables: TableCache) -> dict[int, TableReader]:
