@@ -402,8 +402,11 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256,
 
     Merges runs: it awaits only when a cursor needs its next run, never
     per pair.  With ``limit`` (the most pairs the consumer will take in
-    all), it tells each cursor how many pairs are still needed, so a table
-    cursor decodes no more of its block than that (at least MIN_RUN);
+    all), it tells each cursor how many pairs are still needed (one more
+    while several merge: a round leaves the entries at its bound for the
+    next, so a run one entry longer spares a second round when the others
+    give no new keys below it), so a table cursor decodes no more of its
+    block than that (at least MIN_RUN);
     without one it takes whole blocks, as a consumer asking for chunk
     after chunk would soon want them.
 
@@ -429,7 +432,7 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256,
     if cursor is None:
         live = []               # [cursor, entries not yet merged, whether it may give more]
         for source in cursors:
-            entries = await source.next_block(left)
+            entries = await source.next_block(None if left is None else left + 1)
             if entries:
                 live.append([source, entries, True])
         while len(live) > 1:
@@ -481,7 +484,7 @@ async def visible_merge(cursors: list, snapshot_seq: int, want: int = 256,
             for item in live:
                 entries = item[1]
                 if item[2] and (entries is None or entries[-1][0] == bound):
-                    more = await item[0].next_block(None if left is None else left - len(out))
+                    more = await item[0].next_block(None if left is None else left - len(out) + 1)
                     if more is None:
                         item[2] = False
                     else:

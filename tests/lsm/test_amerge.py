@@ -171,6 +171,33 @@ def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
     assert sum(decoded) > 100, decoded          # the whole first block
 
 
+def test_a_limited_merge_of_a_memtable_and_a_table_takes_one_run_of_the_table(monkeypatch):
+    """With several sources, a round leaves the entries at its bound (the
+    last key of the shortest run) for the next round; each source is asked
+    for one entry more than the pairs still wanted, so a memtable that
+    only overwrites keys of the table does not cost a second run of it."""
+    entries = [(b"k%05d" % i, i + 1, Kind.PUT, b"v") for i in range(2000)]
+    reader = _table(entries, 1, block_bytes=8192)
+    updates = [(b"k%05d" % i, 10_000 + i, Kind.PUT, b"new") for i in range(0, 2000, 3)]
+    mem = _memtable(updates)
+    decoded = []
+    original = Block.entries_between
+
+    def counting(block, first, stop):
+        decoded.append(stop - first)
+        return original(block, first, stop)
+
+    monkeypatch.setattr(Block, "entries_between", counting)
+    for limit, start in ((1, b"k00100"), (20, b"k00100"), (50, b"k00501")):
+        decoded.clear()
+        cursors = [MemtableCursor(mem, start, None, 10**6), TableCursor([reader], start, None)]
+        chunk = run(visible_merge(cursors, 10**6, limit, limit).__anext__())
+        first = int(start[1:])
+        assert chunk[:limit] == [(b"k%05d" % i, b"new" if i % 3 == 0 else b"v")
+                                 for i in range(first, first + limit)]
+        assert decoded == [max(limit + 1, MIN_RUN)], decoded     # one run of the table
+
+
 def test_a_run_goes_on_into_the_blocks_read_ahead_and_never_reads_for_them():
     """A run that uses up its block takes the entries of the blocks already
     read ahead, up to the limit (all of them without one), in one run; it
