@@ -166,7 +166,7 @@ async def replay_wal(path: str, number: int, mode, mem: Memtable) -> tuple[int, 
     none) and its reader (how it ended, the torn tail it dropped).  Raises
     CorruptionError for damage the mode refuses, HedgeIOError."""
     reader = WalReader(await read_file(path), number, path, mode)
-    entries = _wal_entries(reader, path)
+    entries = list(wal_writes(reader, path))
     mem.add_many(entries)
     return max((entry[1] for entry in entries), default=0), reader
 
@@ -179,18 +179,12 @@ async def read_wal_entries(path: str, number: int) -> tuple[list[Entry], int]:
     a memtable insert per write (docs/design.md, "Keeping up with the
     writers").  REQUIRES: the WAL's writes come in ascending sequence
     order, as the engine appends them."""
-    entries = _wal_entries(WalReader(await read_file(path), number, path, "absolute"), path)
+    entries = list(wal_writes(WalReader(await read_file(path), number, path, "absolute"), path))
     last_seq = entries[-1][1] if entries else 0
     # Newest first, then a stable sort by key: seq descending within a key.
     entries.reverse()
     entries.sort(key=itemgetter(0))
     return entries, last_seq
-
-
-def _wal_entries(reader: WalReader, path: str) -> list[Entry]:
-    """The writes of every record ``reader`` yields, as entries in WAL
-    order (``wal_writes``)."""
-    return list(wal_writes(reader, path))
 
 
 def wal_writes(reader: WalReader, path: str) -> Iterator[Entry]:
