@@ -138,12 +138,19 @@ def test_a_damaged_table_footer_is_moved_aside(tmp_path, io_method):
     assert _content(path, io_method) == {b"b": b"2"}
 
 
-def test_a_damaged_wal_keeps_the_writes_before_the_damage(tmp_path, io_method):
-    path = tmp_path / "db"
+def _five_writes(path, io_method: str) -> str:
+    """A database at ``path`` whose WAL holds five writes, w0..w4, one
+    record each; the WAL's path."""
     with open_db(path, io_method) as db:
         for i in range(5):
             db.put(b"w%d" % i, b"v%d" % i)
     (wal,) = [w for w in wal_files(path) if os.path.getsize(w)]
+    return wal
+
+
+def test_a_damaged_wal_keeps_the_writes_before_the_damage(tmp_path, io_method):
+    path = tmp_path / "db"
+    wal = _five_writes(path, io_method)
     offsets = wal_record_offsets(wal)
     assert len(offsets) == 5
     flip_byte(wal, offsets[3] + 30)                 # the fourth write's record
@@ -167,10 +174,7 @@ def _put_an_edit_record_before_the_fourth_write(wal: str) -> None:
 
 def test_a_wal_record_that_is_not_a_batch_keeps_the_writes_before_it(tmp_path, io_method):
     path = tmp_path / "db"
-    with open_db(path, io_method) as db:
-        for i in range(5):
-            db.put(b"w%d" % i, b"v%d" % i)
-    (wal,) = [w for w in wal_files(path) if os.path.getsize(w)]
+    wal = _five_writes(path, io_method)
     _put_an_edit_record_before_the_fourth_write(wal)
     # Opening refuses it: the damage is not a torn tail.
     with pytest.raises(hedge.CorruptionError, match="unexpected record type"):

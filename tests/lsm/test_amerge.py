@@ -146,13 +146,10 @@ def test_visible_merge_with_a_limit_gives_the_same_pairs(seed):
         assert collect_chunks(visible_merge(cursors, snapshot, want, limit), want, rng) == expected
 
 
-def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
-    """With a limit, a table cursor decodes the entries the merge still
-    needs (at least MIN_RUN), not the rest of its block; without one, whole
-    blocks."""
-    entries = [(b"k%05d" % i, i + 1, Kind.PUT, b"v") for i in range(2000)]
-    reader = _table(entries, 1, block_bytes=8192)
-    decoded = []
+def _count_decoded(monkeypatch) -> list[int]:
+    """A list that gets the number of entries of each ``entries_between``
+    call from now on (what a cursor decodes)."""
+    decoded: list[int] = []
     original = Block.entries_between
 
     def counting(block, first, stop):
@@ -160,6 +157,16 @@ def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
         return original(block, first, stop)
 
     monkeypatch.setattr(Block, "entries_between", counting)
+    return decoded
+
+
+def test_a_limited_merge_decodes_no_more_of_a_block_than_it_takes(monkeypatch):
+    """With a limit, a table cursor decodes the entries the merge still
+    needs (at least MIN_RUN), not the rest of its block; without one, whole
+    blocks."""
+    entries = [(b"k%05d" % i, i + 1, Kind.PUT, b"v") for i in range(2000)]
+    reader = _table(entries, 1, block_bytes=8192)
+    decoded = _count_decoded(monkeypatch)
     for limit, start in ((5, None), (2, b"k00100"), (MIN_RUN + 3, b"k00500")):
         decoded.clear()
         chunk = run(visible_merge([TableCursor([reader], start, None)], 10**6, limit, limit).__anext__())
@@ -180,14 +187,7 @@ def test_a_limited_merge_of_a_memtable_and_a_table_takes_one_run_of_the_table(mo
     reader = _table(entries, 1, block_bytes=8192)
     updates = [(b"k%05d" % i, 10_000 + i, Kind.PUT, b"new") for i in range(0, 2000, 3)]
     mem = _memtable(updates)
-    decoded = []
-    original = Block.entries_between
-
-    def counting(block, first, stop):
-        decoded.append(stop - first)
-        return original(block, first, stop)
-
-    monkeypatch.setattr(Block, "entries_between", counting)
+    decoded = _count_decoded(monkeypatch)
     for limit, start in ((1, b"k00100"), (20, b"k00100"), (50, b"k00501")):
         decoded.clear()
         cursors = [MemtableCursor(mem, start, None, 10**6), TableCursor([reader], start, None)]
