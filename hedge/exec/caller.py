@@ -189,8 +189,7 @@ class CallerExecutor(Executor):
             coro.close()
             raise ClosedError("the database is closed")
         trap = None
-        if self._start_budget > 0:
-            self._start_budget -= 1
+        if self.take_in_place():
             previous = set_current_executor(self)
             try:
                 trap = coro.send(None)
@@ -214,12 +213,12 @@ class CallerExecutor(Executor):
         return None, future
 
     def take_in_place(self) -> bool:
-        """For an asyncio task's call answered in place, without a
-        coroutine on this executor (``db.aio.get`` of a cached key): whether
-        the loop iteration's budget of in-place starts (``start_in_loop``)
-        has one left, taking it.  When it has none, the call starts as a
-        task, so the asyncio task gives the loop its turn.  REQUIRES: the
-        owning thread, a loop attached."""
+        """Whether the loop iteration's budget of calls answered in place
+        has one left, taking it: a coroutine ``start_in_loop`` runs to its
+        first wait, or an asyncio task's call answered without a coroutine
+        on this executor (``db.aio.get`` of a cached key).  When it has
+        none, the call starts as a task, so the asyncio task gives the
+        loop its turn.  REQUIRES: the owning thread, a loop attached."""
         if self._start_budget > 0 and not self._closed:
             self._start_budget -= 1
             return True
