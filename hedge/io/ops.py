@@ -112,33 +112,46 @@ async def read_exact(file: File, buf, offset: int, length: int | None = None, st
 
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+SCRATCH_BYTES = 64 * 1024          # read_now's buffers: a table scan's read-ahead of 16 pages
+_scratch: list[memoryview] = []    # those not in use
 
 
-def read_now(file: File, buf, offset: int, length: int) -> bool:
-    """Read ``length`` bytes at ``offset`` into ``buf[:length]`` with one
-    preadv2(RWF_NOWAIT) on the calling thread, when the kernel has them all
-    in the page cache; return False, having read nothing usable, when it
-    would have to wait for the device (EAGAIN), returns fewer bytes, the
-    file is O_DIRECT, or the system cannot read without waiting.  Raises
-    HedgeIOError for any other error, and injected "read" faults.  Never
-    waits for the device."""
+def read_now(file: File, offset: int, length: int) -> bytes | None:
+    """The ``length`` bytes at ``offset``, read with one preadv2(RWF_NOWAIT)
+    on the calling thread when the kernel has them all in the page cache;
+    None, having read nothing usable, when it would have to wait for the
+    device (EAGAIN), returns fewer bytes, the file is O_DIRECT, or the
+    system cannot read without waiting.  Raises HedgeIOError for any other
+    error, and injected "read" faults.  Never waits for the device.
+
+    The bytes are read into a scratch buffer and copied out.  The buffers
+    are pooled for every thread (``list.pop`` and ``append`` are atomic), so
+    there are as many as reads ever ran at once; a read longer than one
+    has its own.  Any thread."""
     global _NOWAIT
     if file.direct or not _NOWAIT:
-        return False
+        return None
     if file.closed:
         file.check_open()
     if faults.armed:
         faults.check("read", file.path)
     try:
-        n = os.preadv(file.fd, (buf,), offset, _NOWAIT)
+        view = _scratch.pop()
+    except IndexError:
+        view = memoryview(bytearray(SCRATCH_BYTES))
+    try:
+        into = view[:length] if length <= SCRATCH_BYTES else bytearray(length)
+        n = os.preadv(file.fd, (into,), offset, _NOWAIT)
+        return bytes(into) if n == length else None
     except OSError as e:
         if e.errno == errno.EAGAIN:
-            return False
+            return None
         if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             _NOWAIT = 0
-            return False
+            return None
         raise HedgeIOError(e.errno or errno.EIO, "read", file.path) from None
-    return n == length
+    finally:
+        _scratch.append(view)
 
 
 async def write(file: File, data, offset: int, start: int = 0, length: int | None = None) -> int:

@@ -14,7 +14,7 @@ reads it does not try go to the ring as before.  From ``MAX_SKIP`` back to
 every read takes eight answered windows, about 32,000 reads.
 
 Any thread: ``try_now`` takes no lock; ``record`` takes the gate's lock
-once per window.
+once per window (``judge``).
 """
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ class InlineGate(OneInSkip):
     """Whether a read should ask the page cache first: one in ``skip``
     (hedge/lsm/one_in_skip.py)."""
 
-    __slots__ = ("_attempts", "_missed", "_lock")
+    __slots__ = ("attempts", "_missed", "_lock")
 
     def __init__(self):
         super().__init__(MAX_SKIP)
-        self._attempts = itertools.count(1)     # reads that asked the page cache
+        self.attempts = itertools.count(1)      # reads that asked the page cache
         self._missed = 0                        # of those in this window, unanswered
         self._lock = threading.Lock()
 
@@ -45,14 +45,20 @@ class InlineGate(OneInSkip):
     try_now = OneInSkip.take
 
     def record(self, answered: bool) -> None:
-        """A read that asked the page cache was ``answered`` or not."""
+        """A read that asked the page cache was ``answered`` or not.  The
+        page-cache read of TableCache inlines an answered one: ``if
+        next(gate.attempts) % GATE_WINDOW == 0: gate.judge()``."""
         if not answered:
             self._missed += 1       # racy by a count or two across threads: a share, not a total
-        if next(self._attempts) % GATE_WINDOW == 0:
-            with self._lock:
-                missed = self._missed / GATE_WINDOW
-                self._missed = 0
-                if missed >= MISSED_SHARE:
-                    self.fewer()
-                elif missed <= ANSWERED_BACK:
-                    self.more()
+        if next(self.attempts) % GATE_WINDOW == 0:
+            self.judge()
+
+    def judge(self) -> None:
+        """End a window of GATE_WINDOW attempts: ask for fewer or more."""
+        with self._lock:
+            missed = self._missed / GATE_WINDOW
+            self._missed = 0
+            if missed >= MISSED_SHARE:
+                self.fewer()
+            elif missed <= ANSWERED_BACK:
+                self.more()

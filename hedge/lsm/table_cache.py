@@ -6,12 +6,22 @@ into a TableReader that stays in memory while the table is live.  The
 reader reads its blocks through the cache's handle on the table's file: at
 most ``max_open_files`` table files of live tables are open at once; opening
 one more closes the least recently used file that no read is using, and a
-later read reopens it.  A file with reads in progress (``users``) is never
-closed, so the count may pass the limit by the number of concurrent reads.
-With ``inline_reads`` each reader also gets a ``read_now``: a read the page
-cache answers on the reader's own thread, holding the handle the same way
-for the length of the system call, and asked only as often as the
-cache's InlineGate allows (hedge/lsm/inline_gate.py).
+later read reopens it.  A file with ring reads in progress (``users``) is
+never closed, so the count may pass the limit by the number of concurrent
+reads.  With ``inline_reads`` each reader also gets a ``read_now``: a read
+the page cache answers on the reader's own thread, asked only as often as
+the cache's InlineGate allows (hedge/lsm/inline_gate.py).
+
+An in-place read takes no lock (the lock, taken twice, and the LRU's
+update cost such a read about 2 us in place; docs/design.md, "Inline block
+reads"): it joins the
+handle's ``readers`` (``list.append`` and ``pop`` are atomic), then loads
+the file.  Eviction takes the file out of the handle first (into
+``retired``), then closes it only if no in-place read is running; else the
+last of them closes it on its way out.  Each side stores before it looks,
+so one of them sees the other.  An in-place read sets the handle's ``used``
+bit instead of moving it in the LRU, and eviction gives a used file a
+second chance (CLOCK).
 
 A table leaves through ``drop`` once the version no longer holds it.
 Readers holding an older super version may still read it, so its file
@@ -28,8 +38,9 @@ must not happen on a foreground thread.  ``discard`` closes a table that
 was opened but never published (a failed install).
 
 Invariants: a live table's file is open or closed, never half-way; a file
-with users > 0 is never closed before ``close``; the LRU holds exactly the
-live tables whose file is open.
+with users > 0 is never closed before ``close``, nor a retired one while
+in-place reads run; the LRU holds exactly the live tables whose file is
+open.
 
 Threads: any executor thread may read through a reader or call ``open`` /
 ``pin``; the bookkeeping is under one lock, never held across an await.
@@ -49,22 +60,25 @@ from hedge.io import ops
 from hedge.io.file import File
 from hedge.lsm import filenames
 from hedge.lsm.cache import BlockCache, counter_value
-from hedge.lsm.inline_gate import InlineGate
+from hedge.lsm.inline_gate import GATE_WINDOW, InlineGate
 from hedge.lsm.table import TableReader
-from hedge.lsm.table_io import read_at, read_now
+from hedge.lsm.table_io import read_at
 
 
 class _Handle:
     """One table's file, open or closed, and the reads using it."""
 
-    __slots__ = ("number", "path", "file", "users", "live", "__weakref__")
+    __slots__ = ("number", "path", "file", "users", "live", "readers", "retired", "used", "__weakref__")
 
     def __init__(self, number: int, path: str):
         self.number = number
         self.path = path
         self.file: File | None = None
-        self.users = 0
+        self.users = 0                  # ring reads and pins holding the file (under the lock)
         self.live = True
+        self.readers: list = []         # in-place reads running, one item each (no lock)
+        self.retired: list[File] = []   # files evicted while in-place reads ran: the last closes them
+        self.used = False               # read in place since eviction last passed (CLOCK's bit)
 
 
 class TableCache:
@@ -194,6 +208,8 @@ class TableCache:
                 if handle.file is not None:
                     files.append(handle.file)
                     handle.file = None
+                files += handle.retired
+                handle.retired = []
         for file in files:
             file.close()
 
@@ -220,31 +236,44 @@ class TableCache:
 
     def _reader_now(self, handle: _Handle):
         """The ``read_now(offset, length)`` a TableReader of ``handle``
-        uses (``table_io.read_now``): the bytes when the page cache holds
+        uses (``ops.read_now``): the bytes when the page cache holds
         them all, else None: also when the gate has this read skip the
         page cache (hedge/lsm/inline_gate.py), or when the file is closed
-        now (the ring read that follows reopens it).  Raises HedgeIOError."""
+        now (the ring read that follows reopens it).  Raises HedgeIOError.
+
+        The misses of gets and scans come here: the read pins the handle
+        without the lock (see the module docstring), and the gate's
+        ``try_now`` and ``record(True)`` are inlined (each call cost such a
+        read about 1 us in place; docs/design.md, "Inline block reads")."""
         done = self._inline_reads
         missed = self._inline_fallbacks
         gate = self.inline_gate
+        attempts = gate.attempts
+        readers = handle.readers
+        ops_read_now = ops.read_now
 
         def read_cached(offset: int, length: int) -> bytes | None:
-            if not gate.try_now():
+            if gate.skip != 1 and not gate.try_now():
                 return None
-            file = self._acquire(handle)
-            if file is None:
-                next(missed)
-                return None
+            readers.append(None)
             try:
-                data = read_now(file, offset, length)
+                file = handle.file
+                if file is None:
+                    next(missed)
+                    return None
+                handle.used = True
+                data = ops_read_now(file, offset, length)
             finally:
-                self._release(handle)
+                readers.pop()
+                if handle.retired and not readers:
+                    self._close_retired(handle)
             if data is None:
                 next(missed)
                 gate.record(False)
-            else:
-                next(done)
-                gate.record(True)
+                return None
+            next(done)
+            if next(attempts) % GATE_WINDOW == 0:
+                gate.judge()
             return data
 
         return read_cached
@@ -277,16 +306,14 @@ class TableCache:
             victims = self._evict()
         if spare is not None:
             spare.close()
-        for victim in victims:
-            victim.close()
+        self._close_evicted(victims)
         return current
 
     def _release(self, handle: _Handle) -> None:
         with self._lock:
             handle.users -= 1
             victims = self._evict() if len(self._lru) > self.max_open_files else ()
-        for victim in victims:
-            victim.close()
+        self._close_evicted(victims)
 
     def _publish(self, handle: _Handle, file: File) -> None:
         with self._lock:
@@ -297,24 +324,50 @@ class TableCache:
             self._live[handle.number] = handle
             self._lru[handle.number] = handle
             victims = self._evict()
-        for victim in victims:
-            victim.close()
+        self._close_evicted(victims)
 
-    def _evict(self) -> list[File]:
+    def _evict(self) -> list[_Handle]:
         """Take the least recently used idle files beyond the limit out of
-        the LRU; return them for closing.  REQUIRES: the lock is held."""
+        the LRU and their handles (into ``retired``); return those handles
+        for ``_close_evicted``.  A file read in place since the last pass
+        (``used``) is moved to the back instead, once.  REQUIRES: the lock
+        is held."""
         excess = len(self._lru) - self.max_open_files
         victims = []
-        if excess > 0:
+        for _ in range(2):                  # the second pass finds the used bits cleared
+            if excess <= 0:
+                break
             for number, handle in list(self._lru.items()):
-                if handle.users == 0:
-                    del self._lru[number]
-                    victims.append(handle.file)
-                    handle.file = None
-                    excess -= 1
-                    if excess == 0:
-                        break
+                if handle.users:
+                    continue
+                if handle.used:
+                    handle.used = False
+                    self._lru.move_to_end(number)
+                    continue
+                del self._lru[number]
+                handle.retired.append(handle.file)
+                handle.file = None
+                victims.append(handle)
+                excess -= 1
+                if excess == 0:
+                    break
         return victims
+
+    def _close_evicted(self, handles: list[_Handle]) -> None:
+        """Close the files ``_evict`` retired, but those an in-place read
+        may still be using: the last such read closes them.  Without the
+        lock (the closes may be slow)."""
+        for handle in handles:
+            if not handle.readers:
+                self._close_retired(handle)
+
+    def _close_retired(self, handle: _Handle) -> None:
+        """Close the retired files of ``handle`` (once: whoever takes them
+        under the lock closes them)."""
+        with self._lock:
+            files, handle.retired = handle.retired, []
+        for file in files:
+            file.close()
 
     async def _open_file(self, path: str) -> File:
         return await ops.open_file(path, os.O_RDONLY, direct=self.direct_io)

@@ -7,8 +7,7 @@ Buffer taken from a small per-thread free list of its size (reads of up to
 POOLED_PAGES pages: one page, the two a compressed block crossing a page
 boundary spans, or a scan's read-ahead of several blocks; a new Buffer is
 an mmap, ~30 us), and is copied out as bytes (blocks in the cache must not
-alias a reused buffer).  ``read_now`` reads the same way on the calling
-thread when the page cache holds every byte (Options.inline_reads).
+alias a reused buffer).
 
 Writes: the builder hands out finished, page-aligned chunks (one data
 block each, about 16 KiB).  They are gathered until WRITE_BATCH_BYTES are
@@ -75,19 +74,6 @@ async def read_at(file: File, offset: int, length: int) -> bytes:
     try:
         await ops.read_exact(file, buf, offset, length)
         return bytes(buf.view[:length])
-    finally:
-        _give_back(buf)
-
-
-def read_now(file: File, offset: int, length: int) -> bytes | None:
-    """``read_at``'s bytes when the page cache holds them all, read on the
-    calling thread without waiting; None when the device would be needed
-    (``ops.read_now``).  Raises HedgeIOError."""
-    buf = _take_buffer(length)
-    try:
-        if ops.read_now(file, buf.view[:length], offset, length):
-            return bytes(buf.view[:length])
-        return None
     finally:
         _give_back(buf)
 

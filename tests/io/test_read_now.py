@@ -1,6 +1,6 @@
 """ops.read_now: a read the page cache answers on the calling thread, never
-waiting for the device; every other case says False (the caller then reads
-through the ring) or raises the typed error a ring read would."""
+waiting for the device, as bytes; every other case says None (the caller
+then reads through the ring) or raises the typed error a ring read would."""
 from __future__ import annotations
 
 import ctypes
@@ -12,7 +12,6 @@ import pytest
 
 from hedge.errors import ClosedError, HedgeIOError
 from hedge.io import faults, ops
-from hedge.io.buffer import Buffer
 from hedge.io.file import File
 
 
@@ -71,29 +70,24 @@ def test_resident_sees_what_a_read_brings_into_the_page_cache(data_file):
 
 def test_cached_bytes_are_read_in_place(data_file):
     path, data = data_file
-    buf = Buffer(8192)
     with File.open(path) as f:
-        assert ops.read_now(f, buf.view, 4096, 8192) is True
-    assert bytes(buf.view) == data[4096:4096 + 8192]
+        assert ops.read_now(f, 4096, 8192) == data[4096:4096 + 8192]
 
 
 def test_bytes_the_page_cache_lacks_are_not_waited_for(data_file):
     path, data = data_file
     if not _evicted(path, 65536, 4096):
         pytest.skip("this file system keeps the file's pages whatever is asked")
-    buf = Buffer(4096)
     with File.open(path) as f:
-        assert ops.read_now(f, buf.view, 65536, 4096) is False
+        assert ops.read_now(f, 65536, 4096) is None
         os.pread(f.fd, 4096, 65536)                 # now cached
-        assert ops.read_now(f, buf.view, 65536, 4096) is True
-    assert bytes(buf.view) == data[65536:65536 + 4096]
+        assert ops.read_now(f, 65536, 4096) == data[65536:65536 + 4096]
 
 
 def test_a_read_past_the_end_is_left_to_the_ring(data_file):
     path, data = data_file
-    buf = Buffer(8192)
     with File.open(path) as f:
-        assert ops.read_now(f, buf.view, len(data) - 4096, 8192) is False
+        assert ops.read_now(f, len(data) - 4096, 8192) is None
 
 
 def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch):
@@ -102,7 +96,7 @@ def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch):
     monkeypatch.setattr(ops.os, "preadv", lambda *a: calls.append(a))
     with File.open(path) as f:
         f.direct = True                             # as opened with direct=True
-        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
+        assert ops.read_now(f, 0, 4096) is None
     assert calls == []
 
 
@@ -118,8 +112,8 @@ def test_a_system_without_nowait_reads_turns_them_off(data_file, monkeypatch, co
     monkeypatch.setattr(ops, "_NOWAIT", ops._NOWAIT)    # restored after the test
     monkeypatch.setattr(ops.os, "preadv", refuse)
     with File.open(path) as f:
-        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
-        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is False
+        assert ops.read_now(f, 0, 4096) is None
+        assert ops.read_now(f, 0, 4096) is None
     assert len(calls) == 1                          # asked once, then never again
 
 
@@ -132,7 +126,7 @@ def test_an_io_error_is_a_typed_error(data_file, monkeypatch):
     monkeypatch.setattr(ops.os, "preadv", fail)
     with File.open(path) as f:
         with pytest.raises(HedgeIOError) as raised:
-            ops.read_now(f, Buffer(4096).view, 0, 4096)
+            ops.read_now(f, 0, 4096)
     assert raised.value.errno == errno.EIO and raised.value.op == "read"
     assert raised.value.path == path
 
@@ -142,9 +136,9 @@ def test_an_injected_read_fault_fails_it_like_a_ring_read(data_file):
     with File.open(path) as f:
         with faults.inject("read", errno.EIO, path_contains="data.bin", times=1):
             with pytest.raises(HedgeIOError) as raised:
-                ops.read_now(f, Buffer(4096).view, 0, 4096)
+                ops.read_now(f, 0, 4096)
         assert raised.value.errno == errno.EIO
-        assert ops.read_now(f, Buffer(4096).view, 0, 4096) is True
+        assert ops.read_now(f, 0, 4096) is not None
 
 
 def test_a_closed_file_is_refused(data_file):
@@ -152,4 +146,40 @@ def test_a_closed_file_is_refused(data_file):
     f = File.open(path)
     f.close()
     with pytest.raises(ClosedError):
-        ops.read_now(f, Buffer(4096).view, 0, 4096)
+        ops.read_now(f, 0, 4096)
+
+
+def test_a_read_longer_than_a_scratch_buffer_is_read_whole(data_file):
+    path, data = data_file
+    length = ops.SCRATCH_BYTES + 8192
+    with File.open(path) as f:
+        assert ops.read_now(f, 4096, length) == data[4096:4096 + length]
+
+
+def test_the_bytes_read_do_not_change_with_the_next_read(data_file):
+    path, data = data_file
+    with File.open(path) as f:
+        first = ops.read_now(f, 0, 8192)
+        second = ops.read_now(f, 65536, 8192)
+    assert first == data[:8192] and second == data[65536:65536 + 8192]
+
+
+def test_a_read_made_while_another_is_running_has_a_buffer_of_its_own(data_file, monkeypatch):
+    """As a signal handler's read, or another thread's while one waits in
+    its system call: the two reads must not share a scratch buffer."""
+    path, data = data_file
+    preadv = os.preadv
+    nested = []
+
+    def preadv_then_a_read(fd, buffers, offset, flags):
+        n = preadv(fd, buffers, offset, flags)
+        if not nested:                          # the other read, before this one's bytes are copied out
+            nested.append(None)
+            nested[0] = ops.read_now(f, 131072, 8192)
+        return n
+
+    monkeypatch.setattr(ops.os, "preadv", preadv_then_a_read)
+    with File.open(path) as f:
+        outer = ops.read_now(f, 0, 8192)
+    assert nested == [data[131072:131072 + 8192]]
+    assert outer == data[:8192]

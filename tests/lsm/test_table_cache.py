@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from hedge.io import ops
 from hedge.lsm.keys import Kind
 from hedge.lsm.table_cache import TableCache
 from hedge.lsm.table_io import write_table
@@ -121,3 +122,46 @@ def test_a_dropped_table_is_released_open_when_its_last_reader_goes(executor, di
     assert fds() == before
     del readers[5]
     assert [n for n, _file in cache.take_released()] == [5] and cache.unreleased == 0
+
+
+def test_a_file_evicted_during_an_in_place_read_is_closed_when_the_read_ends(executor, directory, monkeypatch):
+    before = fds()
+    cache = TableCache(directory, False, None, max_open_files=TABLES, inline_reads=True)
+    readers = open_all(executor, cache)
+    pinned = executor.run_sync(cache.pin([2]))
+    preadv = os.preadv
+    during = []
+
+    def preadv_then_evict(fd, buffers, offset, flags):
+        n = preadv(fd, buffers, offset, flags)
+        if not during:
+            cache.max_open_files = 1
+            cache.unpin(executor.run_sync(cache.pin([3])))      # releasing it evicts all but table 2
+            during.append(fds())
+        return n
+
+    monkeypatch.setattr(ops.os, "preadv", preadv_then_evict)
+    found = readers[1].get_cached(key(1, 5), 1 << 40)           # in place, on this thread
+    assert found[2] == b"v5"
+    # Table 1's file stayed open (beside pinned table 2's) until the read
+    # ended; then the read closed it.
+    assert during == [before + 2] and fds() == before + 1
+    assert cache.stats()["inline_reads"] == 1
+    cache.unpin(pinned)
+    assert fds() == before + 1
+    cache.close()
+    assert fds() == before
+
+
+def test_a_file_read_in_place_is_evicted_after_one_not_read(executor, directory):
+    cache = TableCache(directory, False, None, max_open_files=2, inline_reads=True)
+    readers = open_all(executor, cache)                         # 5 and 6 are open, 5 the older
+    assert readers[5].get_cached(key(5, 1), 1 << 40)[2] == b"v1"
+    assert cache.stats()["inline_reads"] == 1
+    get(executor, readers[1], key(1, 1))                        # reopens 1: one of 5 and 6 goes
+    reopens = cache.stats()["reopens"]
+    get(executor, readers[5], key(5, 2))                        # still open: no reopen
+    assert cache.stats()["reopens"] == reopens and cache.stats()["inline_reads"] == 2
+    get(executor, readers[6], key(6, 2))
+    assert cache.stats()["reopens"] == reopens + 1
+    cache.close()
