@@ -9,6 +9,7 @@ import pytest
 from hedge.io import ops
 from hedge.lsm.keys import Kind
 from hedge.lsm.table_cache import TableCache
+from hedge.lsm.table.reader import NOT_CACHED as RD_NOT_CACHED
 from hedge.lsm.table_io import write_table
 
 TABLES = 6
@@ -165,3 +166,53 @@ def test_a_file_read_in_place_is_evicted_after_one_not_read(executor, directory)
     get(executor, readers[6], key(6, 2))
     assert cache.stats()["reopens"] == reopens + 1
     cache.close()
+
+
+def test_in_place_reads_from_threads_with_evictions_meanwhile_answer_right_and_leak_no_file(
+        executor, directory):
+    """Threads read in place while the executor's ring reads keep
+    reopening and evicting files (limit 2 for 6 tables); the switch
+    interval is short so that threads interleave inside the reads."""
+    import sys
+    import threading
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        before = fds()
+        cache = TableCache(directory, False, None, max_open_files=2, inline_reads=True)
+        readers = open_all(executor, cache)
+        stop = threading.Event()
+        wrong = []
+        done = [0] * 4
+
+        def read_in_place(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                n = 1 + (i + t) % TABLES
+                try:
+                    found = readers[n].get_cached(key(n, i % 300), 1 << 40)
+                except Exception as e:                  # a read of a closed file, say
+                    wrong.append((n, i, e))
+                    return
+                if found is not RD_NOT_CACHED and found[2] != b"v%d" % (i % 300):
+                    wrong.append((n, i, found))
+                i += 1
+                done[t] += 1
+
+        threads = [threading.Thread(target=read_in_place, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for i in range(300):                            # ring reads: reopen, evict
+            n = 1 + i % TABLES
+            assert get(executor, readers[n], key(n, i))[2] == b"v%d" % i
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert wrong == [] and min(done) > 0
+        assert cache.stats()["inline_reads"] > 0 and cache.stats()["reopens"] > 0
+        assert fds() <= before + 2                      # every evicted file closed
+        cache.close()
+        assert fds() == before
+    finally:
+        sys.setswitchinterval(interval)
