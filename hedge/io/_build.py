@@ -14,6 +14,8 @@ kernels"):
 
 - ``hedge_bloom_set``: the probe bits of every key of a table's bloom
   filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``);
+- ``hedge_bloom_probe``: whether one key's probe bits are all set
+  (hedge/lsm/bloom.py, ``BloomFilter.may_contain``);
 - ``hedge_block_seek`` and ``hedge_block_find``: the binary search of a
   data block (hedge/lsm/block.py, ``Block.lower_bound`` and ``Block.get``).
 
@@ -78,6 +80,7 @@ int io_uring_register_eventfd(struct io_uring *ring, int fd);
 #define HEDGE_SETUP_COOP_TASKRUN ...
 
 void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes);
+int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, const char *digest);
 
 long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len);
 long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
@@ -242,6 +245,26 @@ void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64
             bits[b >> 3] |= (uint8_t)(1u << (b & 7));
         }
     }
+}
+
+/* Kernel: 1 when every probe bit of the key whose 16-byte digest (as
+   above) is given is set in the bitmap, 0 as soon as one is not.  Twin:
+   hedge/lsm/bloom.py, BloomFilter.may_contain's Python probes. */
+int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, const char *digest)
+{
+    const uint8_t *d8 = (const uint8_t *)digest;
+    uint64_t b = hedge_be64(d8 + 8) % nbits;
+    if (!(bits[b >> 3] & (1u << (b & 7))))
+        return 0;
+    uint64_t d = hedge_be64(d8) % nbits;
+    for (unsigned j = 1; j < probes; j++) {
+        b += d;
+        if (b >= nbits)
+            b -= nbits;
+        if (!(bits[b >> 3] & (1u << (b & 7))))
+            return 0;
+    }
+    return 1;
 }
 
 /* Kernels: the binary search of a data block (docs/format/table.md, "Data

@@ -13,7 +13,9 @@ may be read by any thread.
 A probe costs about 1,500 machine instructions of interpreter work (small
 integers), so a present key (all probes) costs several times an absent
 one (most stop at the first or second probe); perf/lsm_micro.py measures
-both.
+both.  So ``may_contain`` probes in C (``hedge_bloom_probe``) when the
+kernel is built, the Python probes being its twin; ``use_probe_kernel``
+switches between them.
 """
 from __future__ import annotations
 
@@ -42,12 +44,29 @@ _U128 = struct.Struct(">QQ").unpack
 _BIT = (1, 2, 4, 8, 16, 32, 64, 128)
 _LITTLE = sys.byteorder == "little"
 
-# The last key probed and its (h1, h2).  A point lookup probes the filters
-# of several tables with the same key object, and the hash and its split
-# cost as much as two probes.  One tuple, replaced whole (atomic under the
-# GIL), holding the key so that its identity cannot be reused; only
-# immutable bytes keys are remembered.
-_last_hash: tuple = (None, 0, 0)
+# The last key probed and its digest.  A point lookup probes the filters
+# of several tables with the same key object, and the hash costs as much
+# as a probe.  One tuple, replaced whole (atomic under the GIL), holding
+# the key so that its identity cannot be reused; only immutable bytes keys
+# are remembered.
+_last_hash: tuple = (None, b"")
+
+_PROBE_KERNEL = kernels.load("hedge_bloom_probe")
+# The kernel in use (None: the Python probes); set by use_probe_kernel.
+_probe = None
+
+
+def probe_kernel_available() -> bool:
+    """Whether the C probes can run (hedge/io/kernels.py)."""
+    return _PROBE_KERNEL is not None
+
+
+def use_probe_kernel(enabled: bool) -> None:
+    """Probe filters in C (when available) or in Python.  For tests and
+    measurements that compare the two; the default is C when available.
+    Process-wide: call it with no lookup running."""
+    global _probe
+    _probe = _PROBE_KERNEL[1] if enabled and _PROBE_KERNEL is not None else None
 
 
 def probes_for(bits_per_key: int) -> int:
@@ -143,7 +162,7 @@ class BloomFilter:
     the checksum or the trailer is wrong; ``offset`` is the filter's offset in
     its file."""
 
-    __slots__ = ("_bits", "_nbits", "_more_probes")
+    __slots__ = ("_bits", "_nbits", "_probes", "_more_probes", "_cbits")
 
     def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
         data = bytes(data) if type(data) is not bytes else data
@@ -159,18 +178,27 @@ class BloomFilter:
             raise CorruptionError(file, offset, f"bloom filter trailer is inconsistent (probes {k}, bitmap {nbytes} of {n} bytes)")
         self._bits = data
         self._nbits = nbytes * 8
+        self._probes = k
         self._more_probes = range(k - 1)
+        # The bitmap as the kernel takes it (holding a reference to data).
+        self._cbits = None if _PROBE_KERNEL is None else _PROBE_KERNEL[0].from_buffer("uint8_t[]", data)
 
     def may_contain(self, key: bytes) -> bool:
         """False only when ``key`` was certainly never added."""
         global _last_hash
         last = _last_hash
         if last[0] is key:
-            h1, h2 = last[1], last[2]
+            digest = last[1]
         else:
-            h2, h1 = _U128(_xxh3_128_digest(key))
+            digest = _xxh3_128_digest(key)
             if type(key) is bytes:
-                _last_hash = (key, h1, h2)
+                _last_hash = (key, digest)
+        probe = _probe
+        if probe is not None:
+            # A present key's seven probes cost about 2 us in Python in
+            # place, 1 us more than this call (docs/design.md, "C kernels").
+            return probe(self._cbits, self._nbits, self._probes, digest) != 0
+        h2, h1 = _U128(digest)
         # Probe i is (h1 + i*h2) mod nbits, as b + i*d with both reduced.
         # The first probe rejects about half of the absent keys, so h2 is
         # reduced only after it.
@@ -191,3 +219,6 @@ class BloomFilter:
     @property
     def nbytes(self) -> int:
         return len(self._bits)
+
+
+use_probe_kernel(True)

@@ -18,6 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import hedge
 from hedge.lsm import block as block_module
+from hedge.lsm import bloom as bloom_module
 from tests.db.helpers import SMALL, SOAK, level_summary, model_scan, open_db
 
 # A small alphabet so that overwrites and removes hit existing keys.
@@ -216,15 +217,17 @@ def test_hedge_behaves_like_a_dict(io_method):
 
 
 @pytest.mark.timeout(900 if SOAK else 120)
-def test_hedge_behaves_like_a_dict_with_blocks_searched_in_python():
-    """The same machine with the block search's Python twin (the test above
-    uses the C kernel when it is built); one I/O method, since the search
-    does no I/O."""
+def test_hedge_behaves_like_a_dict_with_blocks_searched_and_filters_probed_in_python():
+    """The same machine with the Python twins of the block search and the
+    bloom probes (the test above uses the C kernels when they are built);
+    one I/O method, since neither does I/O."""
     block_module.use_search_kernel(False)
+    bloom_module.use_probe_kernel(False)
     try:
         machine = _run_machine("sync")
     finally:
         block_module.use_search_kernel(True)
+        bloom_module.use_probe_kernel(True)
     assert max(machine.seen_levels) >= 2, machine.seen_levels
 
 

@@ -1,8 +1,11 @@
 """Bloom filter: no false negatives, false-positive rate, corruption."""
 from __future__ import annotations
 
+import os
 import random
 import struct
+import subprocess
+import sys
 
 import pytest
 import xxhash
@@ -80,8 +83,19 @@ def test_inconsistent_trailer_with_valid_checksum_raises_corruption():
         BloomFilter(data, file="f", offset=0)
 
 
+@pytest.fixture(params=["c", "python"])
+def bloom_probe(request) -> str:
+    """Filters probed by the C kernel or by its Python twin for the test's
+    duration (the C one skipped, saying why, when it is not built)."""
+    if request.param == "c" and not bloom_module.probe_kernel_available():
+        pytest.skip("the C probes are not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+    bloom_module.use_probe_kernel(request.param == "c")
+    yield request.param
+    bloom_module.use_probe_kernel(True)
+
+
 @pytest.mark.parametrize("bits_per_key,nkeys", [(10, 5000), (1, 300), (4, 2), (20, 1000), (64, 50)])
-def test_probe_follows_the_documented_formula(bits_per_key, nkeys):
+def test_probe_follows_the_documented_formula(bits_per_key, nkeys, bloom_probe):
     """docs/format/bloom.md, computed the plain way: bit (h1 + i*h2) mod
     nbits for i < k, with exact integers, for added and absent keys."""
     rng = random.Random(bits_per_key * 1000 + nkeys)
@@ -168,3 +182,34 @@ def test_tables_built_with_and_without_the_kernel_are_identical(monkeypatch):
 def test_pure_python_is_chosen_when_asked(monkeypatch):
     monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
     assert bloom_module._c_kernel() is None
+
+
+@pytest.mark.skipif(not bloom_module.probe_kernel_available(),
+                    reason="the C probes are not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+@pytest.mark.parametrize("seed", range(6))
+def test_c_probes_answer_as_their_python_twin(seed):
+    """Random filters from 1 to 64 bits per key (1 to MAX_PROBES probes),
+    empty to large, asked for their keys and for random others, with each
+    probe in turn."""
+    rng = random.Random(seed)
+    bits_per_key = rng.choice([1, 2, 10, 23, 64])
+    keys = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.choice([0, 1, 60, 4000]))]
+    bloom = BloomFilter(build(keys, bits_per_key))
+    asked = keys + [rng.randbytes(rng.randint(0, 40)) for _ in range(4000)]
+    answers = {}
+    try:
+        for kernel in (True, False):
+            bloom_module.use_probe_kernel(kernel)
+            answers[kernel] = [bloom.may_contain(key) for key in asked]
+    finally:
+        bloom_module.use_probe_kernel(True)
+    assert answers[True] == answers[False]
+    assert all(answers[True][:len(keys)])
+
+
+def test_pure_python_probes_are_chosen_when_asked():
+    """HEDGE_PURE_PYTHON is read when the module loads: a fresh interpreter."""
+    env = dict(os.environ, HEDGE_PURE_PYTHON="1")
+    code = "from hedge.lsm import bloom; print(bloom.probe_kernel_available(), bloom._probe)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "None"]
