@@ -9,6 +9,49 @@ HEDGE_PURE_PYTHON environment variable is set (to run the twins).
 from __future__ import annotations
 
 import os
+import threading
+
+# The threads that call the engine themselves (the blocking API, asyncio
+# loops; not hedge's own executors), counted from their first call until
+# they end.  cffi releases the GIL around every kernel call; with two or
+# more such threads each call may hand the GIL to another of them, and the
+# caller then waits for its turn again.  From 64 threads YCSB C ran at
+# half the speed with the block search and the bloom probes in C than with
+# their Python twins, while from one thread the kernels made it 12% faster
+# (docs/design.md, "C kernels").  So the lookups' kernels give way to their
+# twins while ``len(caller_threads) > 1`` (a dict's len is atomic).
+caller_threads: dict[int, None] = {}
+_caller_lock = threading.Lock()
+
+
+class _CallerMark:
+    """Counts its thread in ``caller_threads`` while it lives: it is the
+    thread's local, dropped when the thread ends."""
+
+    __slots__ = ("ident",)
+
+    def __init__(self):
+        self.ident = threading.get_ident()
+        with _caller_lock:
+            caller_threads[self.ident] = None
+
+    def __del__(self, _lock=_caller_lock, _threads=caller_threads):
+        # The module's globals may be gone when the last thread's mark goes.
+        with _lock:
+            _threads.pop(self.ident, None)
+
+
+class _Marks(threading.local):
+    mark: _CallerMark | None = None
+
+
+_marks = _Marks()
+
+
+def note_caller_thread() -> None:
+    """Count the calling thread among ``caller_threads`` (once; any thread)."""
+    if _marks.mark is None:
+        _marks.mark = _CallerMark()
 
 
 def load(*names: str):

@@ -52,6 +52,7 @@ _LITTLE = sys.byteorder == "little"
 _last_hash: tuple = (None, b"")
 
 _PROBE_KERNEL = kernels.load("hedge_bloom_probe")
+_caller_threads = kernels.caller_threads  # the twins run while two or more have a caller executor
 # The kernel in use (None: the Python probes); set by use_probe_kernel.
 _probe = None
 
@@ -194,7 +195,7 @@ class BloomFilter:
             if type(key) is bytes:
                 _last_hash = (key, digest)
         probe = _probe
-        if probe is not None:
+        if probe is not None and len(_caller_threads) < 2:
             # A present key's seven probes cost about 2 us in Python in
             # place, 1 us more than this call (docs/design.md, "C kernels").
             return probe(self._cbits, self._nbits, self._probes, digest) != 0
