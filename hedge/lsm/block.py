@@ -75,7 +75,7 @@ def _offsets_format(count: int) -> struct.Struct:
 
 # (ffi, hedge_block_find, hedge_block_seek), or None: no C search.
 _KERNELS = kernels.load("hedge_block_find", "hedge_block_seek")
-_caller_threads = kernels.caller_threads  # the twins run while two or more have a caller executor
+_caller_threads = kernels.caller_threads  # the twin runs while two or more threads call the engine
 # The kernels in use (None: the Python search); set by use_search_kernel.
 _find = _seek = None
 # hedge_block_find's answer for a key the block holds no version of; any

@@ -52,7 +52,7 @@ _LITTLE = sys.byteorder == "little"
 _last_hash: tuple = (None, b"")
 
 _PROBE_KERNEL = kernels.load("hedge_bloom_probe")
-_caller_threads = kernels.caller_threads  # the twins run while two or more have a caller executor
+_caller_threads = kernels.caller_threads  # the twin runs while two or more threads call the engine
 # The kernel in use (None: the Python probes); set by use_probe_kernel.
 _probe = None
 
