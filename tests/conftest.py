@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite: one per I/O method, an executor on
-each, one per block search (C kernel or Python twin), and helpers to run
-coroutines on it."""
+each, one per block search and per bloom probe (C kernel or Python twin),
+and helpers to run coroutines on it."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ import pytest
 from hedge.exec import Executor
 from hedge.io.backend import uring_status
 from hedge.lsm import block as block_module
+from hedge.lsm import bloom as bloom_module
 
 IO_METHODS = ["io_uring", "threads", "sync"]
 
@@ -31,15 +32,31 @@ def io_method(request) -> str:
 BLOCK_SEARCHES = ["c", "python"]
 
 
+def _kernel_or_twin(request, available: bool, use, what: str):
+    """The body of a fixture run once with a C kernel and once with its
+    Python twin (``use(True)`` / ``use(False)``); the C run is skipped,
+    saying why, when the kernel is not built."""
+    if request.param == "c" and not available:
+        pytest.skip(f"the C {what} kernel is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+    use(request.param == "c")
+    yield request.param
+    use(True)
+
+
 @pytest.fixture(params=BLOCK_SEARCHES)
 def block_search(request) -> str:
     """Blocks searched by the C kernel or by its Python twin for the test's
-    duration (the C one skipped, saying why, when it is not built)."""
-    if request.param == "c" and not block_module.search_kernel_available():
-        pytest.skip("the C block search is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
-    block_module.use_search_kernel(request.param == "c")
-    yield request.param
-    block_module.use_search_kernel(True)
+    duration."""
+    yield from _kernel_or_twin(request, block_module.search_kernel_available(), block_module.use_search_kernel,
+                               "block search")
+
+
+@pytest.fixture(params=BLOCK_SEARCHES)
+def bloom_probe(request) -> str:
+    """Bloom filters probed by the C kernel or by its Python twin for the
+    test's duration."""
+    yield from _kernel_or_twin(request, bloom_module.probe_kernel_available(), bloom_module.use_probe_kernel,
+                               "bloom probe")
 
 
 @pytest.fixture

@@ -83,17 +83,6 @@ def test_inconsistent_trailer_with_valid_checksum_raises_corruption():
         BloomFilter(data, file="f", offset=0)
 
 
-@pytest.fixture(params=["c", "python"])
-def bloom_probe(request) -> str:
-    """Filters probed by the C kernel or by its Python twin for the test's
-    duration (the C one skipped, saying why, when it is not built)."""
-    if request.param == "c" and not bloom_module.probe_kernel_available():
-        pytest.skip("the C probes are not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
-    bloom_module.use_probe_kernel(request.param == "c")
-    yield request.param
-    bloom_module.use_probe_kernel(True)
-
-
 @pytest.mark.parametrize("bits_per_key,nkeys", [(10, 5000), (1, 300), (4, 2), (20, 1000), (64, 50)])
 def test_probe_follows_the_documented_formula(bits_per_key, nkeys, bloom_probe):
     """docs/format/bloom.md, computed the plain way: bit (h1 + i*h2) mod
