@@ -19,8 +19,9 @@ import threading
 # half the speed with the block search and the bloom probes in C than with
 # their Python twins, while from one thread the kernels made it 12% faster
 # (docs/design.md, "C kernels").  So the lookups' kernels give way to their
-# twins while ``len(caller_threads) > 1`` (a dict's len is atomic).
+# twins while ``many_callers``: two or more threads are counted.
 caller_threads: dict[int, None] = {}
+many_callers = False
 _caller_lock = threading.Lock()
 
 
@@ -31,14 +32,18 @@ class _CallerMark:
     __slots__ = ("ident",)
 
     def __init__(self):
+        global many_callers
         self.ident = threading.get_ident()
         with _caller_lock:
             caller_threads[self.ident] = None
+            many_callers = len(caller_threads) > 1
 
     def __del__(self, _lock=_caller_lock, _threads=caller_threads):
         # The module's globals may be gone when the last thread's mark goes.
+        global many_callers
         with _lock:
             _threads.pop(self.ident, None)
+            many_callers = len(_threads) > 1
 
 
 class _Marks(threading.local):

@@ -75,7 +75,6 @@ def _offsets_format(count: int) -> struct.Struct:
 
 # (ffi, hedge_block_find, hedge_block_seek), or None: no C search.
 _KERNELS = kernels.load("hedge_block_find", "hedge_block_seek")
-_caller_threads = kernels.caller_threads  # the twin runs while two or more threads call the engine
 # The kernels in use (None: the Python search); set by use_search_kernel.
 _find = _seek = None
 # hedge_block_find's answer for a key the block holds no version of; any
@@ -283,7 +282,7 @@ class Block:
                 i += 1
             return None
         data = self._data
-        if _find is not None and len(_caller_threads) < 2:
+        if _find is not None and not kernels.many_callers:
             off = _find(data, len(data), user_key, len(user_key), snapshot_seq)
             if off < 0:
                 if off == _ABSENT:
@@ -325,7 +324,7 @@ class Block:
         if self._keys is not None:
             return bisect_left(self._keys, user_key)
         data = self._data
-        if _seek is not None and len(_caller_threads) < 2:
+        if _seek is not None and not kernels.many_callers:
             i = _seek(data, len(data), user_key, len(user_key))
             if i < 0:
                 raise self._corrupt_offsets()

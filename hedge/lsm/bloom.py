@@ -52,7 +52,6 @@ _LITTLE = sys.byteorder == "little"
 _last_hash: tuple = (None, b"")
 
 _PROBE_KERNEL = kernels.load("hedge_bloom_probe")
-_caller_threads = kernels.caller_threads  # the twin runs while two or more threads call the engine
 # The kernel in use (None: the Python probes); set by use_probe_kernel.
 _probe = None
 
@@ -195,7 +194,7 @@ class BloomFilter:
             if type(key) is bytes:
                 _last_hash = (key, digest)
         probe = _probe
-        if probe is not None and len(_caller_threads) < 2:
+        if probe is not None and not kernels.many_callers:
             # A present key's seven probes cost about 2 us in Python in
             # place, 1 us more than this call (docs/design.md, "C kernels").
             return probe(self._cbits, self._nbits, self._probes, digest) != 0

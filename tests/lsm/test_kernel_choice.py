@@ -1,6 +1,7 @@
 """Which search and probes a lookup runs: the C kernels while at most one
 thread calls the engine itself, their Python twins from two on
-(hedge/io/kernels.py, ``caller_threads``), with the same answers."""
+(hedge/io/kernels.py, ``caller_threads`` and ``many_callers``), with the
+same answers."""
 from __future__ import annotations
 
 import threading
@@ -59,13 +60,10 @@ def test_two_caller_threads_turn_the_kernels_into_their_twins(monkeypatch):
         return (block.get(b"k007", 10), block.lower_bound(b"k0105"), bloom.may_contain(b"k011"),
                 bloom.may_contain(b"absent"))
 
-    monkeypatch.setattr(kernels, "caller_threads", dict(kernels.caller_threads))
-    monkeypatch.setattr(block_module, "_caller_threads", kernels.caller_threads)
-    monkeypatch.setattr(bloom_module, "_caller_threads", kernels.caller_threads)
-    kernels.caller_threads.clear()
+    monkeypatch.setattr(kernels, "many_callers", False)
     alone = ask()
     assert (len(finds), len(seeks), len(probes)) == (1, 1, 2)
-    kernels.caller_threads.update({-1: None, -2: None})      # two threads
+    monkeypatch.setattr(kernels, "many_callers", True)      # two threads or more
     crowded = ask()
     assert (len(finds), len(seeks), len(probes)) == (1, 1, 2)     # no kernel call more
     assert crowded == alone == ((5, Kind.PUT, b"v7"), 11, True, bloom.may_contain(b"absent"))
@@ -89,7 +87,7 @@ def test_each_thread_calling_the_engine_is_counted_until_it_ends(monkeypatch, tm
         def other() -> None:
             try:
                 assert db.get(b"k0007") == b"v7"                 # read in place: no ring, still counted
-                counted.append(len(kernels.caller_threads))
+                counted.append((len(kernels.caller_threads), kernels.many_callers))
             finally:
                 asked.set()
             go_on.wait()
@@ -101,7 +99,7 @@ def test_each_thread_calling_the_engine_is_counted_until_it_ends(monkeypatch, tm
         assert db.get(b"k0100") == b"v100"                       # two caller threads now
         go_on.set()
         thread.join()
-        assert counted == [len(before) + 1]
+        assert counted == [(len(before) + 1, True)]
         assert len(probes) == n                                  # the twin answered
         gone = thread.ident
         del thread
