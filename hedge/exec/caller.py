@@ -39,8 +39,8 @@ from hedge.errors import ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.executor import DONE, RUNNING, Executor, current_executor_or_none, set_current_executor
 from hedge.exec.task import Task
-from hedge.io.backend import SUBMIT_MIN
 from hedge.io import kernels
+from hedge.io.backend import SUBMIT_MIN
 from hedge.io.traps import TRAP_IO
 
 log = logging.getLogger("hedge")
