@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: one per I/O method, an executor on
-each, one per block search and per bloom probe (C kernel or Python twin),
+each, one per block search, block decoding and bloom probe (C kernel or
+Python twin),
 and helpers to run coroutines on it."""
 from __future__ import annotations
 
@@ -49,6 +50,14 @@ def block_search(request) -> str:
     duration."""
     yield from _kernel_or_twin(request, block_module.search_kernel_available(), block_module.use_search_kernel,
                                "block search")
+
+
+@pytest.fixture(params=BLOCK_SEARCHES)
+def block_decode(request) -> str:
+    """Block entries decoded by the C kernel or by its Python twin for the
+    test's duration."""
+    yield from _kernel_or_twin(request, block_module.decode_kernel_available(), block_module.use_decode_kernel,
+                               "block decoding")
 
 
 @pytest.fixture(params=BLOCK_SEARCHES)

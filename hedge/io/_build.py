@@ -367,6 +367,95 @@ long hedge_block_find(const char *block, size_t size, const char *key, size_t ke
         return i;
     return equal ? (long)entry : HEDGE_BLOCK_ABSENT;
 }
+
+/* A kernel that returns Python objects: Block.entries_between's decoding
+   (hedge/lsm/block.py; the Python loop there is its twin).  It is a
+   builtin function of the CPython API, not a cffi call: it builds the
+   entries' tuples itself, and it holds the GIL like any builtin (cffi
+   would release it around the call, and could not return objects).
+   cffi's cdef cannot name PyObject, so hedge/lsm/block.py fetches the
+   function once through hedge_block_entries_function (ctypes.PyDLL, which
+   holds the GIL for the call).
+
+   block_entries(block, first, stop) -> list of (key, seq, kind, value),
+   the entries at index first up to stop, or None when the trailer, an
+   offset, a length or a kind byte is impossible (a block whose checksum
+   matched: a bug, or a forged file).  Every offset and length is checked
+   against the entries' area before it is read. */
+static PyObject *hedge_block_entries_impl(PyObject *self, PyObject *args)
+{
+    PyObject *data;
+    char *block;
+    Py_ssize_t size, first, stop;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Snn", &data, &first, &stop) || PyBytes_AsStringAndSize(data, &block, &size) < 0)
+        return NULL;
+    const unsigned char *b = (const unsigned char *)block;
+    if (size < 12)
+        Py_RETURN_NONE;
+    uint32_t count = hedge_le32(b + size - 12);
+    if ((size_t)(size - 12) / 4 < count || first < 0 || stop < first || (size_t)stop > count)
+        Py_RETURN_NONE;
+    size_t entries_end = (size_t)size - 12 - 4 * (size_t)count;
+    const unsigned char *offsets = b + entries_end;
+    PyObject *out = PyList_New(stop - first);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = first; i < stop; i++) {
+        uint32_t off = hedge_le32(offsets + 4 * (size_t)i);
+        if (off > entries_end || entries_end - off < 16)
+            goto corrupt;
+        uint32_t klen = hedge_le32(b + off), vlen = hedge_le32(b + off + 4);
+        uint64_t sk = hedge_le64(b + off + 8);
+        size_t room = entries_end - off - 16;
+        if (klen > room || vlen > room - klen || (sk & 0xFF) > 1)
+            goto corrupt;
+        PyObject *entry = PyTuple_New(4);
+        if (entry == NULL)
+            goto fail;
+        PyList_SetItem(out, i - first, entry);   /* steals: out owns it now */
+        PyObject *key = PyBytes_FromStringAndSize(block + off + 16, klen);
+        if (key == NULL)
+            goto fail;
+        PyTuple_SetItem(entry, 0, key);
+        PyObject *seq = PyLong_FromUnsignedLongLong(sk >> 8);
+        if (seq == NULL)
+            goto fail;
+        PyTuple_SetItem(entry, 1, seq);
+        PyObject *kind = PyLong_FromLong((long)(sk & 0xFF));
+        if (kind == NULL)
+            goto fail;
+        PyTuple_SetItem(entry, 2, kind);
+        PyObject *value = PyBytes_FromStringAndSize(block + off + 16 + klen, vlen);
+        if (value == NULL)
+            goto fail;
+        PyTuple_SetItem(entry, 3, value);
+    }
+    return out;
+corrupt:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef hedge_block_entries_def = {
+    "block_entries", hedge_block_entries_impl, METH_VARARGS,
+    "block_entries(block, first, stop): the decoded entries first..stop-1, or None for a corrupt block."
+};
+
+/* The block_entries function object, made once; a new reference each
+   call (ctypes with restype py_object takes it over), NULL with the
+   exception set when it cannot be made.  REQUIRES: the GIL. */
+PyObject *hedge_block_entries_function(void)
+{
+    static PyObject *function;
+    if (function == NULL)
+        function = PyCFunction_NewEx(&hedge_block_entries_def, NULL, NULL);
+    Py_XINCREF(function);
+    return function;
+}
 """
 
 ffibuilder = FFI()

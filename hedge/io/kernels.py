@@ -2,12 +2,17 @@
 pure-Python twin of each (docs/design.md, "C kernels"): a module asks for
 the kernels it uses and runs its twin when it gets None.
 
+Most kernels are cffi functions (``load``).  One that builds Python
+objects is a builtin function of the CPython API in the same module
+(``load_function``): cffi can neither declare one nor hold the GIL for it.
+
 None means: the extension is not built (no liburing where hedge was
 installed), or it was built before one of those kernels existed, or the
 HEDGE_PURE_PYTHON environment variable is set (to run the twins).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 
@@ -72,3 +77,23 @@ def load(*names: str):
     if any(kernel is None for kernel in kernels):
         return None
     return (ffi, *kernels)
+
+
+def load_function(getter: str):
+    """The builtin function (a kernel that returns Python objects) that the
+    module's C function ``getter`` returns, or None (module docstring).
+    cffi's declarations cannot name ``PyObject``, so the getter is called
+    through ``ctypes.PyDLL``, which holds the GIL for the call."""
+    if os.environ.get("HEDGE_PURE_PYTHON"):
+        return None
+    try:
+        from hedge.io import _uring
+    except ImportError:
+        return None
+    try:
+        make = getattr(ctypes.PyDLL(_uring.__file__), getter)
+    except (AttributeError, OSError):
+        return None
+    make.restype = ctypes.py_object
+    make.argtypes = ()
+    return make()

@@ -82,6 +82,26 @@ _find = _seek = None
 _ABSENT = -1
 
 
+# hedge_block_entries (a builtin function), or None: no C decoding.
+_DECODER = kernels.load_function("hedge_block_entries_function")
+# The decoder in use (None: the Python loop); set by use_decode_kernel.
+_decode = None
+
+
+def decode_kernel_available() -> bool:
+    """Whether the C decoding of entries can run (hedge/io/kernels.py)."""
+    return _DECODER is not None
+
+
+def use_decode_kernel(enabled: bool) -> None:
+    """Decode entries in C (when available) or with the Python twin, as
+    ``use_search_kernel`` does for the search.  The kernel holds the GIL
+    (a builtin function, not a cffi call), so it serves many threads as
+    well as one."""
+    global _decode
+    _decode = _DECODER if enabled else None
+
+
 def search_kernel_available() -> bool:
     """Whether the C block search can run (hedge/io/kernels.py)."""
     return _KERNELS is not None
@@ -342,6 +362,9 @@ class Block:
                 hi = mid
         return lo
 
+    def _corrupt_entries(self) -> CorruptionError:
+        return CorruptionError(self.file, self.offset, "block entries do not fit in the block")
+
     def _corrupt_offsets(self) -> CorruptionError:
         return CorruptionError(self.file, self.offset, "block entry offsets point outside the block")
 
@@ -362,10 +385,18 @@ class Block:
         decoded, in entry order.  REQUIRES: 0 <= first <= stop <= len(self).
         A scan that needs a few entries of a block decodes only those; a
         decoded block gives a slice of its list (a new list, shared
-        tuples)."""
+        tuples).  Decoded in C when the kernel is built
+        (``use_decode_kernel``).  Raises CorruptionError for an entry that
+        does not fit in the block (the kernel also checks every length and
+        kind byte; the Python twin, the offsets and kinds)."""
         if self._entries is not None:
             return self._entries[first:stop]
         data = self._data
+        if _decode is not None:
+            entries = _decode(data, first, stop)
+            if entries is None:
+                raise self._corrupt_entries()
+            return entries
         offs = self._offsets()
         header = _HEADER.unpack_from
         kinds = _KINDS
@@ -373,11 +404,14 @@ class Block:
             offs = offs[first:stop]
         out = []
         append = out.append
-        for off in offs:
-            klen, vlen, sk = header(data, off)
-            kstart = off + 16
-            vstart = kstart + klen
-            append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
+        try:
+            for off in offs:
+                klen, vlen, sk = header(data, off)
+                kstart = off + 16
+                vstart = kstart + klen
+                append((data[kstart:vstart], sk >> 8, kinds[sk & 0xFF], data[vstart : vstart + vlen]))
+        except (struct.error, IndexError):
+            raise self._corrupt_entries() from None
         return out
 
 
@@ -385,3 +419,4 @@ class Block:
 _BLOCK_BYTES = sys.getsizeof(Block.__new__(Block))
 
 use_search_kernel(True)
+use_decode_kernel(True)

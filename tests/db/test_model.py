@@ -218,15 +218,17 @@ def test_hedge_behaves_like_a_dict(io_method):
 
 @pytest.mark.timeout(900 if SOAK else 120)
 def test_hedge_behaves_like_a_dict_with_blocks_searched_and_filters_probed_in_python():
-    """The same machine with the Python twins of the block search and the
-    bloom probes (the test above uses the C kernels when they are built);
-    one I/O method, since neither does I/O."""
+    """The same machine with the Python twins of the block search, the
+    block decoding and the bloom probes (the test above uses the C kernels
+    when they are built); one I/O method, since none of them does I/O."""
     block_module.use_search_kernel(False)
+    block_module.use_decode_kernel(False)
     bloom_module.use_probe_kernel(False)
     try:
         machine = _run_machine("sync")
     finally:
         block_module.use_search_kernel(True)
+        block_module.use_decode_kernel(True)
         bloom_module.use_probe_kernel(True)
     assert max(machine.seen_levels) >= 2, machine.seen_levels
 

@@ -1,9 +1,10 @@
-"""hedge.io.kernels.load: the C kernels when they can run, None otherwise
-(the callers then run their pure-Python twins)."""
+"""hedge.io.kernels.load and load_function: the C kernels when they can
+run, None otherwise (the callers then run their pure-Python twins)."""
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -27,3 +28,20 @@ def test_none_when_one_kernel_is_missing():
 def test_none_when_pure_python_is_asked_for(monkeypatch):
     monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
     assert kernels.load("hedge_bloom_set") is None
+
+
+@pytest.mark.skipif(not BUILT, reason="hedge.io._uring is not built")
+def test_load_function_gives_the_builtin_that_the_getter_makes_once(monkeypatch):
+    monkeypatch.delenv("HEDGE_PURE_PYTHON", raising=False)
+    decode = kernels.load_function("hedge_block_entries_function")
+    assert type(decode).__name__ == "builtin_function_or_method" and decode.__name__ == "block_entries"
+    held = sys.getrefcount(decode)
+    for _ in range(50):
+        assert kernels.load_function("hedge_block_entries_function") is decode
+    assert sys.getrefcount(decode) == held       # each call's reference is the caller's, and dropped
+
+
+def test_load_function_gives_none_for_a_missing_getter_or_pure_python(monkeypatch):
+    assert kernels.load_function("hedge_no_such_getter") is None
+    monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
+    assert kernels.load_function("hedge_block_entries_function") is None

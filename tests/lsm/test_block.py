@@ -58,7 +58,7 @@ def test_get_matches_model_at_every_snapshot(seed, block_search):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_iter_from_yields_entries_from_start_key(seed, block_search):
+def test_iter_from_yields_entries_from_start_key(seed, block_search, block_decode):
     rng = random.Random(100 + seed)
     entries = random_entries(rng, 80)
     block = Block(build(entries, pad_to=4096))
@@ -150,7 +150,7 @@ def test_impossible_count_with_valid_checksum_raises_corruption():
 # ---- the decoded copy (Block.decoded) answers like the block ----
 
 @pytest.mark.parametrize("seed", range(6))
-def test_decoded_copy_answers_exactly_like_the_plain_block(seed, block_search):
+def test_decoded_copy_answers_exactly_like_the_plain_block(seed, block_search, block_decode):
     rng = random.Random(500 + seed)
     entries = random_entries(rng, rng.choice((1, 5, 60, 200)))
     plain = Block(build(entries, pad_to=rng.choice((1, 4096))))
@@ -275,3 +275,88 @@ def test_c_search_raises_corruption_for_offsets_outside_the_block(damage):
     assert (info.value.file, info.value.offset) == ("x.sst", 8192)
     with pytest.raises(CorruptionError, match="outside the block"):
         block.lower_bound(b"k005")
+
+
+# ---- the C decoding (block_entries) and its Python twin ----
+
+needs_decoder = pytest.mark.skipif(not block_module.decode_kernel_available(),
+                                   reason="the C block decoding is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+
+
+def _decoded_with(enabled: bool, block: Block, spans) -> list:
+    block_module.use_decode_kernel(enabled)
+    try:
+        return [block.entries_between(first, stop) for first, stop in spans]
+    finally:
+        block_module.use_decode_kernel(True)
+
+
+@needs_decoder
+@pytest.mark.parametrize("seed", range(8))
+def test_c_decoding_gives_what_its_python_twin_gives(seed):
+    rng = random.Random(1300 + seed)
+    entries = random_entries(rng, rng.choice((1, 3, 16, 60, 300)))
+    if seed % 2:                 # big values, seqs up to 2**56 - 1, the empty key
+        entries = [(b"", (1 << 56) - 1, Kind.PUT, rng.randbytes(70_000))] + [
+            (b"k%d" % i, (1 << 56) - 2 - i, Kind.DELETE if i % 3 == 0 else Kind.PUT, rng.randbytes(i * 37))
+            for i in range(40)]
+    block = Block(build(entries, pad_to=rng.choice((1, 4096))))
+    n = len(entries)
+    spans = [(0, n), (0, 0), (n, n)] + [sorted((rng.randint(0, n), rng.randint(0, n))) for _ in range(20)]
+    c = _decoded_with(True, block, spans)
+    assert c == _decoded_with(False, block, spans)
+    assert c == [entries[first:stop] for first, stop in spans]
+    kinds = {type(entry[2]) for run in c for entry in run}
+    assert kinds <= {int}, kinds                # plain ints, as the memtables hold
+
+
+@needs_decoder
+@pytest.mark.parametrize("damage", ["offset past the end", "key longer than the block", "value longer than the block",
+                                    "kind byte 7"])
+def test_c_decoding_raises_corruption_for_entries_outside_the_block(damage):
+    entries = [(b"k%03d" % i, 5, Kind.PUT, b"x" * 20) for i in range(10)]
+    count = len(entries)
+
+    def patch(body):
+        offsets_at = len(body) - 4 - 4 * count
+        (fifth,) = struct.unpack_from("<I", body, offsets_at + 4 * 5)
+        if damage == "offset past the end":
+            struct.pack_into("<I", body, offsets_at + 4 * 5, len(body) + 100)
+        elif damage == "key longer than the block":
+            struct.pack_into("<I", body, fifth, 1 << 30)
+        elif damage == "value longer than the block":
+            struct.pack_into("<I", body, fifth + 4, offsets_at - fifth - 16 - 4 + 1)
+        else:
+            body[fifth + 8] = 7
+
+    block = Block(_forged(entries, patch), file="x.sst", offset=8192)      # the checksum matches
+    with pytest.raises(CorruptionError, match="do not fit") as info:
+        block.entries_between(0, count)
+    assert (info.value.file, info.value.offset) == ("x.sst", 8192)
+    with pytest.raises(CorruptionError, match="do not fit"):
+        block.entries_between(5, 6)
+    assert block.entries_between(0, 5) == entries[:5]       # the entries before it still decode
+    assert block.entries_between(6, count) == entries[6:]
+
+
+@pytest.mark.parametrize("damage", ["offset past the end", "kind byte 7"])
+def test_python_decoding_raises_corruption_for_an_offset_or_kind_it_cannot_read(damage):
+    entries = [(b"k%03d" % i, 5, Kind.PUT, b"x" * 20) for i in range(10)]
+    count = len(entries)
+
+    def patch(body):
+        offsets_at = len(body) - 4 - 4 * count
+        if damage == "offset past the end":
+            struct.pack_into("<I", body, offsets_at + 4 * 5, len(body) + 100)
+        else:
+            (fifth,) = struct.unpack_from("<I", body, offsets_at + 4 * 5)
+            body[fifth + 8] = 7
+
+    block = Block(_forged(entries, patch), file="x.sst", offset=8192)
+    block_module.use_decode_kernel(False)
+    try:
+        with pytest.raises(CorruptionError, match="do not fit") as info:
+            block.entries_between(0, count)
+    finally:
+        block_module.use_decode_kernel(True)
+    assert (info.value.file, info.value.offset) == ("x.sst", 8192)
