@@ -368,21 +368,20 @@ long hedge_block_find(const char *block, size_t size, const char *key, size_t ke
     return equal ? (long)entry : HEDGE_BLOCK_ABSENT;
 }
 
-/* A kernel that returns Python objects: Block.entries_between's decoding
-   (hedge/lsm/block.py; the Python loop there is its twin).  It is a
-   builtin function of the CPython API, not a cffi call: it builds the
-   entries' tuples itself, and it holds the GIL like any builtin (cffi
-   would release it around the call, and could not return objects).
-   cffi's cdef cannot name PyObject, so hedge/lsm/block.py fetches the
-   function once through hedge_block_entries_function (ctypes.PyDLL, which
-   holds the GIL for the call).
+/* Kernels that return Python objects: builtin functions of the CPython
+   API, not cffi calls.  They build their objects themselves, and hold the
+   GIL like any builtin (cffi releases it around its calls, and cannot
+   return objects).  cffi's cdef cannot name PyObject, so hedge/io/kernels.py
+   fetches them once, by name, from the dict hedge_builtins returns
+   (called through ctypes.PyDLL, which holds the GIL for the call). */
 
-   block_entries(block, first, stop) -> list of (key, seq, kind, value),
-   the entries at index first up to stop, or None when the trailer, an
-   offset, a length or a kind byte is impossible (a block whose checksum
-   matched: a bug, or a forged file).  Every offset and length is checked
-   against the entries' area before it is read. */
-static PyObject *hedge_block_entries_impl(PyObject *self, PyObject *args)
+/* Block.entries_between's decoding (hedge/lsm/block.py; the Python loop
+   there is its twin).  block_entries(block, first, stop) -> list of (key,
+   seq, kind, value), the entries at index first up to stop, or None when
+   the trailer, an offset, a length or a kind byte is impossible (a block
+   whose checksum matched: a bug, or a forged file).  Every offset and
+   length is checked against the entries' area before it is read. */
+static PyObject *hedge_block_entries(PyObject *self, PyObject *args)
 {
     PyObject *data;
     char *block;
@@ -440,21 +439,29 @@ fail:
     return NULL;
 }
 
-static PyMethodDef hedge_block_entries_def = {
-    "block_entries", hedge_block_entries_impl, METH_VARARGS,
-    "block_entries(block, first, stop): the decoded entries first..stop-1, or None for a corrupt block."
+static PyMethodDef hedge_builtin_defs[] = {
+    {"block_entries", hedge_block_entries, METH_VARARGS,
+     "block_entries(block, first, stop): the decoded entries first..stop-1, or None for a corrupt block."},
+    {NULL, NULL, 0, NULL}
 };
 
-/* The block_entries function object, made once; a new reference each
-   call (ctypes with restype py_object takes it over), NULL with the
-   exception set when it cannot be made.  REQUIRES: the GIL. */
-PyObject *hedge_block_entries_function(void)
+/* A new dict of the builtin kernels by name, or NULL with the exception
+   set.  REQUIRES: the GIL. */
+PyObject *hedge_builtins(void)
 {
-    static PyObject *function;
-    if (function == NULL)
-        function = PyCFunction_NewEx(&hedge_block_entries_def, NULL, NULL);
-    Py_XINCREF(function);
-    return function;
+    PyObject *functions = PyDict_New();
+    if (functions == NULL)
+        return NULL;
+    for (PyMethodDef *def = hedge_builtin_defs; def->ml_name != NULL; def++) {
+        PyObject *function = PyCFunction_NewEx(def, NULL, NULL);
+        if (function == NULL || PyDict_SetItemString(functions, def->ml_name, function) < 0) {
+            Py_XDECREF(function);
+            Py_DECREF(functions);
+            return NULL;
+        }
+        Py_DECREF(function);
+    }
+    return functions;
 }
 """
 

@@ -4,7 +4,7 @@ the kernels it uses and runs its twin when it gets None.
 
 Most kernels are cffi functions (``load``).  One that builds Python
 objects is a builtin function of the CPython API in the same module
-(``load_function``): cffi can neither declare one nor hold the GIL for it.
+(``load_builtin``): cffi can neither declare one nor hold the GIL for it.
 
 None means: the extension is not built (no liburing where hedge was
 installed), or it was built before one of those kernels existed, or the
@@ -79,21 +79,26 @@ def load(*names: str):
     return (ffi, *kernels)
 
 
-def load_function(getter: str):
-    """The builtin function (a kernel that returns Python objects) that the
-    module's C function ``getter`` returns, or None (module docstring).
-    cffi's declarations cannot name ``PyObject``, so the getter is called
-    through ``ctypes.PyDLL``, which holds the GIL for the call."""
+
+_builtins: dict | None = None
+
+
+def load_builtin(name: str):
+    """The builtin function ``name`` (a kernel that returns Python
+    objects), or None (module docstring).  cffi's declarations cannot name
+    ``PyObject``: the module's ``hedge_builtins`` makes a dict of them,
+    fetched once through ``ctypes.PyDLL``, which holds the GIL for the
+    call."""
+    global _builtins
     if os.environ.get("HEDGE_PURE_PYTHON"):
         return None
-    try:
-        from hedge.io import _uring
-    except ImportError:
-        return None
-    try:
-        make = getattr(ctypes.PyDLL(_uring.__file__), getter)
-    except (AttributeError, OSError):
-        return None
-    make.restype = ctypes.py_object
-    make.argtypes = ()
-    return make()
+    if _builtins is None:
+        try:
+            from hedge.io import _uring
+            make = ctypes.PyDLL(_uring.__file__).hedge_builtins
+        except (ImportError, AttributeError, OSError):
+            return None         # not built, or built before the builtins existed
+        make.restype = ctypes.py_object
+        make.argtypes = ()
+        _builtins = make()
+    return _builtins.get(name)

@@ -82,8 +82,8 @@ _find = _seek = None
 _ABSENT = -1
 
 
-# hedge_block_entries (a builtin function), or None: no C decoding.
-_DECODER = kernels.load_function("hedge_block_entries_function")
+# The C decoding (a builtin function), or None: not built.
+_DECODER = kernels.load_builtin("block_entries")
 # The decoder in use (None: the Python loop); set by use_decode_kernel.
 _decode = None
 

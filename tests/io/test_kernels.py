@@ -1,4 +1,4 @@
-"""hedge.io.kernels.load and load_function: the C kernels when they can
+"""hedge.io.kernels.load and load_builtin: the C kernels when they can
 run, None otherwise (the callers then run their pure-Python twins)."""
 from __future__ import annotations
 
@@ -31,17 +31,17 @@ def test_none_when_pure_python_is_asked_for(monkeypatch):
 
 
 @pytest.mark.skipif(not BUILT, reason="hedge.io._uring is not built")
-def test_load_function_gives_the_builtin_that_the_getter_makes_once(monkeypatch):
+def test_load_builtin_gives_the_named_builtin_made_once(monkeypatch):
     monkeypatch.delenv("HEDGE_PURE_PYTHON", raising=False)
-    decode = kernels.load_function("hedge_block_entries_function")
+    decode = kernels.load_builtin("block_entries")
     assert type(decode).__name__ == "builtin_function_or_method" and decode.__name__ == "block_entries"
     held = sys.getrefcount(decode)
     for _ in range(50):
-        assert kernels.load_function("hedge_block_entries_function") is decode
-    assert sys.getrefcount(decode) == held       # each call's reference is the caller's, and dropped
+        assert kernels.load_builtin("block_entries") is decode
+    assert sys.getrefcount(decode) == held
 
 
-def test_load_function_gives_none_for_a_missing_getter_or_pure_python(monkeypatch):
-    assert kernels.load_function("hedge_no_such_getter") is None
+def test_load_builtin_gives_none_for_an_unknown_name_or_pure_python(monkeypatch):
+    assert kernels.load_builtin("no_such_kernel") is None
     monkeypatch.setenv("HEDGE_PURE_PYTHON", "1")
-    assert kernels.load_function("hedge_block_entries_function") is None
+    assert kernels.load_builtin("block_entries") is None
