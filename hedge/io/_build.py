@@ -94,6 +94,7 @@ SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <liburing.h>
+#include <sys/uio.h>
 
 #define HEDGE_SETUP_SINGLE_ISSUER IORING_SETUP_SINGLE_ISSUER
 #define HEDGE_SETUP_DEFER_TASKRUN IORING_SETUP_DEFER_TASKRUN
@@ -439,7 +440,47 @@ fail:
     return NULL;
 }
 
+/* ops.read_now's read (hedge/io/ops.py; os.preadv into a pooled buffer
+   and a copy out is its twin).  pread_now(fd, offset, length, flags) ->
+   the length bytes at offset, read with one preadv2(flags) straight into
+   the bytes object returned (no buffer, no copy); None when it returned
+   fewer (end of file, or part of the range not in the page cache); the
+   errno as an int when it failed (EAGAIN: the pages are not all in the
+   page cache, with RWF_NOWAIT).  The GIL is released around the call. */
+static PyObject *hedge_pread_now(PyObject *self, PyObject *args)
+{
+    int fd, flags;
+    long long offset;
+    Py_ssize_t length;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iLni", &fd, &offset, &length, &flags))
+        return NULL;
+    if (offset < 0 || length < 0) {
+        PyErr_SetString(PyExc_ValueError, "pread_now: negative offset or length");
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, length);
+    if (data == NULL)
+        return NULL;
+    struct iovec iov = {PyBytes_AsString(data), (size_t)length};
+    ssize_t n;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    n = preadv2(fd, &iov, 1, (off_t)offset, flags);
+    if (n < 0)
+        err = errno;
+    Py_END_ALLOW_THREADS
+    if (n == (ssize_t)length)
+        return data;
+    Py_DECREF(data);
+    if (n < 0)
+        return PyLong_FromLong(err);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef hedge_builtin_defs[] = {
+    {"pread_now", hedge_pread_now, METH_VARARGS,
+     "pread_now(fd, offset, length, flags): the bytes read, None when fewer, or the errno."},
     {"block_entries", hedge_block_entries, METH_VARARGS,
      "block_entries(block, first, stop): the decoded entries first..stop-1, or None for a corrupt block."},
     {NULL, NULL, 0, NULL}

@@ -27,7 +27,7 @@ import os
 import select
 
 from hedge.errors import HedgeIOError, ShortIOError
-from hedge.io import faults, powerloss
+from hedge.io import faults, kernels, powerloss
 from hedge.io import opcodes as O
 from hedge.io.buffer import ALIGN, Buffer
 from hedge.io.file import File, check_direct_alignment
@@ -112,8 +112,26 @@ async def read_exact(file: File, buf, offset: int, length: int | None = None, st
 
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
-SCRATCH_BYTES = 64 * 1024          # read_now's buffers: a table scan's read-ahead of 16 pages
+SCRATCH_BYTES = 64 * 1024          # the Python read's buffers: a table scan's read-ahead of 16 pages
 _scratch: list[memoryview] = []    # those not in use
+
+# The C read (a builtin of hedge.io._uring: preadv2 straight into the bytes
+# it returns), or None: not built.
+_PREAD_KERNEL = kernels.load_builtin("pread_now")
+_pread = _PREAD_KERNEL
+
+
+def read_kernel_available() -> bool:
+    """Whether ``read_now`` can read through the C kernel (hedge/io/kernels.py)."""
+    return _PREAD_KERNEL is not None
+
+
+def use_read_kernel(enabled: bool) -> None:
+    """``read_now`` reads through the C kernel (when available) or with
+    its Python twin.  For tests and measurements; the default is C when
+    available."""
+    global _pread
+    _pread = _PREAD_KERNEL if enabled else None
 
 
 def read_now(file: File, offset: int, length: int) -> bytes | None:
@@ -122,19 +140,31 @@ def read_now(file: File, offset: int, length: int) -> bytes | None:
     None, having read nothing usable, when it would have to wait for the
     device (EAGAIN), returns fewer bytes, the file is O_DIRECT, or the
     system cannot read without waiting.  Raises HedgeIOError for any other
-    error, and injected "read" faults.  Never waits for the device.
+    error, and injected "read" faults.  Never waits for the device.  Any
+    thread.
 
-    The bytes are read into a scratch buffer and copied out.  The buffers
-    are pooled for every thread (``list.pop`` and ``append`` are atomic), so
-    there are as many as reads ever ran at once; a read longer than one
-    has its own.  Any thread."""
-    global _NOWAIT
+    The C kernel ``pread_now`` reads straight into the bytes it returns
+    (the GIL released around the call); its twin reads into a scratch
+    buffer and copies the bytes out.  The scratch buffers are pooled for
+    every thread (``list.pop`` and ``append`` are atomic), so there are as
+    many as reads ever ran at once; a read longer than one has its own."""
     if file.direct or not _NOWAIT:
         return None
     if file.closed:
         file.check_open()
     if faults.armed:
         faults.check("read", file.path)
+    pread = _pread
+    if pread is None:
+        return _read_now_python(file, offset, length)
+    data = pread(file.fd, offset, length, _NOWAIT)
+    if type(data) is int:
+        return _not_read(data, file)
+    return data
+
+
+def _read_now_python(file: File, offset: int, length: int) -> bytes | None:
+    """``read_now``'s read in Python: the twin of ``pread_now``."""
     try:
         view = _scratch.pop()
     except IndexError:
@@ -144,14 +174,23 @@ def read_now(file: File, offset: int, length: int) -> bytes | None:
         n = os.preadv(file.fd, (into,), offset, _NOWAIT)
         return bytes(into) if n == length else None
     except OSError as e:
-        if e.errno == errno.EAGAIN:
-            return None
-        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            _NOWAIT = 0
-            return None
-        raise HedgeIOError(e.errno or errno.EIO, "read", file.path) from None
+        return _not_read(e.errno, file)
     finally:
         _scratch.append(view)
+
+
+def _not_read(code: int | None, file: File) -> None:
+    """A ``read_now`` that failed with errno ``code``: None when the page
+    cache lacks the bytes (EAGAIN) or the system cannot read without
+    waiting (then ``read_now`` stops trying); raises HedgeIOError for any
+    other error."""
+    global _NOWAIT
+    if code == errno.EAGAIN:
+        return None
+    if code in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+        _NOWAIT = 0
+        return None
+    raise HedgeIOError(code or errno.EIO, "read", file.path) from None
 
 
 async def write(file: File, data, offset: int, start: int = 0, length: int | None = None) -> int:

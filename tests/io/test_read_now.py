@@ -1,6 +1,7 @@
 """ops.read_now: a read the page cache answers on the calling thread, never
 waiting for the device, as bytes; every other case says None (the caller
-then reads through the ring) or raises the typed error a ring read would."""
+then reads through the ring) or raises the typed error a ring read would.
+Each test runs with the C read (``pread_now``) and with its Python twin."""
 from __future__ import annotations
 
 import ctypes
@@ -55,6 +56,33 @@ def _evicted(path: str, offset: int, length: int) -> bool:
         os.close(fd)
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def read_path(request):
+    """read_now through the C kernel or through its Python twin."""
+    if request.param == "c" and not ops.read_kernel_available():
+        pytest.skip("the C read is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+    ops.use_read_kernel(request.param == "c")
+    yield request.param
+    ops.use_read_kernel(True)
+
+
+def _fail_reads(monkeypatch, read_path: str, code: int) -> list:
+    """Make every read of ``read_path`` fail with errno ``code``; the list
+    of the reads tried."""
+    calls = []
+    if read_path == "c":
+        def refuse(*args):
+            calls.append(args)
+            return code                             # how pread_now reports an errno
+        monkeypatch.setattr(ops, "_pread", refuse)
+    else:
+        def refuse(*args):
+            calls.append(args)
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(ops.os, "preadv", refuse)
+    return calls
+
+
 def test_resident_sees_what_a_read_brings_into_the_page_cache(data_file):
     path, _ = data_file
     if not _evicted(path, 65536, 4096):
@@ -90,10 +118,9 @@ def test_a_read_past_the_end_is_left_to_the_ring(data_file):
         assert ops.read_now(f, len(data) - 4096, 8192) is None
 
 
-def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch):
+def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch, read_path):
     path, _ = data_file
-    calls = []
-    monkeypatch.setattr(ops.os, "preadv", lambda *a: calls.append(a))
+    calls = _fail_reads(monkeypatch, read_path, errno.EIO)
     with File.open(path) as f:
         f.direct = True                             # as opened with direct=True
         assert ops.read_now(f, 0, 4096) is None
@@ -101,34 +128,41 @@ def test_an_o_direct_file_is_never_read_in_place(data_file, monkeypatch):
 
 
 @pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.EINVAL])
-def test_a_system_without_nowait_reads_turns_them_off(data_file, monkeypatch, code):
+def test_a_system_without_nowait_reads_turns_them_off(data_file, monkeypatch, code, read_path):
     path, _ = data_file
-    calls = []
-
-    def refuse(*args):
-        calls.append(args)
-        raise OSError(code, os.strerror(code))
-
     monkeypatch.setattr(ops, "_NOWAIT", ops._NOWAIT)    # restored after the test
-    monkeypatch.setattr(ops.os, "preadv", refuse)
+    calls = _fail_reads(monkeypatch, read_path, code)
     with File.open(path) as f:
         assert ops.read_now(f, 0, 4096) is None
         assert ops.read_now(f, 0, 4096) is None
     assert len(calls) == 1                          # asked once, then never again
 
 
-def test_an_io_error_is_a_typed_error(data_file, monkeypatch):
+def test_an_io_error_is_a_typed_error(data_file, monkeypatch, read_path):
     path, _ = data_file
-
-    def fail(*args):
-        raise OSError(errno.EIO, "I/O error")
-
-    monkeypatch.setattr(ops.os, "preadv", fail)
+    _fail_reads(monkeypatch, read_path, errno.EIO)
     with File.open(path) as f:
         with pytest.raises(HedgeIOError) as raised:
             ops.read_now(f, 0, 4096)
     assert raised.value.errno == errno.EIO and raised.value.op == "read"
     assert raised.value.path == path
+
+
+def test_the_c_read_reports_a_real_errno(data_file, read_path):
+    """pread_now itself: the errno of a failed preadv2 (here EBADF, a file
+    descriptor closed behind the file's back) becomes a HedgeIOError."""
+    if read_path != "c":
+        pytest.skip("the C read's own errno")
+    path, _ = data_file
+    f = File.open(path)
+    try:
+        os.close(f.fd)
+        with pytest.raises(HedgeIOError) as raised:
+            ops.read_now(f, 0, 4096)
+        assert raised.value.errno == errno.EBADF
+    finally:
+        f.fd = os.open(path, os.O_RDONLY)           # so that closing the file closes a descriptor it owns
+        f.close()
 
 
 def test_an_injected_read_fault_fails_it_like_a_ring_read(data_file):
@@ -164,9 +198,12 @@ def test_the_bytes_read_do_not_change_with_the_next_read(data_file):
     assert first == data[:8192] and second == data[65536:65536 + 8192]
 
 
-def test_a_read_made_while_another_is_running_has_a_buffer_of_its_own(data_file, monkeypatch):
+def test_a_read_made_while_another_is_running_has_a_buffer_of_its_own(data_file, monkeypatch, read_path):
     """As a signal handler's read, or another thread's while one waits in
-    its system call: the two reads must not share a scratch buffer."""
+    its system call: the two reads must not share a scratch buffer (the
+    Python twin's; the C read has none)."""
+    if read_path != "python":
+        pytest.skip("the Python twin's scratch buffers")
     path, data = data_file
     preadv = os.preadv
     nested = []

@@ -125,23 +125,43 @@ def test_a_dropped_table_is_released_open_when_its_last_reader_goes(executor, di
     assert [n for n, _file in cache.take_released()] == [5] and cache.unreleased == 0
 
 
+def _after_each_system_read(monkeypatch, hook) -> None:
+    """Call ``hook()`` inside every in-place read, right after its system
+    call: through the C read when it is in use, else its Python twin's."""
+    if ops._pread is not None:
+        pread = ops._pread
+
+        def pread_then_hook(*args):
+            data = pread(*args)
+            hook()
+            return data
+
+        monkeypatch.setattr(ops, "_pread", pread_then_hook)
+    else:
+        preadv = os.preadv
+
+        def preadv_then_hook(*args):
+            n = preadv(*args)
+            hook()
+            return n
+
+        monkeypatch.setattr(ops.os, "preadv", preadv_then_hook)
+
+
 def test_a_file_evicted_during_an_in_place_read_is_closed_when_the_read_ends(executor, directory, monkeypatch):
     before = fds()
     cache = TableCache(directory, False, None, max_open_files=TABLES, inline_reads=True)
     readers = open_all(executor, cache)
     pinned = executor.run_sync(cache.pin([2]))
-    preadv = os.preadv
     during = []
 
-    def preadv_then_evict(fd, buffers, offset, flags):
-        n = preadv(fd, buffers, offset, flags)
+    def evict():
         if not during:
             cache.max_open_files = 1
             cache.unpin(executor.run_sync(cache.pin([3])))      # releasing it evicts all but table 2
             during.append(fds())
-        return n
 
-    monkeypatch.setattr(ops.os, "preadv", preadv_then_evict)
+    _after_each_system_read(monkeypatch, evict)
     found = readers[1].get_cached(key(1, 5), 1 << 40)           # in place, on this thread
     assert found[2] == b"v5"
     # Table 1's file stayed open (beside pinned table 2's) until the read
