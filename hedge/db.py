@@ -47,7 +47,6 @@ from hedge.exec.caller import CallerExecutors
 from hedge.exec.executor import current_executor_or_none
 from hedge.exec.pool import Pools
 from hedge.io.backend import resolve_method
-from hedge.io.kernels import note_caller_thread
 from hedge.io.traps import reschedule
 from hedge.lsm.batch import WriteBatch
 from hedge.lsm.cache import BlockCache
@@ -881,7 +880,6 @@ class _Calls:
         if current_executor_or_none() is not None:
             raise WrongThreadError("a blocking hedge call from code running on a hedge executor would "
                                    "block that executor; await the db.aio form instead")
-        note_caller_thread()
 
     def check_writable(self) -> None:
         """``check``, then raise ReadOnlyError for a read-only database."""

@@ -39,7 +39,6 @@ from hedge.errors import ClosedError, ForkError, WrongThreadError
 from hedge.exec import forkguard
 from hedge.exec.executor import DONE, RUNNING, Executor, current_executor_or_none, set_current_executor
 from hedge.exec.task import Task
-from hedge.io import kernels
 from hedge.io.backend import SUBMIT_MIN
 from hedge.io.traps import TRAP_IO
 
@@ -419,7 +418,6 @@ class CallerExecutors:
                 raise ClosedError("the database is closed")
             self.created += 1
             name = f"{self.name}-{self.created}"
-        kernels.note_caller_thread()
         executor = CallerExecutor(self.io_method, self.ring_entries, name, self.submit_min)
         with self._lock:
             closed = self._closed

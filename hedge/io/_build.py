@@ -12,12 +12,21 @@ It also carries the engine's C kernels, each one hot loop with a
 pure-Python twin used when this module is not built (docs/design.md, "C
 kernels"):
 
-- ``hedge_bloom_set``: the probe bits of every key of a table's bloom
-  filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``);
-- ``hedge_bloom_probe``: whether one key's probe bits are all set
-  (hedge/lsm/bloom.py, ``BloomFilter.may_contain``);
-- ``hedge_block_seek`` and ``hedge_block_find``: the binary search of a
-  data block (hedge/lsm/block.py, ``Block.lower_bound`` and ``Block.get``).
+- ``hedge_bloom_set`` (a cffi function): the probe bits of every key of a
+  table's bloom filter (hedge/lsm/bloom.py, ``BloomBuilder.finish``).
+- Builtin functions of the CPython API, fetched by name from the dict
+  ``hedge_builtins`` makes (hedge/io/kernels.py, ``load_builtin``).  They
+  return Python objects, and hold the GIL as any builtin does, so a call
+  from one of many threads does not hand the GIL to another; cffi could
+  do neither:
+  - ``bloom_probe``: whether one key's probe bits are all set
+    (hedge/lsm/bloom.py, ``BloomFilter.may_contain``);
+  - ``block_find`` and ``block_seek``: the binary search of a data block
+    (hedge/lsm/block.py, ``Block.get`` and ``Block.lower_bound``);
+  - ``block_entries``: the decoding of a data block's entries
+    (``Block.entries_between``);
+  - ``pread_now``: a read the page cache answers, straight into the bytes
+    returned (hedge/io/ops.py, ``read_now``).
 
 The staged-request and completion layouts are shared with hedge/io/uring.py
 (struct formats REQ_FORMAT and CQE_FORMAT there); keep them in step.
@@ -80,11 +89,6 @@ int io_uring_register_eventfd(struct io_uring *ring, int fd);
 #define HEDGE_SETUP_COOP_TASKRUN ...
 
 void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64_t nbits, unsigned probes);
-int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, const char *digest);
-
-long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len);
-long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
-                      uint64_t snapshot_seq);
 """
 
 SOURCE = r"""
@@ -248,10 +252,11 @@ void hedge_bloom_set(const uint8_t *digests, size_t nkeys, uint8_t *bits, uint64
     }
 }
 
-/* Kernel: 1 when every probe bit of the key whose 16-byte digest (as
-   above) is given is set in the bitmap, 0 as soon as one is not.  Twin:
+/* 1 when every probe bit of the key whose 16-byte digest (as above) is
+   given is set in the bitmap, 0 as soon as one is not (the builtin
+   bloom_probe's).  Twin:
    hedge/lsm/bloom.py, BloomFilter.may_contain's Python probes. */
-int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, const char *digest)
+static int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, const char *digest)
 {
     const uint8_t *d8 = (const uint8_t *)digest;
     uint64_t b = hedge_be64(d8 + 8) % nbits;
@@ -268,10 +273,11 @@ int hedge_bloom_probe(const uint8_t *bits, uint64_t nbits, unsigned probes, cons
     return 1;
 }
 
-/* Kernels: the binary search of a data block (docs/format/table.md, "Data
-   block"): entries of header (key length u32, value length u32, seq << 8 |
-   kind u64, little-endian), key, value; then count u32 entry offsets, the
-   count and the checksum (12 bytes).  Entry order is key ascending, then
+/* The binary search of a data block, for the builtins block_find and
+   block_seek (docs/format/table.md, "Data block"): entries of header (key
+   length u32, value length u32, seq << 8 | kind u64, little-endian), key,
+   value; then count u32 entry offsets, the count and the checksum (12
+   bytes).  Entry order is key ascending, then
    seq descending.  Every offset and key length is checked against the
    block before it is read: a block whose checksum matched but whose
    offsets do not fit (a bug, or a forged file) gives HEDGE_BLOCK_CORRUPT,
@@ -347,7 +353,7 @@ static long hedge_block_search(const unsigned char *b, size_t size,
 }
 
 /* Block.lower_bound: the index of the first entry whose user key is >= key. */
-long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len)
+static long hedge_block_seek(const char *block, size_t size, const char *key, size_t key_len)
 {
     uint32_t entry;
     int equal;
@@ -357,8 +363,8 @@ long hedge_block_seek(const char *block, size_t size, const char *key, size_t ke
 
 /* Block.get: the offset of the entry holding the newest version of key
    with seq <= snapshot_seq, HEDGE_BLOCK_ABSENT when the block holds none. */
-long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
-                      uint64_t snapshot_seq)
+static long hedge_block_find(const char *block, size_t size, const char *key, size_t key_len,
+                             uint64_t snapshot_seq)
 {
     uint32_t entry;
     int equal;
@@ -478,7 +484,99 @@ static PyObject *hedge_pread_now(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Block.get's search (hedge/lsm/block.py; the Python search there is its
+   twin).  block_find(block, key, snapshot_seq) -> (seq, kind, value) of
+   the newest version of key with seq <= snapshot_seq, None when the block
+   holds none, False when the trailer or an offset is impossible, or when
+   the entry found does not fit or has an impossible kind byte. */
+static PyObject *hedge_block_find_builtin(PyObject *self, PyObject *args)
+{
+    PyObject *data, *key;
+    char *block, *k;
+    Py_ssize_t size, klen;
+    unsigned long long snapshot;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SSK", &data, &key, &snapshot) || PyBytes_AsStringAndSize(data, &block, &size) < 0
+            || PyBytes_AsStringAndSize(key, &k, &klen) < 0)
+        return NULL;
+    long off = hedge_block_find(block, (size_t)size, k, (size_t)klen, (uint64_t)snapshot);
+    if (off == HEDGE_BLOCK_ABSENT)
+        Py_RETURN_NONE;
+    if (off < 0)
+        Py_RETURN_FALSE;
+    const unsigned char *b = (const unsigned char *)block;
+    /* The search checked the entry's header and key against the entries'
+       area; the value is checked here. */
+    uint32_t count = hedge_le32(b + size - 12);
+    size_t entries_end = (size_t)size - 12 - 4 * (size_t)count;
+    uint32_t vlen = hedge_le32(b + off + 4);
+    uint64_t sk = hedge_le64(b + off + 8);
+    if (vlen > entries_end - (size_t)off - 16 - (size_t)klen || (sk & 0xFF) > 1)
+        Py_RETURN_FALSE;
+    PyObject *found = PyTuple_New(3), *item;
+    if (found == NULL)
+        return NULL;
+    if ((item = PyLong_FromUnsignedLongLong(sk >> 8)) == NULL)
+        goto fail;
+    PyTuple_SetItem(found, 0, item);
+    if ((item = PyLong_FromLong((long)(sk & 0xFF))) == NULL)
+        goto fail;
+    PyTuple_SetItem(found, 1, item);
+    if ((item = PyBytes_FromStringAndSize(block + off + 16 + klen, vlen)) == NULL)
+        goto fail;
+    PyTuple_SetItem(found, 2, item);
+    return found;
+fail:
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* Block.lower_bound's search (hedge/lsm/block.py; twin as above).
+   block_seek(block, key) -> the index of the first entry whose user key is
+   >= key, or -1 when the trailer or an offset is impossible. */
+static PyObject *hedge_block_seek_builtin(PyObject *self, PyObject *args)
+{
+    PyObject *data, *key;
+    char *block, *k;
+    Py_ssize_t size, klen;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SS", &data, &key) || PyBytes_AsStringAndSize(data, &block, &size) < 0
+            || PyBytes_AsStringAndSize(key, &k, &klen) < 0)
+        return NULL;
+    long i = hedge_block_seek(block, (size_t)size, k, (size_t)klen);
+    return PyLong_FromLong(i < 0 ? -1 : i);
+}
+
+/* BloomFilter.may_contain's probes (hedge/lsm/bloom.py; the Python probes
+   there are its twin).  bloom_probe(bitmap, nbits, probes, digest) ->
+   whether every probe bit of the key whose 16-byte digest is given is
+   set in the first nbits bits of bitmap.  ValueError when nbits is 0 or
+   more than the bitmap holds, or the digest is not 16 bytes. */
+static PyObject *hedge_bloom_probe_builtin(PyObject *self, PyObject *args)
+{
+    PyObject *bitmap, *digest;
+    char *bits, *d;
+    Py_ssize_t nbytes, dlen;
+    unsigned long long nbits;
+    unsigned int probes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "SKIS", &bitmap, &nbits, &probes, &digest)
+            || PyBytes_AsStringAndSize(bitmap, &bits, &nbytes) < 0 || PyBytes_AsStringAndSize(digest, &d, &dlen) < 0)
+        return NULL;
+    if (nbits == 0 || (nbits + 7) / 8 > (unsigned long long)nbytes || dlen != 16) {
+        PyErr_SetString(PyExc_ValueError, "bloom_probe: nbits does not fit the bitmap, or the digest is not 16 bytes");
+        return NULL;
+    }
+    return PyBool_FromLong(hedge_bloom_probe((const uint8_t *)bits, nbits, probes, d));
+}
+
 static PyMethodDef hedge_builtin_defs[] = {
+    {"block_find", hedge_block_find_builtin, METH_VARARGS,
+     "block_find(block, key, snapshot_seq): (seq, kind, value), None when absent, False for a corrupt block."},
+    {"block_seek", hedge_block_seek_builtin, METH_VARARGS,
+     "block_seek(block, key): the index of the first entry >= key, -1 for a corrupt block."},
+    {"bloom_probe", hedge_bloom_probe_builtin, METH_VARARGS,
+     "bloom_probe(bitmap, nbits, probes, digest): whether every probe bit is set."},
     {"pread_now", hedge_pread_now, METH_VARARGS,
      "pread_now(fd, offset, length, flags): the bytes read, None when fewer, or the errno."},
     {"block_entries", hedge_block_entries, METH_VARARGS,

@@ -2,9 +2,14 @@
 pure-Python twin of each (docs/design.md, "C kernels"): a module asks for
 the kernels it uses and runs its twin when it gets None.
 
-Most kernels are cffi functions (``load``).  One that builds Python
-objects is a builtin function of the CPython API in the same module
-(``load_builtin``): cffi can neither declare one nor hold the GIL for it.
+The bloom filter's builder calls a cffi function (``load``); cffi
+releases the GIL around each call.  The kernels of lookups, scans and
+in-place reads are builtin functions of the CPython API in the same
+module (``load_builtin``): they return Python objects, which cffi cannot
+declare, and they hold the GIL like any builtin.  That matters with many
+threads: while cffi kernels served lookups, each call could hand the GIL
+to another thread, and YCSB C from 64 threads ran at half the speed of the
+Python twins (docs/design.md, "C kernels").
 
 None means: the extension is not built (no liburing where hedge was
 installed), or it was built before one of those kernels existed, or the
@@ -14,54 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
-
-# The threads that call the engine themselves (the blocking API, asyncio
-# loops; not hedge's own executors), counted from their first call until
-# they end.  cffi releases the GIL around every kernel call; with two or
-# more such threads each call may hand the GIL to another of them, and the
-# caller then waits for its turn again.  From 64 threads YCSB C ran at
-# half the speed with the block search and the bloom probes in C than with
-# their Python twins, while from one thread the kernels made it 12% faster
-# (docs/design.md, "C kernels").  So the lookups' kernels give way to their
-# twins while ``many_callers``: two or more threads are counted.
-caller_threads: dict[int, None] = {}
-many_callers = False
-_caller_lock = threading.Lock()
-
-
-class _CallerMark:
-    """Counts its thread in ``caller_threads`` while it lives: it is the
-    thread's local, dropped when the thread ends."""
-
-    __slots__ = ("ident",)
-
-    def __init__(self):
-        global many_callers
-        self.ident = threading.get_ident()
-        with _caller_lock:
-            caller_threads[self.ident] = None
-            many_callers = len(caller_threads) > 1
-
-    def __del__(self, _lock=_caller_lock, _threads=caller_threads):
-        # The module's globals may be gone when the last thread's mark goes.
-        global many_callers
-        with _lock:
-            _threads.pop(self.ident, None)
-            many_callers = len(_threads) > 1
-
-
-class _Marks(threading.local):
-    mark: _CallerMark | None = None
-
-
-_marks = _Marks()
-
-
-def note_caller_thread() -> None:
-    """Count the calling thread among ``caller_threads`` (once; any thread)."""
-    if _marks.mark is None:
-        _marks.mark = _CallerMark()
 
 
 def load(*names: str):
@@ -77,7 +34,6 @@ def load(*names: str):
     if any(kernel is None for kernel in kernels):
         return None
     return (ffi, *kernels)
-
 
 
 _builtins: dict | None = None

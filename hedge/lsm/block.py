@@ -9,12 +9,15 @@ binary searches the block and decodes only the O(log n) entries it probes;
 the Python search and scans take the offsets as one tuple of ints (one
 ``unpack_from``, on first use), the C search reads them in place.
 
-The binary search runs in C when hedge.io._uring is built (the kernels
-``hedge_block_find`` and ``hedge_block_seek``, docs/design.md "C kernels"):
-one call on the block's bytes, about 0.6 us for a get against 1.5 us in
-Python for a 16-entry block.  Its twin, the Python search below, runs when
-the module is not built or HEDGE_PURE_PYTHON is set; ``use_search_kernel``
-switches between them (for tests that compare the two).
+The binary search runs in C when hedge.io._uring is built (the builtin
+kernels ``block_find`` and ``block_seek``, docs/design.md "C kernels"):
+one call on the block's bytes, about 0.25 us for a get's answer against
+1.5 us in Python for a 16-entry block.  Its twin, the Python search below,
+runs when the module is not built or HEDGE_PURE_PYTHON is set;
+``use_search_kernel`` switches between them (for tests that compare the
+two).  ``entries_between`` decodes in C the same way (``block_entries``).
+The kernels are CPython builtins: they hold the GIL like any other call,
+so they serve any number of threads.
 
 A block that is scanned again (a block-cache hit) is worth more work:
 ``decoded()`` returns a copy that holds its entries as Python objects (the
@@ -73,13 +76,12 @@ def _offsets_format(count: int) -> struct.Struct:
     return struct.Struct(f"<{count}I")
 
 
-# (ffi, hedge_block_find, hedge_block_seek), or None: no C search.
-_KERNELS = kernels.load("hedge_block_find", "hedge_block_seek")
+# The C search (builtin functions: block_find, block_seek), or None: not built.
+_KERNELS = kernels.load_builtin("block_find"), kernels.load_builtin("block_seek")
+if None in _KERNELS:
+    _KERNELS = None
 # The kernels in use (None: the Python search); set by use_search_kernel.
 _find = _seek = None
-# hedge_block_find's answer for a key the block holds no version of; any
-# other negative answer of a kernel means offsets that do not fit in the block.
-_ABSENT = -1
 
 
 # The C decoding (a builtin function), or None: not built.
@@ -95,9 +97,7 @@ def decode_kernel_available() -> bool:
 
 def use_decode_kernel(enabled: bool) -> None:
     """Decode entries in C (when available) or with the Python twin, as
-    ``use_search_kernel`` does for the search.  The kernel holds the GIL
-    (a builtin function, not a cffi call), so it serves many threads as
-    well as one."""
+    ``use_search_kernel`` does for the search."""
     global _decode
     _decode = _DECODER if enabled else None
 
@@ -112,7 +112,7 @@ def use_search_kernel(enabled: bool) -> None:
     tests and measurements that compare the two; the default is C when
     available.  Process-wide: call it with no search running."""
     global _find, _seek
-    _find, _seek = _KERNELS[1:] if enabled and _KERNELS is not None else (None, None)
+    _find, _seek = _KERNELS if enabled and _KERNELS is not None else (None, None)
 
 
 def entry_bytes(key: bytes, value: bytes) -> int:
@@ -302,15 +302,11 @@ class Block:
                 i += 1
             return None
         data = self._data
-        if _find is not None and not kernels.many_callers:
-            off = _find(data, len(data), user_key, len(user_key), snapshot_seq)
-            if off < 0:
-                if off == _ABSENT:
-                    return None
+        if _find is not None:
+            found = _find(data, user_key, snapshot_seq)
+            if found is False:
                 raise self._corrupt_offsets()
-            klen, vlen, sk = _HEADER.unpack_from(data, off)
-            start = off + 16 + klen
-            return (sk >> 8, _KINDS[sk & 0xFF], data[start : start + vlen])
+            return found
         offs = self._offsets()
         u32 = _U32
         lo = 0
@@ -344,8 +340,8 @@ class Block:
         if self._keys is not None:
             return bisect_left(self._keys, user_key)
         data = self._data
-        if _seek is not None and not kernels.many_callers:
-            i = _seek(data, len(data), user_key, len(user_key))
+        if _seek is not None:
+            i = _seek(data, user_key)
             if i < 0:
                 raise self._corrupt_offsets()
             return i

@@ -13,9 +13,9 @@ may be read by any thread.
 A probe costs about 1,500 machine instructions of interpreter work (small
 integers), so a present key (all probes) costs several times an absent
 one (most stop at the first or second probe); perf/lsm_micro.py measures
-both.  So ``may_contain`` probes in C (``hedge_bloom_probe``) when the
-kernel is built, the Python probes being its twin; ``use_probe_kernel``
-switches between them.
+both.  So ``may_contain`` probes in C (the builtin kernel ``bloom_probe``)
+when the kernel is built, the Python probes being its twin;
+``use_probe_kernel`` switches between them.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ _LITTLE = sys.byteorder == "little"
 # are remembered.
 _last_hash: tuple = (None, b"")
 
-_PROBE_KERNEL = kernels.load("hedge_bloom_probe")
+_PROBE_KERNEL = kernels.load_builtin("bloom_probe")
 # The kernel in use (None: the Python probes); set by use_probe_kernel.
 _probe = None
 
@@ -66,7 +66,7 @@ def use_probe_kernel(enabled: bool) -> None:
     measurements that compare the two; the default is C when available.
     Process-wide: call it with no lookup running."""
     global _probe
-    _probe = _PROBE_KERNEL[1] if enabled and _PROBE_KERNEL is not None else None
+    _probe = _PROBE_KERNEL if enabled else None
 
 
 def probes_for(bits_per_key: int) -> int:
@@ -162,7 +162,7 @@ class BloomFilter:
     the checksum or the trailer is wrong; ``offset`` is the filter's offset in
     its file."""
 
-    __slots__ = ("_bits", "_nbits", "_probes", "_more_probes", "_cbits")
+    __slots__ = ("_bits", "_nbits", "_probes", "_more_probes")
 
     def __init__(self, data: bytes | bytearray | memoryview, file: str | None = None, offset: int = 0):
         data = bytes(data) if type(data) is not bytes else data
@@ -180,8 +180,6 @@ class BloomFilter:
         self._nbits = nbytes * 8
         self._probes = k
         self._more_probes = range(k - 1)
-        # The bitmap as the kernel takes it (holding a reference to data).
-        self._cbits = None if _PROBE_KERNEL is None else _PROBE_KERNEL[0].from_buffer("uint8_t[]", data)
 
     def may_contain(self, key: bytes) -> bool:
         """False only when ``key`` was certainly never added."""
@@ -194,10 +192,10 @@ class BloomFilter:
             if type(key) is bytes:
                 _last_hash = (key, digest)
         probe = _probe
-        if probe is not None and not kernels.many_callers:
+        if probe is not None:
             # A present key's seven probes cost about 2 us in Python in
             # place, 1 us more than this call (docs/design.md, "C kernels").
-            return probe(self._cbits, self._nbits, self._probes, digest) != 0
+            return probe(self._bits, self._nbits, self._probes, digest)
         h2, h1 = _U128(digest)
         # Probe i is (h1 + i*h2) mod nbits, as b + i*d with both reduced.
         # The first probe rejects about half of the absent keys, so h2 is

@@ -17,8 +17,8 @@ BUILT = importlib.util.find_spec("hedge.io._uring") is not None
 def test_gives_ffi_and_the_named_kernels_in_order(monkeypatch):
     monkeypatch.delenv("HEDGE_PURE_PYTHON", raising=False)
     from hedge.io._uring import ffi, lib
-    loaded = kernels.load("hedge_block_seek", "hedge_bloom_set")
-    assert loaded == (ffi, lib.hedge_block_seek, lib.hedge_bloom_set)
+    loaded = kernels.load("hedge_enter", "hedge_bloom_set")
+    assert loaded == (ffi, lib.hedge_enter, lib.hedge_bloom_set)
 
 
 def test_none_when_one_kernel_is_missing():
@@ -35,6 +35,8 @@ def test_load_builtin_gives_the_named_builtin_made_once(monkeypatch):
     monkeypatch.delenv("HEDGE_PURE_PYTHON", raising=False)
     decode = kernels.load_builtin("block_entries")
     assert type(decode).__name__ == "builtin_function_or_method" and decode.__name__ == "block_entries"
+    for name in ("block_find", "block_seek", "bloom_probe", "pread_now"):
+        assert kernels.load_builtin(name).__name__ == name
     held = sys.getrefcount(decode)
     for _ in range(50):
         assert kernels.load_builtin("block_entries") is decode

@@ -256,6 +256,27 @@ def _forged(entries, patch) -> bytes:
 
 
 @needs_kernel
+@pytest.mark.parametrize("damage", ["value longer than the block", "kind byte 7"])
+def test_c_search_raises_corruption_for_a_found_entry_that_does_not_fit(damage):
+    entries = [(b"k%03d" % i, 5, Kind.PUT, b"x" * 20) for i in range(10)]
+    count = len(entries)
+
+    def patch(body):
+        offsets_at = len(body) - 4 - 4 * count
+        (fifth,) = struct.unpack_from("<I", body, offsets_at + 4 * 5)
+        if damage == "value longer than the block":
+            struct.pack_into("<I", body, fifth + 4, offsets_at - fifth - 16 - 4 + 1)
+        else:
+            body[fifth + 8] = 7
+
+    block = Block(_forged(entries, patch), file="x.sst", offset=8192)      # the checksum matches
+    with pytest.raises(CorruptionError, match="outside the block") as info:
+        block.get(b"k005", 9)
+    assert (info.value.file, info.value.offset) == ("x.sst", 8192)
+    assert block.get(b"k004", 9) == (5, Kind.PUT, b"x" * 20)       # the other entries still answer
+
+
+@needs_kernel
 @pytest.mark.parametrize("damage", ["offset past the end", "key longer than the block"])
 def test_c_search_raises_corruption_for_offsets_outside_the_block(damage):
     entries = [(b"k%03d" % i, 5, Kind.PUT, b"x" * 20) for i in range(10)]

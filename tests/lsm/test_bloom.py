@@ -202,3 +202,14 @@ def test_pure_python_probes_are_chosen_when_asked():
     code = "from hedge.lsm import bloom; print(bloom.probe_kernel_available(), bloom._probe)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "None"]
+
+
+@pytest.mark.skipif(not bloom_module.probe_kernel_available(),
+                    reason="the C probes are not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
+@pytest.mark.parametrize("nbits, digest_bytes", [(0, 16), (8 * 8 + 1, 16), (64, 15), (64, 17)])
+def test_c_probes_refuse_a_bitmap_or_digest_they_cannot_read(nbits, digest_bytes):
+    """The kernel reads no bit past the bitmap and no byte past the digest:
+    a call that would gets ValueError."""
+    with pytest.raises(ValueError, match="bloom_probe"):
+        bloom_module._PROBE_KERNEL(bytes(8), nbits, 7, bytes(digest_bytes))
+    assert bloom_module._PROBE_KERNEL(b"\xff" * 8, 64, 7, bytes(16)) is True
