@@ -183,10 +183,12 @@ class TableCursor:
                 break
         return want
 
-    async def _next(self, pairs: int | None):
+    def _next_now(self, pairs: int | None):
         """The next block of this cursor's tables, the next table's first
         when one ends (``_first`` is then True again), or None after the
-        last."""
+        last, when that needs no wait (blocks cached, read ahead, or in
+        the page cache); else the ranges (a list) to read through the
+        ring with ``_read``.  Never suspends."""
         while True:
             pending = self._pending
             if pending:
@@ -197,40 +199,75 @@ class TableCursor:
                 self._enter_next_table(self._table_ranges(self._readers[self._next_reader]))
             want = self._ranges_to_read(pairs, self._ranges)
             if want:
-                return await self._read(want)
+                block = self._read_now(want)
+                return want if block is None else block
             self._ranges = None
 
+    def _read_now(self, want: list):
+        """The first of the blocks at ``want`` when each is cached or in
+        the page cache (the others wait in ``_pending``); else None, and
+        ``_read`` reads them through the ring.  Never suspends."""
+        pending = self._pending_blocks_now(want)
+        if pending is None:
+            return None
+        self._grow_ahead(len(want))
+        self._pending = pending
+        return pending.pop()
+
     async def _read(self, want: list):
-        """The first of the blocks at ``want``; the others wait in
-        ``_pending``.  After a table's first read, the next takes two
-        blocks at least."""
-        if len(want) == 1:
+        """``_read_now`` through the ring, for blocks it could not read in
+        place."""
+        pending = await self._pending_blocks(want)
+        self._grow_ahead(len(want))
+        self._pending = pending
+        return pending.pop()
+
+    def _grow_ahead(self, blocks: int) -> None:
+        """After a read of ``blocks`` blocks: a table's first read of one
+        block is followed by reads of two blocks at least, and each read
+        of several by one twice as long (up to READ_AHEAD_BLOCKS)."""
+        if blocks == 1:
             if self._ahead == 1:
                 self._ahead = 2
-            return await self._reader.read_block(want[0][0], want[0][1], self._fill)
-        self._ahead = min(self._ahead * 2, READ_AHEAD_BLOCKS)
-        self._pending = await self._pending_blocks(want)
-        return self._pending.pop()
+        else:
+            self._ahead = min(self._ahead * 2, READ_AHEAD_BLOCKS)
 
     def _table_ranges(self, reader):
         """The ranges of ``reader``'s blocks this cursor reads, in the
         order it hands them out."""
         return reader.iter_block_ranges(self._start, self._end)
 
+    def _pending_blocks_now(self, want: list) -> list | None:
+        """The blocks at ``want`` (in hand-out order) as ``_pending`` holds
+        them, the last to hand out first, when each is cached or in the
+        page cache (``TableReader.read_blocks_now``); else None."""
+        blocks = self._reader.read_blocks_now(self._file_order(want), self._fill)
+        return None if blocks is None else self._pending_order(blocks)
+
     async def _pending_blocks(self, want: list) -> list:
-        """The blocks at ``want`` (in hand-out order), the last to hand out
-        first (``_pending`` pops from the end)."""
-        blocks = await self._reader.read_blocks(want, self._fill)
+        """``_pending_blocks_now``'s blocks, read through the ring."""
+        return self._pending_order(await self._reader.read_blocks(self._file_order(want), self._fill))
+
+    @staticmethod
+    def _file_order(want: list) -> list:
+        """The ranges ``want`` (in hand-out order) in file order."""
+        return want
+
+    @staticmethod
+    def _pending_order(blocks: list) -> list:
+        """The blocks read at ``_file_order(want)``, in the order
+        ``_pending`` holds them: the last to hand out first."""
         blocks.reverse()
         return blocks
 
     def first_read(self, pairs: int | None = None):
-        """A coroutine that reads this cursor's first blocks (its first
-        block, or with ``pairs`` wanted the blocks they are expected to
-        need) when any of them is not cached; None when all are, when the
-        cursor has started, or when its range is empty.
-        ``read_first_blocks`` awaits those of every source of a scan
-        together."""
+        """Take this cursor's first blocks (its first block, or with
+        ``pairs`` wanted the blocks they are expected to need) from the
+        cache or the page cache now and return None; or return a
+        coroutine that reads them through the ring when any is in
+        neither.  None also when the cursor has started or its range is
+        empty.  ``read_first_blocks`` awaits those of every source of a
+        scan together."""
         if self._ranges is not None or self._next_reader >= len(self._readers):
             return None
         ranges = self._table_ranges(self._readers[self._next_reader])
@@ -241,12 +278,10 @@ class TableCursor:
         # blocks read are left where _next takes them from.
         self._enter_next_table(ranges)
         want = self._ranges_to_read(pairs, itertools.chain((first,), ranges))
-        reader = self._reader
-        for offset, _length in want:
-            if not reader.block_cached(offset):
-                return self._read_first(want)
-        # All cached: _next takes them from the cache when they are needed.
-        self._ranges = itertools.chain(want, ranges)
+        block = self._read_now(want)
+        if block is None:
+            return self._read_first(want)
+        self._pending.append(block)
         return None
 
     def _enter_next_table(self, ranges) -> None:
@@ -276,7 +311,9 @@ class TableCursor:
             if block is None:
                 if run is not None and not self._pending:
                     return run
-                block = await self._next(limit)     # with a run: a block read ahead
+                block = self._next_now(limit)       # with a run: a block read ahead
+                if type(block) is list:
+                    block = await self._read(block)
                 if block is None:
                     return run
                 pos = block.lower_bound(self._start) if self._first and self._start is not None else 0

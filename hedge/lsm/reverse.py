@@ -59,10 +59,15 @@ class ReverseTableCursor(TableCursor):
     def _table_ranges(self, reader):
         return reader.iter_block_ranges_reverse(self._start, self._end)
 
-    async def _pending_blocks(self, want: list) -> list:
-        # ``want`` runs backwards through the file: in file order, the last
-        # block to hand out comes first.
-        return await self._reader.read_blocks(want[::-1], self._fill)
+    @staticmethod
+    def _file_order(want: list) -> list:
+        # ``want`` runs backwards through the file.
+        return want[::-1]
+
+    @staticmethod
+    def _pending_order(blocks: list) -> list:
+        # In file order, the last block to hand out comes first.
+        return blocks
 
     async def next_block(self, limit: int | None = None) -> list | None:
         """The next non-empty reverse run, or None at the end: a block
@@ -71,7 +76,9 @@ class ReverseTableCursor(TableCursor):
         start = self._start
         end = self._end
         while True:
-            block = await self._next(None)
+            block = self._next_now(None)
+            if type(block) is list:
+                block = await self._read(block)
             if block is None:
                 return None
             self._first = False

@@ -189,6 +189,13 @@ class _CountingReader:
         self.reads += 1
         return await self._reader.read_block(offset, length, fill_cache)
 
+    def read_blocks_now(self, ranges, fill_cache=True):
+        assert ranges == sorted(ranges), "read_blocks_now takes ranges in file order"
+        blocks = self._reader.read_blocks_now(ranges, fill_cache)
+        if blocks is not None:
+            self.reads += len(ranges)
+        return blocks
+
     async def read_blocks(self, ranges, fill_cache=True):
         assert ranges == sorted(ranges), "read_blocks takes ranges in file order"
         self.reads += len(ranges)

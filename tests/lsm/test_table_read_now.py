@@ -47,7 +47,10 @@ def _answers(reader: TableReader, entries) -> tuple:
     ranges = reader.block_ranges()
     runs = []
     for start in range(0, len(ranges), 5):
-        blocks = run(reader.read_blocks(ranges[start : start + 5]))
+        # As a scan's cursor reads: in place when it can, else through the ring.
+        blocks = reader.read_blocks_now(ranges[start : start + 5])
+        if blocks is None:
+            blocks = run(reader.read_blocks(ranges[start : start + 5]))
         runs.append([list(b.iter_from(None)) for b in blocks])
     return gets, absent, runs, collect(reader.iter_from())
 
@@ -88,3 +91,27 @@ def test_a_get_read_in_place_is_not_left_for_the_ring():
     refusing = run(TableReader.open(memory_reader(data), len(data), FILE, 1, None,
                                     now_reader(data, [], ANSWERS["never"])))
     assert refusing.get_cached(entries[0][0], MAX_SEQ) is NOT_CACHED
+
+
+def test_blocks_read_in_place_are_not_read_again_and_the_ring_reads_the_rest():
+    """read_blocks_now reads a run of blocks in place or says None; the
+    ring then reads them (read_blocks never asks the page cache again)."""
+    entries = random_entries(random.Random(10), 600)
+    data, _ = build(entries)
+    ring_log, now_log = [], []
+    reader = run(TableReader.open(memory_reader(data, ring_log), len(data), FILE, 1, None,
+                                  now_reader(data, now_log, ANSWERS["always"])))
+    ranges = reader.block_ranges()[:4]
+    ring_log.clear()
+    blocks = reader.read_blocks_now(ranges)
+    assert [b.offset for b in blocks] == [off for off, _ in ranges]
+    assert len(now_log) == 1 and ring_log == []         # one read for the four adjacent blocks
+    refusing = run(TableReader.open(memory_reader(data, ring_log), len(data), FILE, 1, None,
+                                    now_reader(data, now_log, ANSWERS["never"])))
+    now_log.clear()
+    ring_log.clear()
+    assert refusing.read_blocks_now(ranges) is None
+    blocks = run(refusing.read_blocks(ranges))
+    assert [list(b.iter_from(None)) for b in blocks] == [list(b.iter_from(None)) for b in
+                                                         reader.read_blocks_now(ranges)]
+    assert len(ring_log) == 1                           # the ring read them, once, in one request

@@ -366,11 +366,6 @@ class TableReader:
             cache.insert(self._key_base | offset, block, fill_cache)
         return block
 
-    def block_cached(self, offset: int) -> bool:
-        """Whether the block at ``offset`` is in the cache now (a cacheless
-        reader never has it)."""
-        return self._cache is not None and self._cache.holds(self._key_base | offset)
-
     async def read_block(self, offset: int, length: int, fill_cache: int = True) -> Block:
         """The block at ``(offset, length)`` (one of ``block_ranges``), from
         the cache or read and verified."""
@@ -384,46 +379,88 @@ class TableReader:
                 return block
         return await self._load(offset, length, fill_cache)
 
+    def read_blocks_now(self, ranges: list[tuple[int, int]], fill_cache: int = True) -> list[Block] | None:
+        """The blocks at ``ranges`` (consecutive entries of
+        ``block_ranges``, in file order), each from the cache or read in
+        place when the page cache holds it (the reader's ``read_now``):
+        the blocks missing from the cache that follow each other in the
+        file are read with one ``read_now`` covering their pages
+        (read-ahead for scans).  None, when one is in neither: the caller
+        then reads them through the ring with ``read_blocks`` (which finds
+        in the cache those admitted meanwhile).  Never suspends."""
+        blocks, missing = self._cached_blocks(ranges)
+        if missing:
+            if self._read_now is None:
+                return None
+            for run in _adjacent_runs(missing):
+                if not self._load_run_now(ranges, run, blocks, fill_cache):
+                    return None
+        return blocks
+
     async def read_blocks(self, ranges: list[tuple[int, int]], fill_cache: int = True) -> list[Block]:
-        """The blocks at ``ranges`` (consecutive entries of ``block_ranges``,
-        in file order), each from the cache or read and verified.  The blocks
-        missing from the cache that follow each other in the file are read
-        with one request covering their pages (read-ahead for scans)."""
-        cache = self._cache
-        blocks: list = [None] * len(ranges)
-        missing: list[int] = []
-        key_base = self._key_base
-        for i, (offset, _length) in enumerate(ranges):
-            if cache is not None:
-                ckey = key_base | offset
-                block = cache.get(ckey)
-                if block is not None:
-                    blocks[i] = block if block.is_decoded else self._decode_cached(ckey, block)
-                    continue
-            missing.append(i)
-        run: list[int] = []
-        for i in missing:
-            if run and i != run[-1] + 1:
-                await self._load_run(ranges, run, blocks, fill_cache)
-                run = []
-            run.append(i)
-        if run:
+        """``read_blocks_now``'s blocks, those missing from the cache read
+        through the ring, never in place (what follows a
+        ``read_blocks_now`` that returned None)."""
+        blocks, missing = self._cached_blocks(ranges)
+        for run in _adjacent_runs(missing):
             await self._load_run(ranges, run, blocks, fill_cache)
         return blocks
 
-    async def _load_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: int) -> None:
-        """Read the blocks ``ranges[i] for i in run`` (adjacent in the file)
-        with one read of the pages covering them, into ``blocks``."""
+    def _cached_blocks(self, ranges: list[tuple[int, int]]) -> tuple[list, list[int]]:
+        """The blocks at ``ranges`` that the cache holds (None for the
+        others, in a list as long as ``ranges``), and the indexes of the
+        others.  A block a scan finds undecoded is decoded, and cached so
+        (``_decode_cached``)."""
+        cache = self._cache
+        blocks: list = [None] * len(ranges)
+        if cache is None:
+            return blocks, list(range(len(ranges)))
+        missing: list[int] = []
+        key_base = self._key_base
+        for i, (offset, _length) in enumerate(ranges):
+            ckey = key_base | offset
+            block = cache.get(ckey)
+            if block is not None:
+                blocks[i] = block if block.is_decoded else self._decode_cached(ckey, block)
+            else:
+                missing.append(i)
+        return blocks, missing
+
+    def _load_run_now(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: int) -> bool:
+        """Read the blocks ``ranges[i] for i in run`` (adjacent in the
+        file) in place into ``blocks``, with one ``read_now`` of the pages
+        covering them; whether the page cache held them all.
+        REQUIRES: the reader has a ``read_now``."""
         if len(run) == 1:
             offset, length = ranges[run[0]]
-            blocks[run[0]] = await self._load(offset, length, fill_cache)
-            return
-        first_offset = ranges[run[0]][0]
-        last_offset, last_length = ranges[run[-1]]
-        start, span = page_span(first_offset, last_offset + last_length - first_offset)
-        data = None if self._read_now is None else self._read_now(start, span)
+            block = self._load_now(offset, length, fill_cache)
+            if block is None:
+                return False
+            blocks[run[0]] = block
+            return True
+        start, span = _run_span(ranges, run)
+        data = self._read_now(start, span)
         if data is None:
-            data = _exact(await self._read(start, span), start, span, self.file_name)
+            return False
+        self._split_run(ranges, run, blocks, start, data, fill_cache)
+        return True
+
+    async def _load_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, fill_cache: int) -> None:
+        """Read the blocks ``ranges[i] for i in run`` (adjacent in the file)
+        through the ring into ``blocks``, with one read of the pages
+        covering them."""
+        if len(run) == 1:
+            offset, length = ranges[run[0]]
+            blocks[run[0]] = await self._load(offset, length, fill_cache, False)
+            return
+        start, span = _run_span(ranges, run)
+        data = _exact(await self._read(start, span), start, span, self.file_name)
+        self._split_run(ranges, run, blocks, start, data, fill_cache)
+
+    def _split_run(self, ranges: list[tuple[int, int]], run: list[int], blocks: list, start: int, data: bytes,
+                   fill_cache: int) -> None:
+        """The blocks of ``run`` verified out of ``data``, the bytes read at
+        ``start``, into ``blocks``."""
         view = memoryview(data)
         for i in run:
             offset, length = ranges[i]
@@ -447,6 +484,25 @@ class TableReader:
         """Drop this table's blocks from the cache (when the table is deleted)."""
         if self._cache is not None:
             self._cache.erase_tables((self.table_id,))
+
+
+def _adjacent_runs(indexes: list[int]) -> list[list[int]]:
+    """``indexes`` (ascending) cut into runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _run_span(ranges: list[tuple[int, int]], run: list[int]) -> tuple[int, int]:
+    """The page-aligned ``(offset, length)`` covering the blocks
+    ``ranges[i] for i in run`` (adjacent in the file)."""
+    first_offset = ranges[run[0]][0]
+    last_offset, last_length = ranges[run[-1]]
+    return page_span(first_offset, last_offset + last_length - first_offset)
 
 
 def page_span(offset: int, length: int) -> tuple[int, int]:
