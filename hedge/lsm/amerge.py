@@ -275,7 +275,7 @@ class TableCursor:
         if first is None:
             return None
         # The cursor moves onto this table now, as next_block would; the
-        # blocks read are left where _next takes them from.
+        # blocks read are left where _next_now takes them from.
         self._enter_next_table(ranges)
         want = self._ranges_to_read(pairs, itertools.chain((first,), ranges))
         block = self._read_now(want)
