@@ -49,7 +49,7 @@ This relies on the GIL making single list/dict operations atomic
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 
 from sortedcontainers import SortedList
@@ -66,6 +66,34 @@ _CHUNK_KEYS = 128
 _FOLD_KEYS = 64
 
 Entry = tuple[bytes, int, Kind, bytes]
+
+
+def keys_from(keys: SortedList, start: bytes | None, after: bool, n: int) -> list[bytes]:
+    """The first ``n`` (or fewer, at the end) of ``keys`` from ``start``
+    (above it when ``after``; None: from the first): what
+    ``keys[keys.bisect_left(start):][:n]`` (``bisect_right`` when
+    ``after``) gives, found in SortedList's sublists directly.  The
+    public bisect and slice go through its positional index, in Python:
+    2.4 us against 0.6 us for 16 keys of 40,000.  Relies on SortedList's
+    documented layout (sortedcontainers 2: ``_lists``, sorted sublists in
+    order, and ``_maxes``, the last key of each); tests/lsm/test_memtable.py
+    checks the answer against the public calls."""
+    lists = keys._lists
+    if start is None:
+        i = j = 0
+    else:
+        maxes = keys._maxes
+        i = bisect_right(maxes, start) if after else bisect_left(maxes, start)
+        if i == len(maxes):
+            return []
+        j = bisect_right(lists[i], start) if after else bisect_left(lists[i], start)
+    if not lists:
+        return []
+    chunk = lists[i][j:j + n]
+    while len(chunk) < n and i + 1 < len(lists):
+        i += 1
+        chunk += lists[i][:n - len(chunk)]
+    return chunk
 
 
 class Memtable:
@@ -221,14 +249,9 @@ class Memtable:
         step per entry.  Safe on any thread while the writer adds, for the
         same reasons (module docstring); each entry's own seq decides, never
         a memtable-wide bound the writer updates after the entry."""
-        keys = self._keys
         with self._lock:
             self._fold()
-            if start_key is None:
-                pos = 0
-            else:
-                pos = keys.bisect_right(start_key) if after else keys.bisect_left(start_key)
-            chunk = keys[pos:pos + n]
+            chunk = keys_from(self._keys, start_key, after, n)
         more = len(chunk) == n
         if end_key is not None and chunk and chunk[-1] >= end_key:
             chunk = chunk[:bisect_left(chunk, end_key)]

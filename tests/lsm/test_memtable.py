@@ -4,9 +4,10 @@ import sys
 import threading
 
 import pytest
+from sortedcontainers import SortedList
 
 from hedge.lsm.keys import Kind, entry_order
-from hedge.lsm.memtable import ENTRY_OVERHEAD_BYTES, Memtable
+from hedge.lsm.memtable import ENTRY_OVERHEAD_BYTES, Memtable, keys_from
 from tests.lsm.model import lookup, random_entries, sorted_entries
 
 
@@ -338,3 +339,26 @@ def test_a_visible_run_checks_each_entry_not_the_memtables_newest_seq():
     assert mt.max_seq == 2
     assert mt.visible_run(None, False, None, 2, 10) == ([(b"a", 1, Kind.PUT, b"a1"), (b"b", 2, Kind.PUT, b"b2")],
                                                         b"b", False)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 999, 1000, 1001, 5000])
+def test_keys_from_gives_what_the_public_bisect_and_slice_give(size):
+    """keys_from reads SortedList's sublists directly: its answers must be
+    those of the public calls, from any start, across sublists, at both
+    ends, so that a change of SortedList's layout fails here."""
+    rng = random.Random(size)
+    keys = SortedList()
+    for _ in range(size):                           # one by one: sublists split as a memtable's do
+        keys.add(rng.randbytes(rng.randint(0, 6)))
+    if size >= 5000:
+        assert len(keys._lists) > 2                 # several sublists to cross
+    starts = [None, b"", b"\x00", b"\xff" * 7] + [rng.randbytes(rng.randint(0, 6)) for _ in range(30)]
+    starts += rng.sample(list(keys), min(30, len(keys)))
+    for start in starts:
+        for after in (False, True):
+            if start is None:
+                pos = 0
+            else:
+                pos = keys.bisect_right(start) if after else keys.bisect_left(start)
+            for n in (1, 16, 128, 1500, size + 1):
+                assert keys_from(keys, start, after, n) == list(keys[pos:pos + n]), (start, after, n)
