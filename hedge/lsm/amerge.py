@@ -346,27 +346,25 @@ class TableCursor:
                 return run
 
 
-async def read_first_blocks(cursors: list, pairs: int | None = None) -> bool:
-    """Read the first blocks of every TableCursor among ``cursors``, forward
-    or reverse (the first block, or with ``pairs`` wanted those they are
-    expected to need), that are not cached, all at once: a scan then waits
-    for one round of reads before it can merge, instead of one round per
-    source (the merge asks its sources for their first runs one after the
-    other).  Returns whether it read any (and so let the executor's other
-    tasks run).  REQUIRES: on an executor (the reads run as tasks of it)."""
+def read_first_blocks(cursors: list, pairs: int | None = None):
+    """Take the first blocks of every TableCursor among ``cursors``,
+    forward or reverse (the first block, or with ``pairs`` wanted those
+    they are expected to need), from the cache or the page cache now
+    (``first_read``), and return an awaitable that reads the others
+    through the ring, all at once; None when there are none.  A scan then
+    waits for one round of reads before it can merge, instead of one
+    round per source (the merge asks its sources for their first runs one
+    after the other).  REQUIRES: on an executor (the reads run as tasks
+    of it)."""
     reads = []
     for cursor in cursors:
         if isinstance(cursor, TableCursor):
             read = cursor.first_read(pairs)
             if read is not None:
                 reads.append(read)
-    if len(reads) > 1:
-        await gather(*reads)
-    elif reads:
-        await reads[0]
-    else:
-        return False
-    return True
+    if not reads:
+        return None
+    return gather(*reads) if len(reads) > 1 else reads[0]
 
 
 class MemtableCursor:

@@ -554,15 +554,20 @@ class Engine:
         chunk: list = []
         try:
             if start is None or end is None or start < end:
-                mems = [m for m in (sv.mem, *(m for m, _ in sv.imms)) if len(m)]
+                mems = [sv.mem] if len(sv.mem) else []
+                if sv.imms:
+                    mems += [m for m, _ in sv.imms if len(m)]
                 if reverse:
                     sources = [ListCursor(m.iter_reverse(start, end, snap)) for m in mems]
                     sources += _table_cursors(sv, start, end, ReverseTableCursor, pair_bytes=True)
                 else:
                     sources = [MemtableCursor(m, start, end, snap) for m in mems]
                     sources += _table_cursors(sv, start, end, TableCursor, pair_bytes=True)
-                if not await read_first_blocks(sources, limit):
+                reads = read_first_blocks(sources, limit)
+                if reads is None:
                     await executor_checkpoint()
+                else:
+                    await reads
                 if reverse:
                     merged = reverse_visible_merge(sources, snap, want)
                 else:
