@@ -216,8 +216,7 @@ class Memtable:
         fold = self._fold
         with lock:
             fold()
-            pos = keys.bisect_left(start_key) if start_key is not None else 0
-            chunk = keys[pos:pos + _CHUNK_KEYS]
+            chunk = keys_from(keys, start_key, False, _CHUNK_KEYS)
         while chunk:
             for key in chunk:
                 if end_key is not None and key >= end_key:
@@ -233,8 +232,7 @@ class Memtable:
             last = chunk[-1]
             with lock:
                 fold()
-                pos = keys.bisect_right(last)
-                chunk = keys[pos:pos + _CHUNK_KEYS]
+                chunk = keys_from(keys, last, True, _CHUNK_KEYS)
 
     def visible_run(self, start_key: bytes | None, after: bool, end_key: bytes | None, snapshot_seq: int,
                     n: int) -> tuple[list[Entry], bytes | None, bool]:
