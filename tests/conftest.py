@@ -1,7 +1,6 @@
 """Fixtures shared by the whole suite: one per I/O method, an executor on
-each, one per block search, block decoding and bloom probe (C kernel or
-Python twin),
-and helpers to run coroutines on it."""
+each, one per block search, block decoding, in-place read and bloom probe
+(C kernel or Python twin), and helpers to run coroutines on it."""
 from __future__ import annotations
 
 import os
@@ -9,6 +8,7 @@ import os
 import pytest
 
 from hedge.exec import Executor
+from hedge.io import ops
 from hedge.io.backend import uring_status
 from hedge.lsm import block as block_module
 from hedge.lsm import bloom as bloom_module
@@ -58,6 +58,13 @@ def block_decode(request) -> str:
     test's duration."""
     yield from _kernel_or_twin(request, block_module.decode_kernel_available(), block_module.use_decode_kernel,
                                "block decoding")
+
+
+@pytest.fixture(params=BLOCK_SEARCHES)
+def read_kernel(request) -> str:
+    """``ops.read_now`` through the C read (``pread_now``) or through its
+    Python twin for the test's duration."""
+    yield from _kernel_or_twin(request, ops.read_kernel_available(), ops.use_read_kernel, "read")
 
 
 @pytest.fixture(params=BLOCK_SEARCHES)

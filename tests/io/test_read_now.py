@@ -56,14 +56,11 @@ def _evicted(path: str, offset: int, length: int) -> bool:
         os.close(fd)
 
 
-@pytest.fixture(autouse=True, params=["c", "python"])
-def read_path(request):
-    """read_now through the C kernel or through its Python twin."""
-    if request.param == "c" and not ops.read_kernel_available():
-        pytest.skip("the C read is not built (hedge.io._uring) or HEDGE_PURE_PYTHON is set")
-    ops.use_read_kernel(request.param == "c")
-    yield request.param
-    ops.use_read_kernel(True)
+@pytest.fixture(autouse=True)
+def read_path(read_kernel) -> str:
+    """Every test here runs with the C read and with its Python twin
+    (tests/conftest.py, ``read_kernel``)."""
+    return read_kernel
 
 
 def _fail_reads(monkeypatch, read_path: str, code: int) -> list:
