@@ -944,16 +944,19 @@ class _Calls:
         return await future
 
 
-async def _then_checkpoint(coro):
+async def _then_checkpoint(coro, executor=None):
     """Await ``coro``, then, when the task has gone on for TURN_NS with
     operations that completed without waiting (Executor.turn_over), let
     the executor's other ready tasks run: a task whose operations complete
     without waiting (a memtable hit, a write group of one) would otherwise
     keep its executor to itself.  An operation that waited (for a read, for
-    its write group) gave the others their turn already."""
-    executor = current_executor_or_none()
+    its write group) gave the others their turn already.  ``executor``:
+    the caller's current executor when it has looked it up (else it is
+    looked up here; None outside a hedge task)."""
     if executor is None:
-        return await coro
+        executor = current_executor_or_none()
+        if executor is None:
+            return await coro
     steps = executor.task_steps
     started = perf_counter_ns()
     result = await coro
@@ -962,14 +965,12 @@ async def _then_checkpoint(coro):
     return result
 
 
-async def _get_then_checkpoint(engine: Engine, key):
-    """``_then_checkpoint(engine.get(key))`` in one coroutine instead of two:
-    the get a hedge task awaits most often.  Suspends only for the blocks
-    that are not cached; a get that did not suspend counts toward the
-    task's turn (Executor.turn_over) like any such operation."""
-    executor = current_executor_or_none()
-    if executor is None:
-        return await engine.get(key)
+async def _get_then_checkpoint(executor, engine: Engine, key):
+    """``_then_checkpoint(engine.get(key), executor)`` in one coroutine
+    instead of two: the get a hedge task awaits most often.  Suspends only
+    for the blocks that are not cached; a get that did not suspend counts
+    toward the task's turn (Executor.turn_over) like any such operation.
+    REQUIRES: ``executor`` is the calling task's."""
     steps = executor.task_steps
     started = perf_counter_ns()
     value = engine.get_now(key)
@@ -1047,28 +1048,39 @@ class AsyncDB:
         self._options = options
 
     def put(self, key: BytesLike, value: BytesLike, sync: bool = False) -> Awaitable[None]:
-        self._calls.check_writable()
-        loop = None if sync else _asyncio_caller_loop()
+        calls = self._calls
+        calls.check_writable()
+        executor = current_executor_or_none()
+        if executor is not None:
+            # A hedge task (the common case): what ``awaitable`` would
+            # give, without looking the executor up three times more.
+            return _then_checkpoint(self._engine.put(key, value, sync), executor)
+        loop = None if sync else _running_loop()
         if loop is not None:
-            return _write_in_loop(self._calls, loop, key, value, False)
-        return self._calls.awaitable(self._engine.put(key, value, sync))
+            return _write_in_loop(calls, loop, key, value, False)
+        return calls.awaitable(self._engine.put(key, value, sync))
 
     def get(self, key: BytesLike) -> Awaitable[bytes | None]:
         calls = self._calls
         calls.check()
-        if current_executor_or_none() is not None:
-            return _get_then_checkpoint(self._engine, key)
+        executor = current_executor_or_none()
+        if executor is not None:
+            return _get_then_checkpoint(executor, self._engine, key)
         loop = _running_loop()
         if loop is not None:
             return _get_in_loop(calls, loop, key)
         return calls.awaitable(self._engine.get(key))
 
     def remove(self, key: BytesLike, sync: bool = False) -> Awaitable[None]:
-        self._calls.check_writable()
-        loop = None if sync else _asyncio_caller_loop()
+        calls = self._calls
+        calls.check_writable()
+        executor = current_executor_or_none()
+        if executor is not None:
+            return _then_checkpoint(self._engine.remove(key, sync), executor)
+        loop = None if sync else _running_loop()
         if loop is not None:
-            return _write_in_loop(self._calls, loop, key, None, True)
-        return self._calls.awaitable(self._engine.remove(key, sync))
+            return _write_in_loop(calls, loop, key, None, True)
+        return calls.awaitable(self._engine.remove(key, sync))
 
     def write(self, batch: WriteBatch, sync: bool = False) -> Awaitable[None]:
         self._calls.check_writable()
