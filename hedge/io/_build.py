@@ -296,6 +296,20 @@ static uint64_t hedge_le64(const unsigned char *p)
     return (uint64_t)hedge_le32(p) | (uint64_t)hedge_le32(p + 4) << 32;
 }
 
+/* The entry count and the end of the entries' area (where the offsets
+   begin) from a block's trailer; 0, or -1 when the trailer is impossible. */
+static int hedge_block_layout(const unsigned char *b, size_t size, uint32_t *count, size_t *entries_end)
+{
+    if (size < 12)
+        return -1;
+    uint32_t n = hedge_le32(b + size - 12);
+    if ((size - 12) / 4 < n)
+        return -1;
+    *count = n;
+    *entries_end = size - 12 - 4 * (size_t)n;
+    return 0;
+}
+
 /* The user key of entry i: its bytes and length; 0, or -1 when the entry
    does not fit inside the entries' area (entries_end bytes). */
 static int hedge_block_key(const unsigned char *b, const unsigned char *offsets, size_t entries_end,
@@ -312,6 +326,21 @@ static int hedge_block_key(const unsigned char *b, const unsigned char *offsets,
     return 0;
 }
 
+/* The value length and seq << 8 | kind of the entry at off, whose key
+   (key_len bytes) fits (hedge_block_key); 0, or -1 when its value does not
+   fit inside the entries' area or its kind byte is impossible. */
+static int hedge_block_value(const unsigned char *b, size_t entries_end, uint32_t off, uint32_t key_len,
+                             uint32_t *value_len, uint64_t *seq_kind)
+{
+    uint32_t len = hedge_le32(b + off + 4);
+    uint64_t sk = hedge_le64(b + off + 8);
+    if (len > entries_end - off - 16 - key_len || (sk & 0xFF) > 1)
+        return -1;
+    *value_len = len;
+    *seq_kind = sk;
+    return 0;
+}
+
 /* Index of the first entry at or after (key, snapshot_seq) in entry order:
    the first whose user key is greater, or equal with seq <= snapshot_seq
    (the entry count when there is none); for that entry, *entry is its
@@ -323,12 +352,10 @@ static long hedge_block_search(const unsigned char *b, size_t size,
                                uint32_t *entry, int *equal)
 {
     *equal = 0;
-    if (size < 12)
+    uint32_t count;
+    size_t entries_end;
+    if (hedge_block_layout(b, size, &count, &entries_end) < 0)
         return HEDGE_BLOCK_CORRUPT;
-    uint32_t count = hedge_le32(b + size - 12);
-    if ((size - 12) / 4 < count)
-        return HEDGE_BLOCK_CORRUPT;
-    size_t entries_end = size - 12 - 4 * (size_t)count;
     const unsigned char *offsets = b + entries_end;
     uint32_t lo = 0, hi = count, off, len;
     while (lo < hi) {
@@ -397,24 +424,20 @@ static PyObject *hedge_block_entries(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Snn", &data, &first, &stop) || PyBytes_AsStringAndSize(data, &block, &size) < 0)
         return NULL;
     const unsigned char *b = (const unsigned char *)block;
-    if (size < 12)
+    uint32_t count;
+    size_t entries_end;
+    if (hedge_block_layout(b, (size_t)size, &count, &entries_end) < 0
+            || first < 0 || stop < first || (size_t)stop > count)
         Py_RETURN_NONE;
-    uint32_t count = hedge_le32(b + size - 12);
-    if ((size_t)(size - 12) / 4 < count || first < 0 || stop < first || (size_t)stop > count)
-        Py_RETURN_NONE;
-    size_t entries_end = (size_t)size - 12 - 4 * (size_t)count;
     const unsigned char *offsets = b + entries_end;
     PyObject *out = PyList_New(stop - first);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = first; i < stop; i++) {
-        uint32_t off = hedge_le32(offsets + 4 * (size_t)i);
-        if (off > entries_end || entries_end - off < 16)
-            goto corrupt;
-        uint32_t klen = hedge_le32(b + off), vlen = hedge_le32(b + off + 4);
-        uint64_t sk = hedge_le64(b + off + 8);
-        size_t room = entries_end - off - 16;
-        if (klen > room || vlen > room - klen || (sk & 0xFF) > 1)
+        uint32_t off, klen, vlen;
+        uint64_t sk;
+        if (hedge_block_key(b, offsets, entries_end, (uint32_t)i, &off, &klen) < 0
+                || hedge_block_value(b, entries_end, off, klen, &vlen, &sk) < 0)
             goto corrupt;
         PyObject *entry = PyTuple_New(4);
         if (entry == NULL)
@@ -505,13 +528,13 @@ static PyObject *hedge_block_find_builtin(PyObject *self, PyObject *args)
     if (off < 0)
         Py_RETURN_FALSE;
     const unsigned char *b = (const unsigned char *)block;
-    /* The search checked the entry's header and key against the entries'
-       area; the value is checked here. */
-    uint32_t count = hedge_le32(b + size - 12);
-    size_t entries_end = (size_t)size - 12 - 4 * (size_t)count;
-    uint32_t vlen = hedge_le32(b + off + 4);
-    uint64_t sk = hedge_le64(b + off + 8);
-    if (vlen > entries_end - (size_t)off - 16 - (size_t)klen || (sk & 0xFF) > 1)
+    /* The search checked the trailer, and the entry's header and key
+       against the entries' area; the value and kind are checked here. */
+    uint32_t count, vlen;
+    size_t entries_end;
+    uint64_t sk;
+    if (hedge_block_layout(b, (size_t)size, &count, &entries_end) < 0
+            || hedge_block_value(b, entries_end, (uint32_t)off, (uint32_t)klen, &vlen, &sk) < 0)
         Py_RETURN_FALSE;
     PyObject *found = PyTuple_New(3), *item;
     if (found == NULL)
