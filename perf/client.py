@@ -131,6 +131,17 @@ def run_program(client: Client, shared: Shared, workload: Workload, quota: int,
             return
 
 
+def run_programs(clients: list[Client], shared: Shared, workload: Workload, operations: int) -> list[Program]:
+    """The programs of one run phase of ``workload``: ``operations`` split
+    over ``clients`` (the first ones take one more when they do not divide
+    evenly), the zipfian space sized for the records present plus twice
+    the inserts expected."""
+    n = len(clients)
+    expected = shared.counter.limit + int(operations * workload.insert * 2)
+    return [run_program(c, shared, workload, operations // n + (1 if c.index < operations % n else 0), expected)
+            for c in clients]
+
+
 def _read(shared: Shared, chooser: KeyChooser) -> Generator[Request, Answer, int]:
     key = shared.keys.name(chooser.next())
     verifier = shared.verifier

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 import hedge
-from perf.client import Client, Program, Shared, drive_coroutines, drive_round_robin, run_program
+from perf.client import Client, Program, Shared, drive_coroutines, drive_round_robin, run_programs
 from perf.generators import InsertCounter
 from perf.keys import KeySpace
 from perf.values import ValueFactory
@@ -78,14 +78,9 @@ class AnswerAtOnce:
 def programs_for(workload: Workload, records: int, operations: int, clients: int,
                  value_size: int, seed: int) -> list[Program]:
     """The client programs ``perf.ycsb`` runs for ``workload`` after a load
-    of ``records`` records (perf/driver.py: the operations split over the
-    clients, the zipfian space sized for the inserts expected)."""
-    counter = InsertCounter(records)
-    shared = Shared(KeySpace("hashed"), ValueFactory(value_size), counter, None)
-    expected = records + int(operations * workload.insert * 2)
-    return [run_program(Client(i, seed, workload.name), shared, workload,
-                        operations // clients + (1 if i < operations % clients else 0), expected)
-            for i in range(clients)]
+    of ``records`` records (``run_programs``, as perf/driver.py does)."""
+    shared = Shared(KeySpace("hashed"), ValueFactory(value_size), InsertCounter(records), None)
+    return run_programs([Client(i, seed, workload.name) for i in range(clients)], shared, workload, operations)
 
 
 def time_runner(store: AnswerAtOnce, runner: str, programs: list[Program]) -> float:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from perf.client import (Client, Program, Shared, drive_coroutines, drive_round_robin, drive_threads,
-                         load_program, run_program)
+                         load_program, run_programs)
 from perf.environment import drop_page_cache
 from perf.generators import InsertCounter
 from perf.histogram import Histogram
@@ -212,14 +212,10 @@ class StoreBenchmark:
         result.disk_bytes_after_load = disk_bytes(path)
 
     def _workload(self, store, workload: Workload, note: str) -> PhaseResult:
-        n = self.config.store.clients
         operations = self.config.operations
         clients = self._clients(workload.name)
         shared = self._shared()
-        expected = self.counter.limit + int(operations * workload.insert * 2)
-        programs = [run_program(c, shared, workload, operations // n + (1 if c.index < operations % n else 0),
-                                expected)
-                    for c in clients]
+        programs = run_programs(clients, shared, workload, operations)
         return self._phase(store, workload.name, workload.describe(), programs, clients, operations,
                            shared, note)
 
